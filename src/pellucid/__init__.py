@@ -1,0 +1,26 @@
+"""pellucid: explainable deep learning for PyTorch.
+
+>>> import torch, pellucid
+>>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+>>> explanation = pellucid.explain(model.eval(), torch.randn(5, 4), method="gradient_x_input")
+>>> explanation.attribution.shape
+torch.Size([5, 4])
+"""
+
+from . import attribution as _attribution  # noqa: F401  (registers the methods)
+from .api import describe_methods, explain, get_method, list_methods
+from .explanation import Explanation
+from .method import Method, register_method
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Explanation",
+    "Method",
+    "__version__",
+    "describe_methods",
+    "explain",
+    "get_method",
+    "list_methods",
+    "register_method",
+]

@@ -1,0 +1,94 @@
+"""Noise wrappers over any registered method: SmoothGrad, SmoothGrad², VarGrad.
+
+With noisy copies x + εₙ, εₙ ∼ N(0, σ²), σ = ``noise`` · (max x − min x) per sample
+(Smilkov et al. 2017), and A the wrapped ("base") method:
+
+- SmoothGrad:  (1/N) Σₙ A(x + εₙ)          (Smilkov et al. 2017)
+- SmoothGrad²: (1/N) Σₙ A(x + εₙ)²         (Hooker et al. 2019)
+- VarGrad:     (1/N) Σₙ A(x + εₙ)² − SmoothGrad²   (Adebayo et al. 2018)
+
+The noise draws ε₁..ε_N are shared by all samples of a batch (scaled by each sample's σ),
+so the result for a sample does not depend on the rest of the batch. The N·B noisy rows
+are evaluated in chunks of ``batch_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._seeding import generator
+from ..batching import broadcast_like, expanded_rows
+from ..method import Method, register_method
+from ..task import Task
+
+
+@dataclass(frozen=True, eq=False)
+class _NoiseWrapper(Method):
+    base: str | Method = "gradient"
+    samples: int = 16
+    noise: float = 0.15
+    seed: int = 0
+    batch_size: int | None = None
+    base_settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def combine(self, mean: Tensor, mean_square: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def base_method(self) -> Method:
+        """The wrapped method object."""
+        if isinstance(self.base, Method):
+            return self.base
+        from ..api import get_method
+
+        return get_method(self.base, **self.base_settings)
+
+    def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        if not isinstance(self.samples, int) or self.samples < 1:
+            raise ValueError(f"samples must be a positive int, got {self.samples!r}")
+        if self.noise < 0:
+            raise ValueError(f"noise must be >= 0 (a fraction of the input range), got {self.noise}")
+        base = self.base_method()
+        flat = x.flatten(1)
+        sigma = broadcast_like(self.noise * (flat.amax(1) - flat.amin(1)), x)
+        eps = torch.randn((self.samples, *x.shape[1:]), generator=generator(self.seed), dtype=x.dtype)
+        eps = eps.to(x.device)
+        total, total_sq = torch.zeros_like(x), torch.zeros_like(x)
+        for sample, draw in expanded_rows(len(x), self.samples, self.batch_size, x.device):
+            noisy = x[sample] + sigma[sample] * eps[draw]
+            attribution, _ = base.attribute(task.take(sample), noisy)
+            total.index_add_(0, sample, attribution)
+            total_sq.index_add_(0, sample, attribution.square())
+        mean, mean_square = total / self.samples, total_sq / self.samples
+        return self.combine(mean, mean_square), {"base": base.name}
+
+
+@register_method("smoothgrad")
+@dataclass(frozen=True, eq=False)
+class SmoothGrad(_NoiseWrapper):
+    """SmoothGrad: the mean of a base method over noisy copies (Smilkov et al. 2017)."""
+
+    def combine(self, mean: Tensor, mean_square: Tensor) -> Tensor:
+        return mean
+
+
+@register_method("smoothgrad_squared")
+@dataclass(frozen=True, eq=False)
+class SmoothGradSquared(_NoiseWrapper):
+    """SmoothGrad²: the mean square of a base method over noisy copies (Hooker et al. 2019)."""
+
+    def combine(self, mean: Tensor, mean_square: Tensor) -> Tensor:
+        return mean_square
+
+
+@register_method("vargrad")
+@dataclass(frozen=True, eq=False)
+class VarGrad(_NoiseWrapper):
+    """VarGrad: the variance of a base method over noisy copies (Adebayo et al. 2018)."""
+
+    def combine(self, mean: Tensor, mean_square: Tensor) -> Tensor:
+        return (mean_square - mean.square()).clamp_min(0)

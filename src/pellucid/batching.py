@@ -1,0 +1,43 @@
+"""Chunking of expanded batches, so that memory stays bounded whatever the expansion.
+
+Methods that evaluate the model on many variants of each sample (integration steps,
+noisy copies, perturbations) flatten the (variant, sample) grid into rows and evaluate
+at most ``batch_size`` rows per forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+DEFAULT_BATCH_SIZE = 64
+
+
+def expanded_rows(
+    n_samples: int, n_variants: int, batch_size: int | None, device: torch.device | None = None
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield (sample index, variant index) LongTensors for chunks of the flattened grid.
+
+    Rows are ordered variant-major, so row r is sample ``r % n_samples`` of variant
+    ``r // n_samples``; each chunk has at most ``batch_size`` rows.
+    """
+    size = check_batch_size(batch_size)
+    total = n_samples * n_variants
+    for start in range(0, total, size):
+        rows = torch.arange(start, min(start + size, total), device=device)
+        yield rows % n_samples, rows // n_samples
+
+
+def check_batch_size(batch_size: int | None) -> int:
+    """The rows per forward pass; ``None`` means the default."""
+    size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"batch_size must be a positive int (rows per forward pass), got {size!r}")
+    return size
+
+
+def broadcast_like(values: Tensor, x: Tensor) -> Tensor:
+    """Reshape a per-row vector (R,) to broadcast against rows of ``x`` (R, ...)."""
+    return values.reshape(-1, *([1] * (x.ndim - 1)))
