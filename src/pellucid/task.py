@@ -33,8 +33,12 @@ class Task:
     primed: tuple[Tensor, Tensor] | None = None
 
     def output(self, x: Tensor) -> Tensor:
-        """The selected model output for inputs ``x`` (rows first)."""
-        out = select_output(self.model(x, **self.model_kwargs), self.select)
+        """The selected model output for inputs ``x`` (rows first).
+
+        The model receives a copy, so a model that writes to its input in place (e.g. an
+        in-place ReLU as its first layer) changes neither ``x`` nor a leaf of the graph.
+        """
+        out = select_output(self.model(x.clone(), **self.model_kwargs), self.select)
         check_output(out, x.shape[0])
         return out
 

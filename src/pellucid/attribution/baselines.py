@@ -1,8 +1,8 @@
 """Reference inputs x̄ for path methods and fills for perturbation methods.
 
-A baseline is ``"zero"``, a number (a constant), ``"mean"`` (the per-sample, per-channel
-mean), ``"blur"`` (a Gaussian blur of the input over its spatial dimensions),
-``"uniform"`` (uniform noise between the input's minimum and maximum, seeded), or a
+A baseline is ``"zero"``, a number (a constant), ``"mean"`` (the per-sample mean over the
+features, per channel for N×C×... inputs), ``"blur"`` (a Gaussian blur of the input over its spatial dimensions),
+``"uniform"`` (uniform noise between each sample's minimum and maximum, seeded), or a
 tensor broadcastable to the inputs.
 """
 
@@ -38,13 +38,15 @@ def make_baseline(
     if spec == "zero":
         return torch.zeros_like(x)
     if spec == "mean":
-        return x.mean(dim=spatial_dims(x), keepdim=True).expand_as(x).clone()
+        dims = spatial_dims(x) or (1,)
+        return x.mean(dim=dims, keepdim=True).expand_as(x).clone()
     if spec == "blur":
         return gaussian_blur(x, sigma)
     if spec == "uniform":
         low = x.flatten(1).amin(1).view(-1, *[1] * (x.ndim - 1))
         high = x.flatten(1).amax(1).view(-1, *[1] * (x.ndim - 1))
-        noise = torch.rand(x.shape, generator=generator(seed), dtype=x.dtype).to(x.device)
+        # one draw shared by the batch, so a sample's baseline does not depend on the others
+        noise = torch.rand(x.shape[1:], generator=generator(seed), dtype=x.dtype).to(x.device)
         return low + (high - low) * noise
     raise ValueError(
         f"unknown baseline {spec!r}; use one of {', '.join(KINDS)}, a number, or a tensor"

@@ -1,0 +1,82 @@
+"""Timing and peak-memory helpers shared by the benchmark scripts."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+class PeakMemory:
+    """Peak resident memory above the level at entry, sampled every 2 ms."""
+
+    def __enter__(self) -> PeakMemory:
+        self.start = rss_bytes()
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(0.002)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+    @property
+    def extra_mib(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+def timed(fn: Callable[[], object], repeats: int = 1) -> tuple[float, float]:
+    """(best seconds over ``repeats``, peak extra MiB of the first run)."""
+    best = float("inf")
+    peak = 0.0
+    for i in range(repeats):
+        with PeakMemory() as mem:
+            start = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - start)
+        if i == 0:
+            peak = mem.extra_mib
+    return best, peak
+
+
+def forward_backward(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """One forward and one backward pass to the input, the unit of cost."""
+
+    def run() -> None:
+        xg = x.clone().requires_grad_(True)
+        out = model(xg)
+        out = out.logits if hasattr(out, "logits") else out
+        (grad,) = torch.autograd.grad(out[:, 0].sum(), xg)
+        del grad
+
+    return run
+
+
+def forward_only(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        with torch.no_grad():
+            model(x)
+
+    return run
