@@ -3,7 +3,7 @@
     python benchmarks/methods.py                 # VGG-16 and ResNet-50 shapes, batch 8, 224²
     python benchmarks/methods.py --size 64 --batch 4 --models resnet50   # a quick look
 
-Each method runs once on a batch (after one warm-up forward+backward); the table gives
+Each method runs on a batch after a warm-up (best of 3 for single-pass methods); the table gives
 seconds, the ratio to one forward+backward of the same batch measured in the same run,
 the expected ratio from the number of passes the method needs, and the peak extra
 resident memory. Targets: gradient family ≤ 1.1×, IG with S steps ≤ 1.05·S×,
@@ -78,7 +78,8 @@ def main() -> None:
     for name in args.models:
         model = MODELS[name]().eval()
         x = torch.rand(args.batch, 3, args.size, args.size)
-        forward_backward(model, x)()  # warm-up
+        forward_backward(model, x)()  # warm-up of torch
+        pellucid.explain(model, x, 0, method="gradient")  # warm-up of pellucid's first call
         unit, unit_mem = timed(forward_backward(model, x), repeats=3)
         fwd, _ = timed(forward_only(model, x), repeats=3)
         print(f"\n{name}: batch {args.batch}×3×{args.size}², {args.threads} threads; "
@@ -91,8 +92,8 @@ def main() -> None:
             settings = {k: v for k, v in table[method].items()
                         if k in pellucid.get_method(method).settings()}
             run = lambda m=method, s=settings: pellucid.explain(model, x, 0, method=m, **s)  # noqa: E731
-            seconds, peak = timed(run)
             expected = expected_passes(method, settings, fwd / unit)
+            seconds, peak = timed(run, repeats=3 if expected <= 2 else 1)
             print(f"{method:24s} {seconds:9.3f} {seconds / unit:7.2f}× {expected:8.2f}× "
                   f"{peak:9.0f}")
 
