@@ -1,0 +1,149 @@
+"""Class activation maps from the gradients at a convolutional layer: Grad-CAM, Grad-CAM++.
+
+With A the output of a layer (N×C×S, S one, two or three spatial dimensions), y the
+explained score and g = ∂y/∂A:
+
+- Grad-CAM (Selvaraju et al. 2017):  αᶜ = meanₛ gᶜₛ,  map = ReLU(Σᶜ αᶜ Aᶜ).
+- Grad-CAM++ (Chattopadhay et al. 2018), the closed form for an exponential score:
+  αᶜₛ = (gᶜₛ)² / (2 (gᶜₛ)² + (Σₛ' Aᶜₛ') (gᶜₛ)³)  (0 where the denominator is 0),
+  wᶜ = Σₛ αᶜₛ ReLU(gᶜₛ),  map = ReLU(Σᶜ wᶜ Aᶜ).
+
+The layer map is upsampled to the input's spatial size (linear, bilinear or trilinear)
+and repeated over the input channels, so the attribution has the input's shape.
+For a network that ends in global average pooling and one linear layer, Grad-CAM is
+CAM (Zhou et al. 2016) divided by the number of positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..layers import last_spatial_layer, layer_gradients
+from ..method import Method, register_method
+from ..task import Task
+
+_LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+def upsample(maps: Tensor, size: tuple[int, ...] | torch.Size, mode: str = "auto") -> Tensor:
+    """Resize maps N×C×S to the spatial ``size``; ``"auto"`` is (bi/tri)linear by dimension.
+
+    Other modes are those of ``torch.nn.functional.interpolate`` that fit the dimension
+    (``nearest``, ``nearest-exact``, ``area``, ``bicubic`` for 2-D).
+    """
+    dims = maps.ndim - 2
+    if dims not in _LINEAR_MODES:
+        raise ValueError(f"maps can be drawn in 1 to 3 spatial dimensions, not {dims}")
+    linear = _LINEAR_MODES[dims]
+    allowed = {"auto", linear, "nearest", "nearest-exact", "area"}
+    if dims == 2:
+        allowed.add("bicubic")
+    if mode not in allowed:
+        raise ValueError(
+            f"interpolation {mode!r} does not fit {dims}-D maps; "
+            f"use one of {', '.join(sorted(allowed))}"
+        )
+    chosen = linear if mode == "auto" else mode
+    if tuple(maps.shape[2:]) == tuple(size):
+        return maps
+    align = False if chosen in (linear, "bicubic") else None
+    return F.interpolate(maps, size=tuple(size), mode=chosen, align_corners=align)
+
+
+def check_spatial_input(x: Tensor, method: str) -> None:
+    """Maps need inputs N×C×L, N×C×H×W or N×C×D×H×W to be drawn on."""
+    if not 3 <= x.ndim <= 5:
+        raise ValueError(
+            f"{method} draws a map over spatial dimensions, so it needs inputs N×C×L, N×C×H×W "
+            f"or N×C×D×H×W; the inputs have shape {tuple(x.shape)}. For tabular inputs use "
+            "a gradient method (e.g. method='integrated_gradients')"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class _LayerCam(Method):
+    layer: str | None = None
+    relu: bool = True
+    interpolation: str = "auto"
+
+    def channel_weights(self, activation: Tensor, grad: Tensor) -> Tensor:
+        """One weight per sample and channel, (N, C)."""
+        raise NotImplementedError
+
+    def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        check_spatial_input(x, self.name)
+        name = self.layer if self.layer is not None else _automatic_layer(task, x)
+        found = layer_gradients(task, x, [name])
+        if not found.outputs[name]:
+            raise ValueError(
+                f"layer {name!r} did not run in the model's forward pass; pick a layer "
+                "that the forward pass uses (or leave layer=None)"
+            )
+        # a layer that runs several times is explained at its last call
+        activation, grad = found.outputs[name][-1], found.grads[name][-1]
+        _check_feature_map(name, activation, x)
+        weights = self.channel_weights(activation, grad)
+        layer_map = torch.einsum("nc,nc...->n...", weights, activation)
+        if self.relu:
+            layer_map = layer_map.clamp_min(0)
+        drawn = upsample(layer_map.unsqueeze(1), x.shape[2:], self.interpolation)
+        return drawn.expand_as(x).contiguous(), {"layer_map": layer_map, "layer": name}
+
+
+def _automatic_layer(task: Task, x: Tensor) -> str:
+    """The last spatial layer, found on the first sample (the choice depends on structure)."""
+    first = task.take(torch.zeros(1, dtype=torch.long, device=x.device))
+    return last_spatial_layer(task.model, x[:1], first.model_kwargs)
+
+
+def _check_feature_map(name: str, activation: Tensor, x: Tensor) -> None:
+    if activation.ndim < 3 or activation.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"layer {name!r} outputs shape {tuple(activation.shape)} for a batch of "
+            f"{x.shape[0]}, which is not a feature map N×C×S; pick a convolutional layer "
+            "(or leave layer=None to use the last spatial layer)"
+        )
+    if activation.ndim != x.ndim:
+        raise ValueError(
+            f"layer {name!r} outputs a {activation.ndim - 2}-D feature map "
+            f"{tuple(activation.shape)} but the inputs {tuple(x.shape)} are "
+            f"{x.ndim - 2}-D, so the map cannot be drawn on them; pick a layer with the "
+            "inputs' number of spatial dimensions"
+        )
+
+
+@register_method("gradcam")
+@dataclass(frozen=True, eq=False)
+class GradCAM(_LayerCam):
+    """Grad-CAM: feature maps weighted by their mean gradient (Selvaraju et al. 2017).
+
+    Settings: ``layer`` (a dotted name; None picks the last layer with a spatial output),
+    ``relu`` (keep only positive evidence), ``interpolation`` (``"auto"`` is linear,
+    bilinear or trilinear). ``extras``: ``layer_map`` (N×S at the layer) and ``layer``.
+    """
+
+    def channel_weights(self, activation: Tensor, grad: Tensor) -> Tensor:
+        return grad.flatten(2).mean(2)
+
+
+@register_method("gradcam_plus_plus")
+@dataclass(frozen=True, eq=False)
+class GradCAMPlusPlus(_LayerCam):
+    """Grad-CAM++: pixel-weighted positive gradients (Chattopadhay et al. 2018).
+
+    Settings and extras as for ``gradcam``. Weights wᶜ = Σₛ αᶜₛ ReLU(gᶜₛ) with
+    αᶜₛ = g² / (2g² + (Σₛ' Aᶜₛ') g³), the closed form for an exponential score.
+    """
+
+    def channel_weights(self, activation: Tensor, grad: Tensor) -> Tensor:
+        g = grad.flatten(2)
+        total = activation.flatten(2).sum(2, keepdim=True)
+        denominator = 2 * g.square() + total * g.pow(3)
+        defined = denominator != 0
+        alpha = torch.where(defined, g.square() / torch.where(defined, denominator, 1), 0)
+        return (alpha * g.clamp_min(0)).sum(2)

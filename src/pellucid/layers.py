@@ -1,0 +1,199 @@
+"""Finding layers by name or by structure, and capturing what they compute in one call.
+
+- :func:`find_layer`: the submodule at a dotted name, with close-name hints for typos.
+- :func:`capture`: temporary forward hooks that record each layer's outputs (one entry
+  per call) and are removed when the block ends, however it ends.
+- :func:`last_spatial_layer`: the last layer, in the order layers finish in a forward pass,
+  whose output is a feature map N×C×L, N×C×H×W or N×C×D×H×W with more than one position.
+- :func:`layer_gradients`: layer outputs and the gradients of the explained score with
+  respect to them (and to the inputs), from one forward and one backward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .guard import preserved
+from .registry import suggest
+from .task import Task
+
+LayerRef = str | nn.Module
+
+
+def find_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule of ``model`` at the dotted ``name`` (``""`` is the model itself)."""
+    modules = dict(model.named_modules())
+    if name in modules:
+        return modules[name]
+    hint = suggest(name, [n for n in modules if n])
+    raise ValueError(
+        f"the model has no layer {name!r}.{hint} Layer names are the dotted names of "
+        "dict(model.named_modules()), e.g. 'features.3' or 'layer4.1.conv2'"
+    )
+
+
+def layer_name(model: nn.Module, layer: LayerRef) -> str:
+    """The dotted name of ``layer`` (a name or a submodule object) in ``model``."""
+    if isinstance(layer, str):
+        find_layer(model, layer)
+        return layer
+    for name, module in model.named_modules():
+        if module is layer:
+            return name
+    raise ValueError(
+        f"the {type(layer).__name__} given as a layer is not a submodule of the model; "
+        "pass one of its submodules or a dotted name from model.named_modules()"
+    )
+
+
+@contextmanager
+def capture(
+    model: nn.Module, layers: LayerRef | Sequence[LayerRef]
+) -> Iterator[dict[str, list[Any]]]:
+    """Record the outputs of ``layers`` while the block runs; the hooks go in ``finally``.
+
+    Yields a dict from each layer's dotted name to the list of its outputs, one per call
+    (a layer may run several times in one forward pass). The recorded tensors stay in the
+    autograd graph; the rest of the model receives a copy of each, so that in-place
+    operations downstream (``nn.ReLU(inplace=True)``, ``out += identity``) cannot change
+    what was recorded.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
+        >>> with capture(net, ["0"]) as seen:
+        ...     _ = net(torch.randn(1, 1, 5, 5))
+        >>> seen["0"][0].shape
+        torch.Size([1, 2, 3, 3])
+    """
+    refs = [layers] if isinstance(layers, (str, nn.Module)) else list(layers)
+    captured: dict[str, list[Any]] = {}
+    handles = []
+    try:
+        for ref in refs:
+            name = layer_name(model, ref)
+            if name not in captured:
+                captured[name] = []
+                hook = _recorder(captured[name])
+                handles.append(find_layer(model, name).register_forward_hook(hook))
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _recorder(store: list[Any]):
+    def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+        store.append(output)
+        return output.clone() if isinstance(output, Tensor) else None
+
+    return hook
+
+
+def is_spatial(output: Any) -> bool:
+    """A tensor N×C×S₁×… (at least one spatial dimension) with more than one position."""
+    return isinstance(output, Tensor) and output.ndim >= 3 and math.prod(output.shape[2:]) > 1
+
+
+def last_spatial_layer(
+    model: nn.Module, x: Tensor, model_kwargs: Mapping[str, Any] | None = None
+) -> str:
+    """The dotted name of the last submodule to finish with a spatial output on ``x``.
+
+    One forward pass (without gradients) records the order in which submodules finish;
+    a container finishes after its children, the model itself is not a candidate. A
+    spatial output is a tensor N×C×L, N×C×H×W or N×C×D×H×W with more than one position,
+    so global pooling (1×1) and classifier outputs are skipped. Only structure is used,
+    no class names.
+    """
+    finished: list[str] = []
+    handles = []
+
+    def recorder(name: str):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if is_spatial(output):
+                finished.append(name)
+
+        return hook
+
+    with preserved(model):
+        try:
+            for name, module in model.named_modules():
+                if name:
+                    handles.append(module.register_forward_hook(recorder(name)))
+            with torch.no_grad():
+                model(x, **(model_kwargs or {}))
+        finally:
+            for handle in handles:
+                handle.remove()
+    if not finished:
+        raise ValueError(
+            f"no layer of the model outputs a spatial feature map (N×C×L, N×C×H×W or "
+            f"N×C×D×H×W with more than one position) for inputs of shape {tuple(x.shape)}; "
+            "pass layer='<dotted name>' explicitly"
+        )
+    return finished[-1]
+
+
+@dataclass(frozen=True)
+class LayerGradients:
+    """Layer outputs and ∂f/∂(layer output) for one batch, one entry per layer call."""
+
+    scores: Tensor
+    outputs: dict[str, list[Tensor]]
+    grads: dict[str, list[Tensor]]
+    input_grad: Tensor | None = None
+
+
+def layer_gradients(
+    task: Task, x: Tensor, layers: Sequence[LayerRef], *, with_input: bool = False
+) -> LayerGradients:
+    """One forward pass with ``layers`` captured and one backward pass of the scores.
+
+    Returns the detached outputs of every call of every layer, the gradient of the
+    explained score with respect to each, and ∂f/∂x when ``with_input`` is set. Gradients
+    that do not reach a layer (an unused branch) are zeros.
+    """
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)  # keeps a graph even for frozen parameters
+        with capture(task.model, layers) as captured:
+            scores = task.score(xg)
+        for name, outs in captured.items():
+            for out in outs:
+                if not isinstance(out, Tensor):
+                    raise TypeError(
+                        f"layer {name!r} returns a {type(out).__name__}, not a tensor; "
+                        "pick a layer (or a submodule of it) whose output is a tensor"
+                    )
+        flat = [out for outs in captured.values() for out in outs]
+        wanted = ([xg] if with_input else []) + [t for t in flat if t.requires_grad]
+        found = iter(torch.autograd.grad(scores.sum(), wanted, allow_unused=True) if wanted else [])
+    input_grad = _or_zeros(next(found), xg) if with_input else None
+    grads = {
+        name: [_or_zeros(next(found), t) if t.requires_grad else torch.zeros_like(t) for t in outs]
+        for name, outs in captured.items()
+    }
+    outputs = {name: [t.detach() for t in outs] for name, outs in captured.items()}
+    return LayerGradients(scores.detach(), outputs, grads, input_grad)
+
+
+def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad
+
+
+__all__ = [
+    "LayerGradients",
+    "capture",
+    "find_layer",
+    "is_spatial",
+    "last_spatial_layer",
+    "layer_gradients",
+    "layer_name",
+]
