@@ -13,12 +13,13 @@ perturbation methods at the cost of their forward passes.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import torch
-from _measure import forward_backward, forward_only, timed
-from architectures import resnet50_shaped, vgg16_shaped
 
 import pellucid
+from _measure import forward_backward, forward_only, timed
+from architectures import resnet50_shaped, vgg16_shaped
 
 MODELS = {"vgg16": vgg16_shaped, "resnet50": resnet50_shaped}
 
@@ -41,7 +42,7 @@ def method_settings(x: torch.Tensor, steps: int, samples: int) -> dict[str, dict
         "gradcam_plus_plus": {},
         "fullgrad": {},
         "occlusion": {"window": (x.shape[-1] // 7,) * 2, "batch_size": chunk},
-        "rise": {"masks": samples * 4, "batch_size": chunk},
+        "rise": {"samples": samples * 4, "batch_size": chunk},
         "lime": {"samples": samples * 4, "patch": (x.shape[-1] // 7,) * 2, "batch_size": chunk},
         "kernel_shap": {"samples": samples * 4, "patch": (x.shape[-1] // 7,) * 2,
                         "batch_size": chunk},
@@ -57,7 +58,7 @@ def expected_passes(method: str, settings: dict, fwd_ratio: float) -> float:
     if method == "occlusion":
         return 49 * fwd_ratio + fwd_ratio
     if method in ("rise", "lime", "kernel_shap"):
-        return settings.get("masks", settings.get("samples")) * fwd_ratio + 2 * fwd_ratio
+        return settings["samples"] * fwd_ratio + 2 * fwd_ratio
     if method == "fullgrad":
         return 1.0 + fwd_ratio
     return 1.0
@@ -91,7 +92,7 @@ def main() -> None:
                 continue
             settings = {k: v for k, v in table[method].items()
                         if k in pellucid.get_method(method).settings()}
-            run = lambda m=method, s=settings: pellucid.explain(model, x, 0, method=m, **s)  # noqa: E731
+            run = partial(pellucid.explain, model, x, 0, method=method, **settings)
             expected = expected_passes(method, settings, fwd / unit)
             seconds, peak = timed(run, repeats=3 if expected <= 2 else 1)
             print(f"{method:24s} {seconds:9.3f} {seconds / unit:7.2f}× {expected:8.2f}× "

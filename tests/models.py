@@ -97,6 +97,7 @@ def reference_models() -> dict[str, tuple[nn.Module, torch.Tensor]]:
     return {
         "mlp": (mlp().eval(), torch.randn(3, 6, generator=gen)),
         "vgg": (randomise_batchnorm(VGGish()).eval(), torch.randn(3, 3, 16, 16, generator=gen)),
-        "resnet": (randomise_batchnorm(ResNetish()).eval(), torch.randn(3, 3, 12, 12, generator=gen)),
+        "resnet": (randomise_batchnorm(ResNetish()).eval(),
+                   torch.randn(3, 3, 12, 12, generator=gen)),
         "conv1d": (Conv1dNet().eval(), torch.randn(3, 2, 20, generator=gen)),
     }

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from models import reference_models
 from torch import nn
 
 import pellucid
+from models import reference_models
 
 MODELS = reference_models()
 
@@ -23,9 +23,9 @@ SETTINGS = {
     "smoothgrad_squared": {"samples": 3},
     "vargrad": {"samples": 3},
     "occlusion": {},
-    "rise": {"masks": 16},
-    "lime": {"samples": 24},
-    "kernel_shap": {"samples": 24},
+    "rise": {"samples": 16},
+    "lime": {"samples": 32},
+    "kernel_shap": {"samples": 32},
 }
 
 #: (method, model) pairs that cannot apply, and the error that must say so

@@ -1,9 +1,9 @@
 """Reference inputs x̄ for path methods and fills for perturbation methods.
 
 A baseline is ``"zero"``, a number (a constant), ``"mean"`` (the per-sample mean over the
-features, per channel for N×C×... inputs), ``"blur"`` (a Gaussian blur of the input over its spatial dimensions),
-``"uniform"`` (uniform noise between each sample's minimum and maximum, seeded), or a
-tensor broadcastable to the inputs.
+features, per channel for N×C×... inputs), ``"blur"`` (a Gaussian blur of the input over
+its spatial dimensions), ``"uniform"`` (uniform noise between each sample's minimum and
+maximum, seeded), or a tensor broadcastable to the inputs.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     out = x
     for dim in dims:
         size = x.shape[dim]
-        radius = min(int(math.ceil(3 * sigma)), size - 1)
+        radius = min(math.ceil(3 * sigma), size - 1)
         if radius < 1:
             continue
         taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)

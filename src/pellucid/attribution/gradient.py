@@ -1,7 +1,7 @@
 """The gradient family: one backward pass each.
 
 - ``gradient``: ∂f/∂x (Simonyan et al. 2014).
-- ``sensitivity``: (∂f/∂x)², sensitivity analysis (Baehrens et al. 2010; Montavon et al. 2018, eq. 3).
+- ``sensitivity``: (∂f/∂x)², sensitivity analysis (Baehrens et al. 2010; Montavon 2018).
 - ``saliency``: |∂f/∂x|, optionally the max over channels (Simonyan et al. 2014).
 - ``gradient_x_input``: x ⊙ ∂f/∂x (Shrikumar et al. 2016).
 """

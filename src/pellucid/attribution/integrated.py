@@ -130,6 +130,6 @@ class ExpectedGradients(Method):
         if refs.shape[1:] != x.shape[1:]:
             raise ValueError(
                 f"references have sample shape {tuple(refs.shape[1:])} but the inputs have "
-                f"{tuple(x.shape[1:])}; give references of shape (R, {', '.join(map(str, x.shape[1:]))})"
+                f"{tuple(x.shape[1:])}; give references of shape (R, *inputs.shape[1:])"
             )
         return refs

@@ -51,12 +51,12 @@ class _NoiseWrapper(Method):
         if not isinstance(self.samples, int) or self.samples < 1:
             raise ValueError(f"samples must be a positive int, got {self.samples!r}")
         if self.noise < 0:
-            raise ValueError(f"noise must be >= 0 (a fraction of the input range), got {self.noise}")
+            raise ValueError(f"noise must be >= 0 (a fraction of the input range): {self.noise}")
         base = self.base_method()
         flat = x.flatten(1)
         sigma = broadcast_like(self.noise * (flat.amax(1) - flat.amin(1)), x)
-        eps = torch.randn((self.samples, *x.shape[1:]), generator=generator(self.seed), dtype=x.dtype)
-        eps = eps.to(x.device)
+        gen = generator(self.seed)
+        eps = torch.randn((self.samples, *x.shape[1:]), generator=gen, dtype=x.dtype).to(x.device)
         total, total_sq = torch.zeros_like(x), torch.zeros_like(x)
         for sample, draw in expanded_rows(len(x), self.samples, self.batch_size, x.device):
             noisy = x[sample] + sigma[sample] * eps[draw]
