@@ -1,0 +1,213 @@
+"""Testing with CAVs (Kim et al. 2018): how much a concept matters to a class.
+
+For class k and a CAV v at layer l, the conceptual sensitivity of example x is the
+directional derivative S(x) = ∇_h f_k(h) · v at h = f_l(x). The TCAV score is the fraction
+of class examples with S(x) > 0; the magnitude variant is Σ max(S, 0) / Σ |S|.
+
+Significance: the score of the concept against each of N random sets is compared with
+the score of N random-vs-random CAVs (the null) by a two-sided t-test; the concept is
+significant when p < alpha (alpha / number of concepts with the Bonferroni correction).
+The verdict says which way: "positive" (the concept raises the class score more often than
+random directions do), "negative", or "not significant"; ``alternative="greater"`` makes
+the test itself one-sided.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..batching import check_batch_size
+from ..checks import check_inputs
+from ..guard import preserved
+from ..layers import capture, find_layer
+from ..outputs import OutputSelector, select_output
+from ..targets import TargetSpec, resolve_target
+from .activations import _tensor_output
+from .cav import CAVSet
+
+
+def directional_derivatives(
+    model: nn.Module,
+    layer: str,
+    inputs: Tensor,
+    target: TargetSpec,
+    vectors: Tensor,
+    batch_size: int | None = None,
+    output: OutputSelector = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> Tensor:
+    """∇_h f_k · v for every vector v (rows of ``vectors``, K×D) and input: shape K×N.
+
+    One forward and one backward pass per chunk of inputs serve every vector. ``target``
+    is a class index (or a callable on the output), as in :func:`pellucid.explain`.
+    """
+    find_layer(model, layer)
+    check_inputs(inputs)
+    size = check_batch_size(batch_size)
+    vectors = torch.as_tensor(vectors)
+    vectors = vectors.unsqueeze(0) if vectors.ndim == 1 else vectors
+    chunks = []
+    with preserved(model):
+        for start in range(0, inputs.shape[0], size):
+            x = inputs[start : start + size].detach()
+            with torch.enable_grad():
+                with capture(model, [layer]) as captured:
+                    out = select_output(model(x, **(model_kwargs or {})), output)
+                h = _tensor_output(captured[layer], layer)
+                spec = target[start : start + size] if _per_sample(target) else target
+                scores = resolve_target(spec, out).score(out)
+                if not h.requires_grad:
+                    raise ValueError(f"the output of layer {layer!r} does not depend on the inputs")
+                (grad,) = torch.autograd.grad(scores.sum(), h, allow_unused=True)
+            grad = torch.zeros_like(h) if grad is None else grad
+            if grad[0].numel() != vectors.shape[1]:
+                raise ValueError(
+                    f"the CAVs have {vectors.shape[1]} entries but layer {layer!r} outputs "
+                    f"{grad[0].numel()} values per example; train them on the same layer"
+                )
+            chunks.append(vectors.to(grad) @ grad.flatten(1).T)
+    return torch.cat(chunks, dim=1)
+
+
+def tcav_scores(derivatives: Tensor, magnitude: bool = False) -> Tensor:
+    """Per row of directional derivatives (K×N): fraction positive, or Σ positive / Σ |·|."""
+    d = derivatives.double()
+    if magnitude:
+        total = d.abs().sum(1)
+        return torch.where(total > 0, d.clamp_min(0).sum(1) / total, 0.0)
+    return (d > 0).double().mean(1)
+
+
+@dataclass(frozen=True)
+class TCAVResult:
+    """The TCAV test of one concept for one target."""
+
+    concept: str
+    scores: tuple[float, ...]
+    random_scores: tuple[float, ...]
+    mean: float
+    std: float
+    random_mean: float
+    random_std: float
+    p_value: float
+    alpha: float
+    significant: bool
+
+    @property
+    def verdict(self) -> str:
+        """``"positive"`` or ``"negative"`` (significant, above or below the random scores),
+        or ``"not significant"``."""
+        if not self.significant:
+            return "not significant"
+        return "positive" if self.mean > self.random_mean else "negative"
+
+
+@dataclass(frozen=True, eq=False)
+class TCAVReport:
+    """TCAV results at one layer for one target class, one :class:`TCAVResult` per concept."""
+
+    layer: str
+    target: Any
+    magnitude: bool
+    results: tuple[TCAVResult, ...]
+
+    def __getitem__(self, concept: str) -> TCAVResult:
+        for result in self.results:
+            if result.concept == concept:
+                return result
+        raise KeyError(
+            f"no concept {concept!r}; the report has {[r.concept for r in self.results]}"
+        )
+
+    def plot(self, ax: Any = None) -> Any:
+        """A bar chart of the scores (see :func:`pellucid.concepts.plot_tcav`)."""
+        from .plot import plot_tcav
+
+        return plot_tcav(self, ax=ax)
+
+
+def tcav(
+    model: nn.Module,
+    inputs: Tensor,
+    target: TargetSpec,
+    cavs: CAVSet,
+    alpha: float = 0.05,
+    bonferroni: bool = False,
+    alternative: str = "two-sided",
+    magnitude: bool = False,
+    batch_size: int | None = None,
+    output: OutputSelector = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> TCAVReport:
+    """TCAV scores of every concept in ``cavs`` for class ``target`` on ``inputs``.
+
+    ``inputs`` are examples of the class. Each concept gets one score per random run, their
+    mean, the p-value of a two-sided t-test (``scipy.stats.ttest_ind``) against the scores
+    of the random CAVs, and the verdict p < alpha (alpha divided by the number of concepts
+    when ``bonferroni`` is set). ``alternative="greater"`` asks the one-sided question
+    "does the concept raise the class score more often than random directions do?", so
+    that a concept that lowers the score is not significant (``"less"``: the reverse).
+    """
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(
+            f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}"
+        )
+    names = list(cavs.concepts)
+    all_cavs = [cav for name in names for cav in cavs.concepts[name]] + list(cavs.random)
+    vectors = torch.stack([cav.vector for cav in all_cavs])
+    derivs = directional_derivatives(
+        model, cavs.layer, inputs, target, vectors, batch_size, output, model_kwargs
+    )
+    scores = tcav_scores(derivs, magnitude).tolist()
+    runs = len(cavs.random)
+    null = scores[len(scores) - runs :]
+    level = alpha / len(names) if bonferroni else alpha
+    results = tuple(
+        _test(name, scores[i * runs : (i + 1) * runs], null, level, alternative)
+        for i, name in enumerate(names)
+    )
+    return TCAVReport(cavs.layer, target, magnitude, results)
+
+
+def _test(
+    concept: str, scores: Sequence[float], null: Sequence[float], alpha: float, alternative: str
+) -> TCAVResult:
+    from scipy.stats import ttest_ind
+
+    a, b = torch.tensor(scores, dtype=torch.float64), torch.tensor(null, dtype=torch.float64)
+    if float(a.std()) == 0 and float(b.std()) == 0:  # no spread: equal or fully separated
+        above, below = float(a[0]) > float(b[0]), float(a[0]) < float(b[0])
+        separated = {"two-sided": above or below, "greater": above, "less": below}[alternative]
+        p = 0.0 if separated else 1.0
+    else:
+        with warnings.catch_warnings():  # one constant group is fine for a pooled variance
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(ttest_ind(scores, null, alternative=alternative).pvalue)
+    p = 1.0 if math.isnan(p) else p
+    return TCAVResult(
+        concept,
+        tuple(scores),
+        tuple(null),
+        float(a.mean()),
+        float(a.std()),
+        float(b.mean()),
+        float(b.std()),
+        p,
+        alpha,
+        p < alpha,
+    )
+
+
+def _per_sample(target: TargetSpec) -> bool:
+    """A class per input (list, tuple or 1-D tensor), sliced along with the chunks."""
+    return isinstance(target, (list, tuple)) or (isinstance(target, Tensor) and target.ndim == 1)
+
+
+__all__ = ["TCAVReport", "TCAVResult", "directional_derivatives", "tcav", "tcav_scores"]

@@ -1,0 +1,76 @@
+"""Feature visualisation: what a network looks for, by activation maximisation.
+
+- objectives (composable by ``+`` and ``*``): :class:`ClassLogit`, :class:`ClassProbability`,
+  :class:`Neuron`, :class:`Channel`, :class:`Direction`, :class:`Diversity`;
+- parameterisations: :class:`Pixels`, :class:`Fourier` (1/f scaling, decorrelated colour);
+- regularisers: penalties (:class:`L2`, :class:`TotalVariation`, :class:`Blur`,
+  :class:`ExpertPrior` with :class:`GaussianPrior`), transforms (:class:`Jitter`,
+  :class:`RandomScale`, :class:`RandomRotate`) and constraints (:class:`L2Ball`,
+  :class:`ValueRange`);
+- :func:`maximise`, :func:`class_prototypes`, :func:`semantic_dictionary`.
+"""
+
+from .dictionary import SemanticDictionary, semantic_dictionary
+from .maximise import maximise, observe
+from .objectives import (
+    Channel,
+    ClassLogit,
+    ClassProbability,
+    Direction,
+    Diversity,
+    Neuron,
+    Objective,
+    Seen,
+)
+from .parameterisations import IMAGENET_COLOUR_SQRT, Fourier, Parameterisation, Pixels
+from .prototypes import class_prototypes
+from .regularisers import (
+    L2,
+    Blur,
+    Constraint,
+    ExpertPrior,
+    GaussianPrior,
+    Jitter,
+    L2Ball,
+    Penalty,
+    RandomRotate,
+    RandomScale,
+    Regulariser,
+    TotalVariation,
+    Transform,
+    ValueRange,
+)
+
+__all__ = [
+    "IMAGENET_COLOUR_SQRT",
+    "L2",
+    "Blur",
+    "Channel",
+    "ClassLogit",
+    "ClassProbability",
+    "Constraint",
+    "Direction",
+    "Diversity",
+    "ExpertPrior",
+    "Fourier",
+    "GaussianPrior",
+    "Jitter",
+    "L2Ball",
+    "Neuron",
+    "Objective",
+    "Parameterisation",
+    "Penalty",
+    "Pixels",
+    "RandomRotate",
+    "RandomScale",
+    "Regulariser",
+    "Seen",
+    "SemanticDictionary",
+    "TotalVariation",
+    "Transform",
+    "ValueRange",
+    "class_prototypes",
+    "maximise",
+    "observe",
+    "semantic_dictionary",
+]

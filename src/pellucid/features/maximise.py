@@ -1,0 +1,190 @@
+"""Activation maximisation: gradient ascent on images so that an objective is large.
+
+x* = argmax_x  objective(model(T(x))) − Σ weight · penalty(x),  subject to the constraints,
+
+with T a random transform per step (transformation robustness). Several images are
+optimised in one batch. Only the image parameters are optimised: the model's parameters
+are frozen for the call (and restored by :func:`pellucid.guard.preserved`) and their
+``.grad`` is never written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .._seeding import generator
+from ..checks import check_finite
+from ..guard import preserved
+from ..layers import capture
+from ..outputs import OutputSelector, select_output
+from .objectives import Objective, Seen
+from .parameterisations import ParameterisationSpec, make_parameterisation
+from .regularisers import Constraint, Penalty, Regulariser, Transform, transform_images
+
+
+def maximise(
+    model: nn.Module,
+    objective: Objective,
+    shape: Sequence[int],
+    steps: int = 256,
+    lr: float = 0.05,
+    seed: int | None = 0,
+    parameterisation: ParameterisationSpec = "pixels",
+    regularisers: Sequence[Regulariser] = (),
+    progress: bool = True,
+    optimiser: str = "adam",
+    init: Tensor | None = None,
+    output: OutputSelector = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> list[Tensor]:
+    """Optimise ``shape[0]`` images of shape ``shape[1:]`` to maximise ``objective``.
+
+    Args:
+        model: the network (ideally in eval mode); it comes out unchanged.
+        objective: e.g. ``ClassLogit(3)``, ``Channel("features.4", 7) + Diversity("features.4")``.
+        shape: (number of images, *input shape), e.g. (4, 3, 32, 32).
+        steps, lr: optimisation steps and learning rate on the image parameters.
+        seed: seeds the starting point and the random transforms (None: fresh randomness).
+        parameterisation: ``"pixels"``, ``"fourier"`` or a Parameterisation object.
+        regularisers: penalties, transforms and constraints (see ``features.regularisers``).
+        progress: show a progress bar.
+        optimiser: ``"adam"`` (default) or ``"sgd"`` (plain gradient ascent). Use ``"sgd"``
+            with constraints when the exact constrained optimum matters: Adam rescales each
+            coordinate, so projected Adam stops where its rescaled step, not the gradient,
+            is normal to the constraint.
+        init: starting images (shape ``shape``) instead of random ones.
+        output, model_kwargs: as in :func:`pellucid.explain`.
+
+    Returns:
+        The images, one tensor of shape ``shape[1:]`` each (detached, on the model's device).
+    """
+    if not isinstance(objective, Objective):
+        raise TypeError(
+            f"objective must be an Objective (e.g. ClassLogit(3)), got {type(objective).__name__}"
+        )
+    shape = _check_shape(shape)
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    param = make_parameterisation(parameterisation)
+    penalties, transforms, constraints = _split(regularisers)
+    gen = generator(seed)
+    device, dtype = _device_dtype(model)
+    kwargs = dict(model_kwargs or {})
+
+    with preserved(model):
+        for p in model.parameters():
+            p.requires_grad_(False)  # restored by preserved(); no weight gradients at all
+        if init is None:
+            params = param.init(shape, gen).to(device=device, dtype=dtype)
+        else:
+            params = param.from_image(_check_init(init, shape).to(device=device, dtype=dtype))
+        params.requires_grad_(True)
+        step = _optimiser(optimiser, params, lr)
+        for _ in tqdm(range(steps), disable=not progress, desc="maximising", leave=False):
+            with torch.enable_grad():
+                image = param.to_image(params, shape)
+                seen = observe(
+                    model,
+                    transform_images(image, transforms, gen),
+                    objective.layers(),
+                    output,
+                    kwargs,
+                )
+                value = objective(seen) - _total_penalty(image, penalties)
+                check_finite(value.detach(), "the objective values")
+                (grad,) = torch.autograd.grad(value.sum(), params)
+            params.grad = -grad  # the optimiser minimises; ascend the objective
+            step.step()
+            if constraints:
+                with torch.no_grad():
+                    params.copy_(
+                        param.from_image(_project(param.to_image(params, shape), constraints))
+                    )
+        with torch.no_grad():
+            images = param.to_image(params.detach(), shape)
+    return list(images.unbind(0))
+
+
+def observe(
+    model: nn.Module,
+    x: Tensor,
+    layers: Iterable[str],
+    output: OutputSelector = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> Seen:
+    """One forward pass of ``x`` recording the outputs of ``layers`` (hooks removed after)."""
+    with capture(model, sorted(layers)) as captured:
+        raw = model(x, **(model_kwargs or {}))
+    return Seen(select_output(raw, output), {name: outs[-1] for name, outs in captured.items()})
+
+
+def _optimiser(name: str, params: Tensor, lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam([params], lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD([params], lr=lr)
+    raise ValueError(f"optimiser must be 'adam' or 'sgd', got {name!r}")
+
+
+def _split(
+    regularisers: Sequence[Regulariser],
+) -> tuple[list[Penalty], list[Transform], list[Constraint]]:
+    kinds: tuple[list[Penalty], list[Transform], list[Constraint]] = ([], [], [])
+    for reg in regularisers:
+        for kind, bucket in zip((Penalty, Transform, Constraint), kinds):
+            if isinstance(reg, kind):
+                bucket.append(reg)  # type: ignore[arg-type]
+                break
+        else:
+            raise TypeError(
+                f"{reg!r} is not a regulariser; use penalties (L2, TotalVariation, Blur, "
+                "ExpertPrior), transforms (Jitter, RandomScale, RandomRotate) or constraints "
+                "(L2Ball, ValueRange) from pellucid.features"
+            )
+    return kinds
+
+
+def _total_penalty(image: Tensor, penalties: Sequence[Penalty]) -> Tensor:
+    total = image.new_zeros(image.shape[0])
+    for penalty in penalties:
+        total = total + penalty.weight * penalty.cost(image)
+    return total
+
+
+def _project(image: Tensor, constraints: Sequence[Constraint]) -> Tensor:
+    for constraint in constraints:
+        image = constraint.project(image)
+    return image
+
+
+def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    dims = tuple(int(s) for s in shape)
+    if len(dims) < 2 or any(s < 1 for s in dims):
+        raise ValueError(
+            f"shape {tuple(shape)} must be (number of images, *input shape) with positive "
+            "sizes, e.g. (4, 3, 32, 32)"
+        )
+    return dims
+
+
+def _check_init(init: Tensor, shape: tuple[int, ...]) -> Tensor:
+    if not isinstance(init, Tensor) or tuple(init.shape) != shape:
+        got = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
+        raise ValueError(f"init must be a tensor of shape {shape} (the images), got {got}")
+    check_finite(init, "init")
+    return init.detach()
+
+
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+__all__ = ["maximise", "observe"]

@@ -1,0 +1,278 @@
+"""What activation maximisation maximises: one score per image, composable by ``+`` and ``*``.
+
+An :class:`Objective` maps what one forward pass showed (:class:`Seen`: the model output
+and the outputs of the layers it names) to one score per image. Objectives add and scale:
+``ClassLogit(3) - 0.5 * Channel("features.2", 7) + Diversity("features.2")``.
+
+Indices (class, unit, channel) may be one int for every image or one per image, so that a
+single batch optimises different images for different targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+Index = int | Sequence[int] | Tensor
+Position = Sequence[int] | None
+
+
+@dataclass(frozen=True, eq=False)
+class Seen:
+    """The outputs of one forward pass: the model output and the captured layer outputs."""
+
+    output: Tensor
+    activations: Mapping[str, Tensor]
+
+    def layer(self, name: str) -> Tensor:
+        """The output of the layer at dotted ``name`` (its last call in the forward pass)."""
+        act = self.activations[name]
+        if not isinstance(act, Tensor):
+            raise TypeError(
+                f"layer {name!r} returns a {type(act).__name__}, not a tensor; pick a layer "
+                "(or a submodule of it) whose output is a tensor"
+            )
+        return act
+
+
+class Objective:
+    """A score per image to maximise. ``a + b``, ``w * a``, ``a - b`` and ``-a`` compose."""
+
+    def layers(self) -> frozenset[str]:
+        """The dotted names of the layers whose outputs the objective reads."""
+        return frozenset()
+
+    def __call__(self, seen: Seen) -> Tensor:
+        raise NotImplementedError
+
+    def __add__(self, other: Objective) -> Objective:
+        if not isinstance(other, Objective):
+            return NotImplemented
+        return Sum((*_terms(self), *_terms(other)))
+
+    def __radd__(self, other: object) -> Objective:
+        if isinstance(other, (int, float)) and other == 0:  # sum([...]) starts at 0
+            return self
+        return NotImplemented
+
+    def __mul__(self, weight: float) -> Objective:
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool):
+            return NotImplemented
+        return Weighted(float(weight), self)
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> Objective:
+        return Weighted(-1.0, self)
+
+    def __sub__(self, other: Objective) -> Objective:
+        if not isinstance(other, Objective):
+            return NotImplemented
+        return self + (-other)
+
+
+def _terms(objective: Objective) -> tuple[Objective, ...]:
+    return objective.terms if isinstance(objective, Sum) else (objective,)
+
+
+@dataclass(frozen=True, eq=False)
+class Sum(Objective):
+    """The sum of several objectives."""
+
+    terms: tuple[Objective, ...]
+
+    def layers(self) -> frozenset[str]:
+        return frozenset().union(*(t.layers() for t in self.terms))
+
+    def __call__(self, seen: Seen) -> Tensor:
+        return torch.stack([t(seen) for t in self.terms]).sum(0)
+
+
+@dataclass(frozen=True, eq=False)
+class Weighted(Objective):
+    """An objective times a constant weight."""
+
+    weight: float
+    term: Objective
+
+    def layers(self) -> frozenset[str]:
+        return self.term.layers()
+
+    def __call__(self, seen: Seen) -> Tensor:
+        return self.weight * self.term(seen)
+
+
+@dataclass(frozen=True, eq=False)
+class ClassLogit(Objective):
+    """The model output (logit) of class ``classes`` (one int, or one per image)."""
+
+    classes: Index
+
+    def __call__(self, seen: Seen) -> Tensor:
+        return _pick(_as_matrix(seen.output, "the model output"), self.classes, "class")
+
+
+@dataclass(frozen=True, eq=False)
+class ClassProbability(Objective):
+    """The softmax probability p(class | x), or its logarithm with ``log=True``."""
+
+    classes: Index
+    log: bool = False
+
+    def __call__(self, seen: Seen) -> Tensor:
+        logp = torch.log_softmax(_as_matrix(seen.output, "the model output"), dim=1)
+        picked = _pick(logp, self.classes, "class")
+        return picked if self.log else picked.exp()
+
+
+@dataclass(frozen=True, eq=False)
+class Neuron(Objective):
+    """One unit of a layer: channel ``unit`` at spatial ``position`` (default: the centre)."""
+
+    layer: str
+    unit: Index
+    position: Position = None
+
+    def layers(self) -> frozenset[str]:
+        return frozenset({self.layer})
+
+    def __call__(self, seen: Seen) -> Tensor:
+        act = seen.layer(self.layer)
+        return _at(_pick(act, self.unit, f"unit of layer {self.layer!r}"), self.position)
+
+
+@dataclass(frozen=True, eq=False)
+class Channel(Objective):
+    """The mean over space of one channel of a layer (N×C×... outputs; N×C gives the unit)."""
+
+    layer: str
+    channel: Index
+
+    def layers(self) -> frozenset[str]:
+        return frozenset({self.layer})
+
+    def __call__(self, seen: Seen) -> Tensor:
+        act = seen.layer(self.layer)
+        picked = _pick(act, self.channel, f"channel of layer {self.layer!r}")
+        return picked.flatten(1).mean(1) if picked.ndim > 1 else picked
+
+
+@dataclass(frozen=True, eq=False)
+class Direction(Objective):
+    """The dot product ⟨a(x), v⟩ of a layer's activation vector with ``vector`` (Olah 2018).
+
+    ``vector`` has the layer's channel count C (or one row per image, B×C). For feature
+    maps, the dot product is taken at ``position``, or averaged over all positions when
+    ``position`` is None. This visualises a whole activation vector (semantic dictionaries).
+    A vector with as many entries as the whole layer output (C·H·W, e.g. a CAV from
+    :mod:`pellucid.concepts`) is dotted with the flattened output instead.
+    """
+
+    layer: str
+    vector: Tensor
+    position: Position = None
+
+    def layers(self) -> frozenset[str]:
+        return frozenset({self.layer})
+
+    def __call__(self, seen: Seen) -> Tensor:
+        act = seen.layer(self.layer)
+        v = torch.as_tensor(self.vector, dtype=act.dtype, device=act.device)
+        if act.ndim > 2 and v.ndim == 1 and v.numel() == act[0].numel() != act.shape[1]:
+            return act.flatten(1) @ v
+        if act.ndim < 2 or v.shape[-1] != act.shape[1] or v.ndim > 2:
+            raise ValueError(
+                f"the direction has shape {tuple(v.shape)} but layer {self.layer!r} outputs "
+                f"{tuple(act.shape)}; give a vector of its {act.shape[1] if act.ndim > 1 else 1} "
+                "channels (or one per image)"
+            )
+        v = v.reshape(-1, act.shape[1], *([1] * (act.ndim - 2)))
+        dots = (act * v).sum(1)
+        if self.position is None:
+            return dots.flatten(1).mean(1) if dots.ndim > 1 else dots
+        return _at(dots, self.position)
+
+
+@dataclass(frozen=True, eq=False)
+class Diversity(Objective):
+    """Minus the mean cosine similarity of an image's Gram matrix with the others' (Olah 2017).
+
+    For layer outputs A_i (C×S, S positions), G_i = A_i A_iᵀ / S and image i scores
+    −1/(B−1) Σ_{j≠i} cos(G_i, G_j); maximising it pushes a batch towards different styles.
+    A batch of one image scores 0.
+    """
+
+    layer: str
+
+    def layers(self) -> frozenset[str]:
+        return frozenset({self.layer})
+
+    def __call__(self, seen: Seen) -> Tensor:
+        act = seen.layer(self.layer)
+        batch = act.shape[0]
+        if batch < 2:
+            return act.new_zeros(batch)
+        features = act.reshape(batch, act.shape[1], -1) if act.ndim > 1 else act.view(batch, 1, 1)
+        gram = features @ features.transpose(1, 2) / features.shape[2]
+        flat = torch.nn.functional.normalize(gram.flatten(1), dim=1)
+        cos = flat @ flat.T
+        return -(cos.sum(1) - cos.diagonal()) / (batch - 1)
+
+
+def _as_matrix(output: Tensor, what: str) -> Tensor:
+    if output.ndim != 2:
+        raise ValueError(
+            f"{what} has shape {tuple(output.shape)}; class objectives need one row of class "
+            "scores per image (B×K); pass output= to select it"
+        )
+    return output
+
+
+def _pick(values: Tensor, index: Index, what: str) -> Tensor:
+    """``values[b, index[b]]`` for every row b; ``index`` is one int or one per row."""
+    batch, size = values.shape[0], values.shape[1] if values.ndim > 1 else 1
+    idx = torch.as_tensor(index, device=values.device)
+    if idx.is_floating_point() or idx.ndim > 1 or idx.numel() not in (1, batch):
+        raise ValueError(
+            f"the {what} index {index!r} must be one int or one int per image ({batch} images)"
+        )
+    idx = idx.long().reshape(-1).expand(batch)
+    if values.ndim < 2 or bool(((idx < 0) | (idx >= size)).any()):
+        raise ValueError(
+            f"{what} index {index!r} is out of range for an output of shape "
+            f"{tuple(values.shape)}; use an index in 0..{size - 1} along dimension 1"
+        )
+    return values[torch.arange(batch, device=values.device), idx]
+
+
+def _at(values: Tensor, position: Position) -> Tensor:
+    """``values[:, *position]`` for per-image maps (B, *S); the centre when position is None."""
+    spatial = tuple(values.shape[1:])
+    if not spatial:
+        if position:
+            raise ValueError("the layer has no spatial dimensions; leave position=None")
+        return values
+    pos = tuple(s // 2 for s in spatial) if position is None else tuple(position)
+    if len(pos) != len(spatial) or any(not 0 <= p < s for p, s in zip(pos, spatial)):
+        raise ValueError(
+            f"position {position!r} does not fit a feature map of size {spatial}; give one "
+            f"index per spatial dimension, each in range"
+        )
+    return values[(slice(None), *pos)]
+
+
+__all__ = [
+    "Channel",
+    "ClassLogit",
+    "ClassProbability",
+    "Direction",
+    "Diversity",
+    "Neuron",
+    "Objective",
+    "Seen",
+    "Sum",
+    "Weighted",
+]
