@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Union
 
-
 from torch import Tensor
 
 OutputSelector = Union[int, str, Callable[[Any], Tensor], None]
@@ -56,9 +55,7 @@ def select_output(raw: Any, selector: OutputSelector = None) -> Tensor:
 
 def _select_with(raw: Any, selector: int | str) -> Tensor:
     try:
-        if isinstance(selector, int):
-            picked = raw[selector]
-        elif isinstance(raw, Mapping) or hasattr(raw, "keys"):
+        if isinstance(selector, int) or isinstance(raw, Mapping) or hasattr(raw, "keys"):
             picked = raw[selector]
         else:
             picked = getattr(raw, selector)
