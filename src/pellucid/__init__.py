@@ -8,6 +8,7 @@ torch.Size([5, 4])
 """
 
 from . import attribution as _attribution  # noqa: F401  (registers the methods)
+from . import layers, lrp
 from .api import describe_methods, explain, get_method, list_methods
 from .explanation import Explanation
 from .method import Method, register_method
@@ -21,6 +22,8 @@ __all__ = [
     "describe_methods",
     "explain",
     "get_method",
+    "layers",
     "list_methods",
+    "lrp",
     "register_method",
 ]

@@ -1,0 +1,235 @@
+"""Composites: which rule applies where.
+
+A :class:`Composite` maps layer selectors to rules and names one rule per parameter-free op
+kind (activation, linear ops, normalisation, max pooling, gates, other ops)::
+
+    Composite({"features.0": ZBox(low=-3, high=3), nn.Conv2d: Gamma(0.25),
+               nn.Linear: Epsilon(0.25)})
+
+Layer selectors, in order of precedence:
+
+1. an exact dotted module name (``"features.0"``);
+2. a position: :data:`FIRST` (the first convolution or linear layer executed) or
+   :data:`LAST_LINEAR` (the last ``F.linear`` executed);
+3. a shell-style pattern of dotted names (``"layer4.*.conv?"``);
+4. a module class (``nn.Conv2d``), matched with ``isinstance`` on the module that owns the
+   layer's weight (the module whose forward made the call otherwise);
+5. a structural kind: :data:`CONV` (any convolution), :data:`LINEAR` (``F.linear``),
+   :data:`BATCHNORM` (a BatchNorm that no layer feeds, treated as its own layer);
+6. ``default``.
+
+A composite passed as ``composite=`` to a named method is laid over that method's
+composite: its selectors are tried first and its slots that are set win.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from torch import nn
+
+from .rules import (
+    AlphaBeta,
+    Deconvnet,
+    Epsilon,
+    Flat,
+    Gamma,
+    Gradient,
+    GuidedBackprop,
+    Pass,
+    Rescale,
+    Rule,
+    SignalTakesAll,
+    WinnerTakeAll,
+    ZBox,
+    Zero,
+    ZPlus,
+)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A structural layer selector (see the module docstring)."""
+
+    name: str
+
+    def __repr__(self) -> str:
+        return self.name.upper()
+
+
+FIRST = Selector("first")
+LAST_LINEAR = Selector("last_linear")
+CONV = Selector("conv")
+LINEAR = Selector("linear")
+BATCHNORM = Selector("batchnorm")
+_POSITIONS = (FIRST, LAST_LINEAR)
+_KINDS = {CONV: "conv", LINEAR: "linear", BATCHNORM: "scale"}
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What a composite may select a layer by."""
+
+    name: str
+    module: nn.Module | None
+    kind: str  # "conv" | "linear" | "scale"
+    first: bool = False
+    last_linear: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Composite:
+    """Rules for layers (by name, position, pattern, type or kind) and for op kinds."""
+
+    layers: Mapping[Any, Rule] = field(default_factory=dict)
+    default: Rule | None = None
+    activation: Rule | None = None
+    linear: Rule | None = None
+    norm: Rule | None = None
+    maxpool: Rule | None = None
+    gate: Rule | None = None
+    other: Rule | None = None
+    base: Composite | None = None
+
+    def __post_init__(self) -> None:
+        for key, rule in self.layers.items():
+            if not isinstance(rule, Rule):
+                raise TypeError(f"composite entry {key!r} maps to {rule!r}, which is not a Rule")
+            if not (isinstance(key, (str, Selector)) or
+                    (isinstance(key, type) and issubclass(key, nn.Module))):
+                raise TypeError(
+                    f"composite key {key!r} is not a dotted name, a pattern, a module class or a "
+                    "selector (FIRST, LAST_LINEAR, CONV, LINEAR, BATCHNORM)"
+                )
+
+    def over(self, base: Composite) -> Composite:
+        """This composite laid over ``base`` (this one's selectors and slots win)."""
+        return replace(self, base=base if self.base is None else self.base.over(base))
+
+    def rule_for_layer(self, info: LayerInfo) -> Rule | None:
+        """The rule for a layer, by the precedence in the module docstring."""
+        matched = self._match_chain(info)
+        return matched if matched is not None else self._slot("default")
+
+    def _match_chain(self, info: LayerInfo) -> Rule | None:
+        own = self._match(info)
+        if own is None and self.base is not None:
+            return self.base._match_chain(info)
+        return own
+
+    def rule_for(self, slot: str) -> Rule | None:
+        """The rule for a parameter-free op kind (``activation``, ``linear``, ...)."""
+        return self._slot(slot)
+
+    def _slot(self, slot: str) -> Rule | None:
+        rule = getattr(self, slot)
+        if rule is None and self.base is not None:
+            return self.base._slot(slot)
+        return rule
+
+    def _match(self, info: LayerInfo) -> Rule | None:
+        layers = self.layers
+        if info.name in layers:
+            return layers[info.name]
+        for position in _POSITIONS:
+            if position in layers and getattr(info, position.name):
+                return layers[position]
+        for key, rule in layers.items():
+            if isinstance(key, str) and fnmatch.fnmatchcase(info.name, key):
+                return rule
+        if info.module is not None:
+            for cls in type(info.module).__mro__:
+                if cls in layers:
+                    return layers[cls]
+        for selector, kind in _KINDS.items():
+            if selector in layers and info.kind == kind:
+                return layers[selector]
+        return None
+
+    def __repr__(self) -> str:
+        parts = [f"{_key(k)}: {v!r}" for k, v in self.layers.items()]
+        slots = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                 if f.name not in ("layers", "base") and getattr(self, f.name) is not None]
+        return f"Composite({{{', '.join(parts)}}}{''.join(', ' + s for s in slots)})"
+
+
+def _key(key: Any) -> str:
+    return key.__name__ if isinstance(key, type) else repr(key)
+
+
+#: the defaults every relevance composite builds on
+RELEVANCE = Composite(
+    default=Epsilon(1e-6), activation=Pass(), linear=Epsilon(1e-9), norm=Epsilon(1e-6),
+    maxpool=WinnerTakeAll(), gate=SignalTakesAll(),
+)
+#: the defaults every gradient-type composite builds on (the plain gradient everywhere)
+GRADIENT = Composite(
+    default=Gradient(), activation=Gradient(), linear=Gradient(), norm=Gradient(),
+    maxpool=Gradient(), gate=Gradient(), other=Gradient(),
+)
+
+
+def zero() -> Composite:
+    """LRP-0 everywhere (equals gradient × input on bias-free ReLU networks)."""
+    return Composite(default=Zero(), linear=Zero(), norm=Zero(), base=RELEVANCE)
+
+
+def epsilon(eps: float = 1e-6) -> Composite:
+    """LRP-ε for every layer."""
+    return Composite(default=Epsilon(eps), base=RELEVANCE)
+
+
+def epsilon_plus(eps: float = 1e-6) -> Composite:
+    """z⁺ for convolutions, ε for dense layers (Kohlbrenner et al. 2020)."""
+    return Composite({CONV: ZPlus()}, default=Epsilon(eps), base=RELEVANCE)
+
+
+def epsilon_plus_flat(eps: float = 1e-6) -> Composite:
+    """Flat for the first layer, z⁺ for convolutions, ε for dense layers."""
+    return Composite({FIRST: Flat(), CONV: ZPlus()}, default=Epsilon(eps), base=RELEVANCE)
+
+
+def epsilon_gamma_box(eps: float = 1e-6, gamma: float = 0.25, low: Any = None,
+                      high: Any = None) -> Composite:
+    """z^B for the first layer, γ for convolutions, ε for dense layers (Montavon et al. 2019)."""
+    return Composite({FIRST: ZBox(low, high), CONV: Gamma(gamma)}, default=Epsilon(eps),
+                     base=RELEVANCE)
+
+
+def epsilon_alpha2_beta1(eps: float = 1e-6) -> Composite:
+    """α2β1 for convolutions, ε for dense layers."""
+    return Composite({CONV: AlphaBeta(2.0, 1.0)}, default=Epsilon(eps), base=RELEVANCE)
+
+
+def epsilon_alpha2_beta1_flat(eps: float = 1e-6) -> Composite:
+    """Flat for the first layer, α2β1 for convolutions, ε for dense layers."""
+    return Composite({FIRST: Flat(), CONV: AlphaBeta(2.0, 1.0)}, default=Epsilon(eps),
+                     base=RELEVANCE)
+
+
+def deep_taylor(low: Any = None, high: Any = None) -> Composite:
+    """Deep Taylor Decomposition: z^B for the (bounded) input layer, z⁺ above (Montavon 2017)."""
+    return Composite({FIRST: ZBox(low, high)}, default=ZPlus(), base=RELEVANCE)
+
+
+def excitation_backprop() -> Composite:
+    """Excitation backprop, c-MWP (Zhang et al. 2016): z⁺ for every layer."""
+    return Composite(default=ZPlus(), base=RELEVANCE)
+
+
+def guided_backprop() -> Composite:
+    """Guided backprop: gradients, rectified at activations and gated by the forward pass."""
+    return Composite(activation=GuidedBackprop(), base=GRADIENT)
+
+
+def deconvnet() -> Composite:
+    """Deconvnet: gradients, rectified at activations regardless of the forward pass."""
+    return Composite(activation=Deconvnet(), base=GRADIENT)
+
+
+def deeplift() -> Composite:
+    """DeepLIFT Rescale: multipliers Δy/Δx at activations, the chain rule elsewhere."""
+    return Composite(activation=Rescale(), base=GRADIENT)

@@ -1,0 +1,262 @@
+"""Recording a model's forward pass as a tape of torch function calls, without touching it.
+
+A :class:`Recorder` is a ``torch.overrides.TorchFunctionMode`` that is active only during one
+call. Every torch function that receives an *input-dependent* tensor (the model input, or the
+output of an earlier recorded call) becomes a :class:`Node` holding the function, its
+arguments and its outputs. Parameters, buffers and anything computed from them alone stay
+constants. Inside ``__torch_function__`` the mode is off, so ``F.relu`` is recorded once, not
+together with the ``torch.relu`` it calls.
+
+In-place operations (``x += y``, ``.relu_()``, ``F.relu(x, inplace=True)``) keep the user's
+semantics: the op runs in place on the live tensor, while the value it overwrote is cloned
+and put back everywhere the tape refers to the old version. The current module path comes
+from global module forward hooks that live only for the call (nothing is put on the model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules import module as _module
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+# functions whose ``inplace`` flag may be passed positionally
+_INPLACE_FLAG = {
+    "relu", "relu6", "hardtanh", "leaky_relu", "elu", "selu", "celu", "silu", "hardswish",
+    "mish", "threshold", "rrelu", "hardsigmoid", "dropout", "dropout1d", "dropout2d",
+    "dropout3d", "alpha_dropout", "feature_alpha_dropout",
+}
+_INPLACE_DUNDER = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__idiv__", "__setitem__"}
+# calls whose outputs never depend on the values of their tensor arguments
+_CONSTANT_FACTORIES = {
+    "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
+    "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor",
+}
+
+
+def func_name(func: Callable) -> str:
+    """A function's name; for a property getter (``Tensor.T``) the property's name."""
+    name = getattr(func, "__name__", "") or ""
+    if name == "__get__":
+        return getattr(getattr(func, "__self__", None), "__name__", name)
+    return name
+
+
+@dataclass(eq=False)
+class Node:
+    """One recorded call: ``outputs = func(*args, **kwargs)`` at module path ``module``."""
+
+    index: int
+    func: Callable | None
+    name: str
+    leaves: list[Any]
+    spec: Any
+    #: (position among the leaves, producing node, index of that node's output)
+    inputs: list[tuple[int, Node, int]]
+    outputs: list[Tensor]
+    module: str
+    owner: nn.Module | None
+    inplace: bool = False
+    #: how many recorded calls read each output (counts, not references: no cycles)
+    uses: list[int] = field(default_factory=list)
+    _args: Any = field(default=None, repr=False)
+    #: version counters of the input and output tensors when the call was recorded
+    stamps: list[tuple[Tensor, int]] = field(default_factory=list, repr=False)
+
+    def call_args(self) -> tuple[tuple, dict]:
+        """The positional and keyword arguments of the call (cached until a leaf changes)."""
+        if self._args is None:
+            self._args = tree_unflatten(self.leaves, self.spec)
+        return self._args
+
+    def replace_leaf(self, position: int, value: Any) -> None:
+        """Point one argument at another tensor (the saved old version of an in-place write)."""
+        old = self.leaves[position]
+        self.leaves[position] = value
+        self.stamps = [(value, value._version) if t is old else (t, v) for t, v in self.stamps]
+        self._args = None
+
+    def replace_output(self, index: int, value: Tensor) -> None:
+        """Point one output at another tensor (the saved old version of an in-place write)."""
+        old = self.outputs[index]
+        self.outputs[index] = value
+        self.stamps = [(value, value._version) if t is old else (t, v) for t, v in self.stamps]
+
+    def arg(self, position: int, keyword: str, default: Any = None) -> Any:
+        """An argument given by position or keyword."""
+        args, kwargs = self.call_args()
+        if len(args) > position:
+            return args[position]
+        return kwargs.get(keyword, default)
+
+    def input_values(self) -> list[Tensor]:
+        """The values of the input-dependent arguments, in order."""
+        return [self.leaves[pos] for pos, _, _ in self.inputs]
+
+    def rerun(self, replace: dict[int, Tensor]) -> list[Tensor]:
+        """Run the function again with some leaves replaced; its floating tensor outputs."""
+        leaves = list(self.leaves)
+        for pos, value in replace.items():
+            leaves[pos] = value
+        args, kwargs = tree_unflatten(leaves, self.spec)
+        assert self.func is not None
+        return floating_tensors(self.func(*args, **kwargs))
+
+    def where(self) -> str:
+        """'op #i name in module path' for error messages."""
+        return f"op #{self.index} {self.name!r} in {self.module or '<model>'}"
+
+
+def floating_tensors(value: Any) -> list[Tensor]:
+    """The floating-point tensors in a (nested) value, in order."""
+    leaves, _ = tree_flatten(value)
+    return [t for t in leaves if isinstance(t, Tensor) and t.is_floating_point()]
+
+
+class Recorder(TorchFunctionMode):
+    """Record the input-dependent torch calls of one forward pass (see the module docstring)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.nodes: list[Node] = []
+        self._where: dict[int, tuple[Node, int]] = {}
+        self._users: dict[int, list[tuple[Node, int]]] = {}
+        self._producers: dict[int, list[tuple[Node, int]]] = {}
+        self._names = {id(m): name for name, m in model.named_modules()}
+        self._modules: list[tuple[str, nn.Module]] = []
+        self._param_owner = {
+            id(p): (name, m) for name, m in model.named_modules()
+            for p in m.parameters(recurse=False)
+        }
+
+    def track(self, x: Tensor, name: str = "input") -> Node:
+        """Make ``x`` the root of the tape (the model input)."""
+        node = Node(len(self.nodes), None, name, [], None, [], [x], "", None)
+        self._add(node)
+        return node
+
+    def owner_of(self, tensor: Any) -> tuple[str, nn.Module] | None:
+        """(dotted name, module) owning a parameter, if ``tensor`` is one of the model's."""
+        return self._param_owner.get(id(tensor))
+
+    @contextmanager
+    def recording(self) -> Iterator[Recorder]:
+        """Activate the mode and the module-path hooks for the duration of the block."""
+        pre = _module.register_module_forward_pre_hook(self._enter)
+        post = _module.register_module_forward_hook(self._leave, always_call=True)
+        try:
+            with self:
+                yield self
+        finally:
+            pre.remove()
+            post.remove()
+            self._modules.clear()
+
+    def _enter(self, module: nn.Module, args: Any) -> None:
+        self._modules.append((self._names.get(id(module), f"<{type(module).__name__}>"), module))
+
+    def _leave(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self._modules and self._modules[-1][1] is module:
+            self._modules.pop()
+
+    def _add(self, node: Node) -> None:
+        node.uses = [0] * len(node.outputs)
+        for k, t in enumerate(node.outputs):
+            self._where[id(t)] = (node, k)
+            self._users.setdefault(id(t), [])
+            self._producers.setdefault(id(t), []).append((node, k))
+        self.nodes.append(node)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        kwargs = kwargs or {}
+        leaves, spec = tree_flatten((args, kwargs))
+        where = self._where
+        inputs = [
+            (pos, *where[id(t)]) for pos, t in enumerate(leaves)
+            if isinstance(t, Tensor) and id(t) in where
+        ]
+        name = func_name(func)
+        if not inputs or name in _CONSTANT_FACTORIES:
+            return func(*args, **kwargs)
+        inplace = _is_inplace(name, args, kwargs)
+        if inplace:
+            self._preserve_old_version(leaves, inputs)
+        versions = [leaves[pos]._version for pos, _, _ in inputs]
+        out = func(*args, **kwargs)
+        for (pos, _, _), version in zip(inputs, versions):
+            if not inplace and leaves[pos]._version != version:
+                raise RuntimeError(
+                    f"{name!r} in {self._path()} modified an input-dependent tensor in place, "
+                    "which pellucid.lrp does not recognise as an in-place op; please report it"
+                )
+        outputs = floating_tensors(out)
+        if not outputs and not inplace:
+            return out  # sizes, dims, comparisons: nothing relevance can flow through
+        module, owner = self._modules[-1] if self._modules else ("", None)
+        target = args[0] if inplace and args and isinstance(args[0], Tensor) else None
+        if target is not None and not any(t is target for t in outputs):
+            outputs.insert(0, target)  # e.g. __setitem__ returns None but writes args[0]
+        node = Node(len(self.nodes), func, name, leaves, spec, inputs, outputs,
+                    module, owner, inplace)
+        node.stamps = [(leaves[pos], leaves[pos]._version) for pos, _, _ in inputs]
+        node.stamps += [(t, t._version) for t in outputs]
+        for pos, source, k in inputs:
+            source.uses[k] += 1
+            self._users.setdefault(id(leaves[pos]), []).append((node, pos))
+        self._add(node)
+        return out
+
+    def _preserve_old_version(self, leaves: list, inputs: list) -> None:
+        """Clone the value an in-place op is about to overwrite and re-point the tape to it."""
+        target = leaves[0] if leaves and isinstance(leaves[0], Tensor) else None
+        if target is None:
+            return
+        old = target.detach().clone()
+        for producer, k in self._producers.pop(id(target), []):
+            producer.replace_output(k, old)  # also ops that returned their input unchanged
+        for user, pos in self._users.pop(id(target), []):
+            user.replace_leaf(pos, old)
+        leaves[0] = old  # this op's own record of the value it overwrote
+
+    def check_unchanged(self) -> None:
+        """Raise if a recorded tensor was changed afterwards by a write the tape did not see
+        (an in-place op on a view writes into its base and every other view of it)."""
+        for node in self.nodes:
+            for tensor, version in node.stamps:
+                if tensor._version != version:
+                    raise NotImplementedError(
+                        f"a tensor that {node.where()} reads or writes was changed later by an "
+                        "in-place op through a view (aliasing); pellucid.lrp cannot follow such "
+                        "writes. Use the out-of-place op in the model's forward"
+                    )
+
+    def _path(self) -> str:
+        return self._modules[-1][0] if self._modules else "<model>"
+
+    def source_of(self, t: Tensor) -> tuple[Node, int] | None:
+        """The (node, output index) that produced ``t``, if it is on the tape."""
+        return self._where.get(id(t))
+
+
+def _is_inplace(name: str, args: tuple, kwargs: dict) -> bool:
+    if name in _INPLACE_DUNDER or (name.endswith("_") and not name.startswith("__")):
+        return True
+    if name in _INPLACE_FLAG:
+        return kwargs.get("inplace") is True or any(a is True for a in args[1:])
+    return False
+
+
+def record(model: nn.Module, run: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Recorder, Tensor]:
+    """Run ``run(x)`` (the selected model output) under a recorder rooted at ``x``."""
+    recorder = Recorder(model)
+    recorder.track(x)
+    with torch.no_grad(), recorder.recording():
+        out = run(x)
+    recorder.check_unchanged()
+    return recorder, out
