@@ -22,7 +22,7 @@ from .guard import preserved
 from .outputs import OutputSelector
 from .registry import Registry
 from .targets import TargetSpec, resolve_target
-from .task import Task
+from .task import Primed, Task
 
 METHODS: Registry[type[Method]] = Registry("method")
 M = TypeVar("M", bound="type[Method]")
@@ -45,6 +45,18 @@ class Method:
     name: ClassVar[str] = "method"
     #: the first forward pass keeps its graph, for methods whose first step is ∂f/∂x at x
     grad_at_input: ClassVar[bool] = False
+
+    def first_pass(self, task: Task, x: Tensor) -> tuple[Tensor, Any]:
+        """The call's first forward pass at ``x``: (selected output, state for ``attribute``).
+
+        Its output resolves the target. A method that needs an instrumented forward at ``x``
+        (the rule engine's recording) overrides this, so that ``attribute`` reuses it through
+        ``task.primed_at(x)`` instead of paying for a second forward pass.
+        """
+        with torch.set_grad_enabled(self.grad_at_input):
+            if self.grad_at_input:
+                x.requires_grad_(True)
+            return task.output(x), None
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         """(attribution with the shape of ``x``, extras) for the rows of ``task``."""
@@ -81,11 +93,9 @@ def run(
         x = _private_copy(inputs, model)
         rows = x.shape[0]
         task = Task(model, None, output, dict(model_kwargs or {}), rows)  # type: ignore[arg-type]
-        with torch.set_grad_enabled(method.grad_at_input):
-            if method.grad_at_input:
-                x.requires_grad_(True)
-            out = task.output(x)
-        task = dataclasses.replace(task, target=resolve_target(target, out), primed=(x, out))
+        out, state = method.first_pass(task, x)
+        primed = Primed(x, out, state)
+        task = dataclasses.replace(task, target=resolve_target(target, out), primed=primed)
         attribution, extras = method.attribute(task, x)
         attribution = attribution.detach()
         if attribution.shape != inputs.shape:

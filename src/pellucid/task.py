@@ -21,6 +21,15 @@ from .targets import Target
 
 
 @dataclass(frozen=True, eq=False)
+class Primed:
+    """The first forward pass of a call: its inputs, output, and what the method kept of it."""
+
+    inputs: Tensor
+    output: Tensor
+    state: Any = None
+
+
+@dataclass(frozen=True, eq=False)
 class Task:
     """A model call for a batch of rows and the score per row that is explained."""
 
@@ -29,8 +38,8 @@ class Task:
     select: OutputSelector = None
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     rows: int = 0
-    #: (inputs, output) of the first forward pass when it kept its graph (see Method)
-    primed: tuple[Tensor, Tensor] | None = None
+    #: the first forward pass of the call (see ``Method.first_pass``)
+    primed: Primed | None = None
 
     def output(self, x: Tensor) -> Tensor:
         """The selected model output for inputs ``x`` (rows first).
@@ -49,13 +58,17 @@ class Task:
     def gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(∂f/∂x, f(x)) for every row; rows are independent for a model in eval mode."""
         with torch.enable_grad():
-            if self.primed is not None and x is self.primed[0]:
-                xg, scores = x, self.target.score(self.primed[1])
+            if self.primed is not None and x is self.primed.inputs and x.requires_grad:
+                xg, scores = x, self.target.score(self.primed.output)
             else:
                 xg = x.detach().requires_grad_(True)
                 scores = self.score(xg)
             (grad,) = torch.autograd.grad(scores.sum(), xg)
         return grad, scores.detach()
+
+    def primed_at(self, x: Tensor) -> Primed | None:
+        """The first forward pass if it was made at exactly ``x``, else None."""
+        return self.primed if self.primed is not None and self.primed.inputs is x else None
 
     def take(self, index: Tensor) -> Task:
         """The task for rows ``index`` of this batch (with repetition)."""

@@ -62,8 +62,9 @@ def check_count(value: int, what: str) -> None:
 
 def score_at_input(task: Task, x: Tensor) -> Tensor:
     """f(x) per sample, reusing the first forward pass when it was made on ``x``."""
-    if task.primed is not None and task.primed[0] is x:
-        return task.target.score(task.primed[1]).detach()
+    primed = task.primed_at(x)
+    if primed is not None:
+        return task.target.score(primed.output).detach()
     with torch.no_grad():
         return task.score(x)
 

@@ -22,7 +22,7 @@ from torch import Tensor
 from ..task import Task
 from .canonical import Op, build_plan
 from .composites import Composite
-from .tape import Node, record
+from .tape import Node, Recorder, record
 
 STARTS = ("relevance", "gradient")
 
@@ -39,8 +39,16 @@ class Walk:
 
 def run(task: Task, x: Tensor, composite: Composite, *, start: str = "relevance",
         baseline: Tensor | None = None) -> Walk:
-    """Record ``task``'s forward pass at ``x`` and walk it back with ``composite``."""
-    recorder, out = record(task.model, task.output, x)
+    """Record ``task``'s forward pass at ``x`` and walk it back with ``composite``.
+
+    The call's first forward pass is reused when it was recorded at ``x``
+    (see :meth:`_RuleMethod.first_pass`).
+    """
+    primed = task.primed_at(x)
+    if primed is not None and isinstance(primed.state, Recorder):
+        recorder, out = primed.state, primed.output
+    else:
+        recorder, out = record(task.model, task.output, x)
     source = recorder.source_of(out)
     if source is None:
         raise ValueError(

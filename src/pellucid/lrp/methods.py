@@ -20,6 +20,7 @@ from ..task import Task
 from . import composites as named
 from .composites import Composite
 from .engine import extras, run
+from .tape import record
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +39,11 @@ class _RuleMethod(Method):
         if custom is not None and not isinstance(custom, Composite):
             raise TypeError(f"composite= must be a pellucid.lrp.Composite, got {custom!r}")
         return custom.over(base) if custom is not None else base
+
+    def first_pass(self, task: Task, x: Tensor) -> tuple[Tensor, Any]:
+        """Record the first forward pass, so that ``attribute`` walks it without a second one."""
+        recorder, out = record(task.model, task.output, x)
+        return out, recorder
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         walk = run(task, x, self.resolved(), start=self.start)
