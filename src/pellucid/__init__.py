@@ -12,6 +12,7 @@ from . import layers, lrp
 from .api import describe_methods, explain, get_method, list_methods
 from .explanation import Explanation
 from .method import Method, register_method
+from .metrics import benchmark, evaluate, list_metrics
 
 __version__ = "0.1.0"
 
@@ -19,11 +20,14 @@ __all__ = [
     "Explanation",
     "Method",
     "__version__",
+    "benchmark",
     "describe_methods",
+    "evaluate",
     "explain",
     "get_method",
     "layers",
     "list_methods",
+    "list_metrics",
     "lrp",
     "register_method",
 ]

@@ -90,7 +90,7 @@ def run(
     """Explain ``inputs`` with ``method``, leaving ``model`` and ``inputs`` untouched."""
     check_inputs(inputs)
     with preserved(model):
-        x = _private_copy(inputs, model)
+        x = private_copy(inputs, model)
         rows = x.shape[0]
         task = Task(model, None, output, dict(model_kwargs or {}), rows)  # type: ignore[arg-type]
         out, state = method.first_pass(task, x)
@@ -113,7 +113,7 @@ def run(
     )
 
 
-def _private_copy(inputs: Tensor, model: nn.Module) -> Tensor:
+def private_copy(inputs: Tensor, model: nn.Module) -> Tensor:
     """A copy of the inputs on the model's device and in its floating dtype."""
     param = next((p for p in model.parameters() if p.is_floating_point()), None)
     device = param.device if param is not None else inputs.device

@@ -1,0 +1,41 @@
+"""Explanation-quality metrics, batched in torch, and the ``evaluate`` / ``benchmark`` API.
+
+Every metric is registered by name (``faithfulness.pixel_flipping``, ``localisation.
+pointing_game``, ...); see :func:`list_metrics` and docs/metrics.md.
+"""
+
+from . import (  # noqa: F401  (importing registers the metrics)
+    axiomatic,
+    complexity,
+    faithfulness,
+    localisation,
+    randomisation,
+    roar,
+    robustness,
+)
+from .base import (
+    METRICS,
+    Case,
+    Metric,
+    MetricResult,
+    Scores,
+    get_metric,
+    list_metrics,
+    register_metric,
+)
+from .evaluate import evaluate
+from .harness import Table, benchmark
+
+__all__ = [
+    "METRICS",
+    "Case",
+    "Metric",
+    "MetricResult",
+    "Scores",
+    "Table",
+    "benchmark",
+    "evaluate",
+    "get_metric",
+    "list_metrics",
+    "register_metric",
+]

@@ -1,0 +1,31 @@
+"""Axiomatic: completeness (Sundararajan et al. 2017) and conservation (Bach et al. 2015)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..attribution.baselines import BaselineSpec, make_baseline
+from .base import Case, Metric, Scores, register_metric
+
+
+@register_metric("axiomatic.completeness")
+@dataclass(frozen=True, eq=False)
+class Completeness(Metric):
+    """Completeness gap |Σᵢ aᵢ − (f(x) − f(x̄))|; with ``baseline=None`` the LRP conservation
+    gap |Σᵢ Rᵢ − f(x)| (Bach et al. 2015). ``relative`` divides by |f(x) − f(x̄)|.
+    """
+
+    direction = "lower"
+    baseline: BaselineSpec | None = "zero"
+    relative: bool = False
+
+    def compute(self, case: Case) -> Scores:
+        x = case.inputs
+        rows = torch.arange(len(x), device=x.device)
+        explained = case.scores(x, rows)
+        if self.baseline is not None:
+            explained = explained - case.scores(make_baseline(self.baseline, x), rows)
+        gap = (case.attribution.flatten(1).sum(1) - explained).abs()
+        return Scores(gap / explained.abs() if self.relative else gap)

@@ -1,0 +1,25 @@
+"""The random attribution, the baseline row of every benchmark (not a registered method)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._seeding import generator
+from ..method import Method
+from ..task import Task
+
+
+@dataclass(frozen=True, eq=False)
+class RandomAttribution(Method):
+    """Standard normal noise as attribution: the ranking a method has to beat."""
+
+    name = "random"
+    seed: int | None = 0
+
+    def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        noise = torch.randn(x.shape, generator=generator(self.seed), dtype=x.dtype)
+        return noise.to(x.device), {}

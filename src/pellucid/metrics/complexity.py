@@ -1,0 +1,39 @@
+"""Complexity: how concentrated an attribution is, over all its elements.
+
+- ``complexity.sparseness`` (Chalasani et al. 2020): the Gini index of |a| sorted ascending,
+  G = Σₖ (2k − n − 1) |a|₍ₖ₎ / (n Σₖ |a|₍ₖ₎), k = 1..n; one-hot gives (n − 1)/n, uniform 0.
+- ``complexity.entropy`` (Bhatt et al. 2020): H = −Σᵢ pᵢ log pᵢ with pᵢ = |aᵢ| / Σⱼ |aⱼ|.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import Case, Metric, Scores, register_metric
+
+
+@register_metric("complexity.sparseness")
+@dataclass(frozen=True, eq=False)
+class Sparseness(Metric):
+    """Sparseness (Chalasani et al. 2020): the Gini index of |a|; higher is sparser."""
+
+    def compute(self, case: Case) -> Scores:
+        values = case.attribution.flatten(1).abs().sort(1).values
+        n = values.shape[1]
+        k = torch.arange(1, n + 1, device=values.device, dtype=values.dtype)
+        return Scores(((2 * k - n - 1) * values).sum(1) / (n * values.sum(1)))
+
+
+@register_metric("complexity.entropy")
+@dataclass(frozen=True, eq=False)
+class Entropy(Metric):
+    """Complexity (Bhatt et al. 2020): the entropy of |a| / Σ|a|; lower is simpler."""
+
+    direction = "lower"
+
+    def compute(self, case: Case) -> Scores:
+        values = case.attribution.flatten(1).abs()
+        p = values / values.sum(1, keepdim=True)
+        return Scores(-torch.special.xlogy(p, p).sum(1))

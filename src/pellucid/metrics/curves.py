@@ -1,0 +1,73 @@
+"""Removal and insertion curves: the engine of pixel flipping, region perturbation,
+deletion and insertion.
+
+The groups (pixels or patches) of each sample are ranked once by their summed attribution
+(one ``argsort`` per batch). Step k of K removes the first nₖ = round(k·u·G/K) groups in that
+order (u = ``until``, 1 by default): x̃ₖ = x where rank ≥ nₖ and the fill elsewhere
+(insertion swaps x and the fill). The (sample, step) grid is flattened into rows and
+evaluated ``batch_size`` rows per forward pass; a chunk's perturbed inputs are built with
+one comparison and one ``where``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..attribution.baselines import BaselineSpec, make_baseline
+from ..batching import expanded_rows
+from .base import Case
+from .maps import Patch, group_sums, patch_groups, ranks
+
+FILLS = ("uniform", "blur", "mean", "zero")
+
+
+@dataclass(frozen=True)
+class Curve:
+    values: Tensor  # (B, K + 1)
+    fraction: Tensor  # (K + 1,), fraction of groups removed (or inserted)
+
+
+def perturbation_curve(
+    case: Case,
+    *,
+    patch: Patch,
+    steps: int,
+    fill: BaselineSpec,
+    blur_sigma: float,
+    most_relevant_first: bool,
+    insert: bool,
+    probability: bool,
+    batch_size: int | None,
+    seed: int | None,
+    until: float = 1.0,
+) -> Curve:
+    """f(x̃ₖ) for k = 0..K, groups taken in order of decreasing (or increasing) attribution;
+    step K has taken the fraction ``until`` of the groups.
+    """
+    x = case.inputs
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if not 0 < until <= 1:
+        raise ValueError(f"until is the fraction of regions removed at the end, in (0, 1]; "
+                         f"got {until!r}")
+    groups = patch_groups(x, patch)
+    order = ranks(group_sums(case.attribution, groups), descending=most_relevant_first)
+    if isinstance(fill, str) and fill not in FILLS:
+        raise ValueError(
+            f"unknown fill {fill!r}; use one of {', '.join(FILLS)}, a number or a tensor"
+        )
+    filled = make_baseline(fill, x, sigma=blur_sigma, seed=seed)
+    last = until * groups.count
+    counts = torch.round(torch.linspace(0, last, steps + 1, device=x.device)).long()
+    labels = groups.labels.expand(x.shape[1:]).reshape(-1)
+    flat_x, flat_fill = x.flatten(1), filled.flatten(1)
+    values = x.new_empty(len(x), steps + 1)
+    for sample, step in expanded_rows(len(x), steps + 1, batch_size, x.device):
+        taken = (order[sample] < counts[step, None])[:, labels]
+        new, old = (flat_x, flat_fill) if insert else (flat_fill, flat_x)
+        rows = torch.where(taken, new[sample], old[sample]).view(-1, *x.shape[1:])
+        values[sample, step] = case.scores(rows, sample, probability)
+    return Curve(values, counts.to(x.dtype).cpu() / groups.count)

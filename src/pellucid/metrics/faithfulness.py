@@ -1,0 +1,193 @@
+"""Faithfulness: does removing what the explanation calls relevant change the output?
+
+- ``faithfulness.pixel_flipping`` and ``faithfulness.region_perturbation`` (Samek et al.
+  2017, "Evaluating the visualization of what a deep neural network has learned"): remove
+  patches in MoRF (most relevant first) or LeRF order; score = AOPC =
+  1/(L+1) Σₖ₌₀ᴸ (f(x⁽⁰⁾) − f(x⁽ᵏ⁾)).
+- ``faithfulness.deletion`` and ``faithfulness.insertion`` (Petsiuk et al. 2018, RISE):
+  the area under the class-probability curve as pixels are deleted (to zero) in order of
+  relevance, or inserted into a blurred image; deletion lower, insertion higher is better.
+- ``faithfulness.correlation`` (Bhatt et al. 2020): Pearson correlation over random subsets
+  S of the attribution sum Σ_{i∈S} aᵢ and the output drop f(x) − f(x with S replaced).
+- ``faithfulness.infidelity`` (Yeh et al. 2019): E_I[(Iᵀa − (f(x) − f(x − I)))²].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .._seeding import generator
+from ..attribution.baselines import BaselineSpec, make_baseline
+from ..batching import expanded_rows
+from .base import Case, Metric, Scores, register_metric
+from .curves import perturbation_curve
+from .maps import Patch, group_sums, patch_groups
+from .stats import pearson, trapezoid
+
+
+@register_metric("faithfulness.pixel_flipping")
+@dataclass(frozen=True, eq=False)
+class PixelFlipping(Metric):
+    """Pixel flipping with AOPC (Samek et al. 2017): 1/(L+1) Σₖ (f(x⁽⁰⁾) − f(x⁽ᵏ⁾)).
+
+    Settings:
+        order: ``"morf"`` (most relevant first; higher AOPC is better) or ``"lerf"``
+            (least relevant first; lower is better).
+        patch: the side of the square regions (locations; channels are removed together).
+        steps: L, the number of removal steps; step k removes round(k·u·G/L) of the G regions.
+        until: u, the fraction of the regions removed at step L (Samek et al. remove 100
+            regions, a fraction of the image; with u·G = L one region goes per step).
+        fill: what replaces removed regions: ``"uniform"`` noise (the paper), ``"blur"``,
+            ``"mean"``, ``"zero"``, a number or a tensor.
+        probability: score the softmax probability instead of the logit.
+    """
+
+    order: str = "morf"
+    patch: Patch = 1
+    steps: int = 100
+    until: float = 1.0
+    fill: BaselineSpec = "uniform"
+    blur_sigma: float = 5.0
+    probability: bool = False
+    batch_size: int | None = None
+    seed: int | None = 0
+
+    def better(self) -> str:
+        return "higher" if self.order == "morf" else "lower"
+
+    def compute(self, case: Case) -> Scores:
+        if self.order not in ("morf", "lerf"):
+            raise ValueError(f"order must be 'morf' or 'lerf', got {self.order!r}")
+        curve = perturbation_curve(
+            case, patch=self.patch, steps=self.steps, fill=self.fill, blur_sigma=self.blur_sigma,
+            most_relevant_first=self.order == "morf", insert=False,
+            probability=self.probability, batch_size=self.batch_size, seed=self.seed,
+            until=self.until,
+        )
+        drops = curve.values[:, :1] - curve.values
+        return Scores(drops.mean(1), curve.values, curve.fraction,
+                      {"auc": trapezoid(curve.values, curve.fraction)})
+
+
+@register_metric("faithfulness.region_perturbation")
+@dataclass(frozen=True, eq=False)
+class RegionPerturbation(PixelFlipping):
+    """Region perturbation with AOPC (Samek et al. 2017): pixel flipping over 4×4 patches."""
+
+    patch: Patch = 4
+
+
+@dataclass(frozen=True, eq=False)
+class _AreaUnderCurve(Metric):
+    patch: Patch = 1
+    steps: int = 100
+    fill: BaselineSpec = "zero"
+    blur_sigma: float = 5.0
+    probability: bool = True
+    batch_size: int | None = None
+    seed: int | None = 0
+    insert = False
+
+    def compute(self, case: Case) -> Scores:
+        curve = perturbation_curve(
+            case, patch=self.patch, steps=self.steps, fill=self.fill, blur_sigma=self.blur_sigma,
+            most_relevant_first=True, insert=self.insert, probability=self.probability,
+            batch_size=self.batch_size, seed=self.seed,
+        )
+        return Scores(trapezoid(curve.values, curve.fraction), curve.values, curve.fraction)
+
+
+@register_metric("faithfulness.deletion")
+@dataclass(frozen=True, eq=False)
+class Deletion(_AreaUnderCurve):
+    """Deletion AUC (Petsiuk et al. 2018): ∫ p(class | x with the top fraction t zeroed) dt."""
+
+    direction = "lower"
+
+
+@register_metric("faithfulness.insertion")
+@dataclass(frozen=True, eq=False)
+class Insertion(_AreaUnderCurve):
+    """Insertion AUC (Petsiuk et al. 2018): ∫ p(class | blurred x with the top t restored) dt."""
+
+    fill: BaselineSpec = "blur"
+    insert = True
+
+
+@register_metric("faithfulness.correlation")
+@dataclass(frozen=True, eq=False)
+class FaithfulnessCorrelation(Metric):
+    """Faithfulness correlation (Bhatt et al. 2020): corr_S(Σ_{i∈S} aᵢ, f(x) − f(x_[x_S = x̄_S])).
+
+    ``subsets`` random subsets of ``subset_size`` regions (the same subsets for every sample)
+    are replaced by the ``fill``; the score is the Pearson correlation over the subsets.
+    """
+
+    subsets: int = 100
+    subset_size: int = 16
+    patch: Patch = 1
+    fill: BaselineSpec = "zero"
+    blur_sigma: float = 5.0
+    probability: bool = False
+    batch_size: int | None = None
+    seed: int | None = 0
+
+    def compute(self, case: Case) -> Scores:
+        x = case.inputs
+        groups = patch_groups(x, self.patch)
+        size = min(self.subset_size, groups.count)
+        draws = torch.rand(self.subsets, groups.count, generator=generator(self.seed))
+        chosen = torch.zeros(self.subsets, groups.count, dtype=torch.bool)
+        chosen.scatter_(1, draws.argsort(1)[:, :size], True)
+        chosen = chosen.to(x.device)
+        attribution_sums = group_sums(case.attribution, groups) @ chosen.T.to(x.dtype)
+        drops = self._output_drops(case, chosen, groups.labels.expand(x.shape[1:]).reshape(-1))
+        return Scores(pearson(attribution_sums, drops))
+
+    def _output_drops(self, case: Case, chosen: Tensor, labels: Tensor) -> Tensor:
+        x = case.inputs
+        fill = make_baseline(self.fill, x, sigma=self.blur_sigma, seed=self.seed).flatten(1)
+        full = case.scores(x, torch.arange(len(x), device=x.device), self.probability)
+        drops = x.new_empty(len(x), self.subsets)
+        for sample, subset in expanded_rows(len(x), self.subsets, self.batch_size, x.device):
+            rows = torch.where(chosen[subset][:, labels], fill[sample], x.flatten(1)[sample])
+            drops[sample, subset] = full[sample] - case.scores(
+                rows.view(-1, *x.shape[1:]), sample, self.probability
+            )
+        return drops
+
+
+@register_metric("faithfulness.infidelity")
+@dataclass(frozen=True, eq=False)
+class Infidelity(Metric):
+    """Infidelity (Yeh et al. 2019): E_I[(Iᵀa − (f(x) − f(x − I)))²], I ~ N(0, σ²).
+
+    With ``optimal_scale`` (as in the authors' code) the attribution is first multiplied by
+    the β that minimises the expectation, β = E[Iᵀa·Δf] / E[(Iᵀa)²], so that the score does
+    not depend on the attribution's scale. ``perturbations`` draws, shared by the samples.
+    """
+
+    direction = "lower"
+    perturbations: int = 64
+    noise: float = 0.1
+    optimal_scale: bool = True
+    batch_size: int | None = None
+    seed: int | None = 0
+
+    def compute(self, case: Case) -> Scores:
+        x = case.inputs
+        draws = self.noise * torch.randn(
+            (self.perturbations, *x.shape[1:]), generator=generator(self.seed), dtype=x.dtype
+        ).to(x.device)
+        full = case.scores(x, torch.arange(len(x), device=x.device))
+        dot = case.attribution.flatten(1) @ draws.flatten(1).T  # (B, P)
+        drop = x.new_empty(len(x), self.perturbations)
+        for sample, k in expanded_rows(len(x), self.perturbations, self.batch_size, x.device):
+            drop[sample, k] = full[sample] - case.scores(x[sample] - draws[k], sample)
+        if self.optimal_scale:
+            beta = (dot * drop).mean(1, keepdim=True) / dot.square().mean(1, keepdim=True)
+            dot = dot * beta.nan_to_num(0.0)
+        return Scores((dot - drop).square().mean(1))

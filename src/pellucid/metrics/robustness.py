@@ -1,0 +1,105 @@
+"""Robustness: how much the explanation moves when the input barely does.
+
+- ``robustness.max_sensitivity`` and ``robustness.avg_sensitivity`` (Yeh et al. 2019):
+  max (or mean) over y with ‖y − x‖∞ ≤ r of ‖Φ(y) − Φ(x)‖₂, estimated with ``draws``
+  uniform samples of the ball (the same offsets for every sample); ``normalise`` divides
+  by ‖Φ(x)‖₂.
+- ``robustness.continuity`` (Montavon et al. 2018, section on explanation continuity):
+  max over translations x' of x by 1..``max_shift`` locations of ‖R(x) − R(x')‖₁ / ‖x − x'‖₂,
+  the Lipschitz quotient that a continuous explanation keeps small.
+
+All of them re-run the method on the perturbed inputs, ``batch_size`` rows at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .._seeding import generator
+from ..batching import expanded_rows
+from .base import Case, Metric, Scores, register_metric
+
+
+@dataclass(frozen=True, eq=False)
+class _Sensitivity(Metric):
+    direction = "lower"
+    radius: float = 0.02
+    draws: int = 10
+    normalise: bool = False
+    batch_size: int | None = None
+    seed: int | None = 0
+
+    def reduce(self, distances: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def compute(self, case: Case) -> Scores:
+        x = case.inputs
+        offsets = (2 * torch.rand((self.draws, *x.shape[1:]), generator=generator(self.seed),
+                                  dtype=x.dtype) - 1).to(x.device) * self.radius
+        reference = case.attribution.flatten(1)
+        distances = x.new_empty(len(x), self.draws)
+        for sample, draw in expanded_rows(len(x), self.draws, self.batch_size, x.device):
+            moved = case.explain(x[sample] + offsets[draw], sample, batch_size=self.batch_size,
+                                 metric=self.name)
+            distances[sample, draw] = (moved.flatten(1) - reference[sample]).norm(dim=1)
+        if self.normalise:
+            distances = distances / reference.norm(dim=1, keepdim=True)
+        return Scores(self.reduce(distances), distances.sort(1).values)
+
+
+@register_metric("robustness.max_sensitivity")
+@dataclass(frozen=True, eq=False)
+class MaxSensitivity(_Sensitivity):
+    """Max-sensitivity (Yeh et al. 2019): max_{‖y−x‖∞≤r} ‖Φ(y) − Φ(x)‖₂, Monte Carlo."""
+
+    def reduce(self, distances: Tensor) -> Tensor:
+        return distances.amax(1)
+
+
+@register_metric("robustness.avg_sensitivity")
+@dataclass(frozen=True, eq=False)
+class AvgSensitivity(_Sensitivity):
+    """Average sensitivity (Yeh et al. 2019): E_{‖y−x‖∞≤r} ‖Φ(y) − Φ(x)‖₂, Monte Carlo."""
+
+    def reduce(self, distances: Tensor) -> Tensor:
+        return distances.mean(1)
+
+
+def translate(x: Tensor, shift: int, dim: int) -> Tensor:
+    """``x`` moved by ``shift`` locations along ``dim``, the border repeated into the gap."""
+    size = x.shape[dim]
+    index = (torch.arange(size, device=x.device) - shift).clamp(0, size - 1)
+    return x.index_select(dim, index)
+
+
+@register_metric("robustness.continuity")
+@dataclass(frozen=True, eq=False)
+class Continuity(Metric):
+    """Continuity (Montavon et al. 2018): max over small translations x' of
+    ‖R(x) − R(x')‖₁ / ‖x − x'‖₂; lower is more continuous.
+    """
+
+    direction = "lower"
+    max_shift: int = 2
+    batch_size: int | None = None
+
+    def compute(self, case: Case) -> Scores:
+        x = case.inputs
+        if x.ndim < 3:
+            raise ValueError("continuity translates along spatial dims; tabular inputs have none")
+        shifts = [(s, d) for d in range(2, x.ndim) for s in range(-self.max_shift,
+                                                                    self.max_shift + 1) if s]
+        moved = torch.cat([translate(x, s, d) for s, d in shifts])
+        sample = torch.arange(len(x), device=x.device).repeat(len(shifts))
+        explained = case.explain(moved, sample, batch_size=self.batch_size, metric=self.name)
+        change = (explained - case.attribution[sample]).flatten(1).abs().sum(1)
+        step = (moved - x[sample]).flatten(1).norm(dim=1)
+        quotient = (change / step).nan_to_num(0.0, posinf=0.0).view(len(shifts), len(x)).T
+        return Scores(quotient.amax(1), quotient,
+                      torch.tensor([float(s) for s, _ in shifts]),
+                      {"shifts": [(s, d) for s, d in shifts]})
+
+
