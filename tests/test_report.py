@@ -1,0 +1,109 @@
+"""The demo report: its sections, the Clever-Hans fraction, settings, and the quick demo."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from pellucid.data import clever_hans, shapes
+from pellucid.report import DemoContext, ReportModel
+from pellucid.report.html import page
+from pellucid.report.sections import SECTIONS, header, positive_fraction_inside
+from pellucid.report.settings import demo_settings
+
+SIZE = 32
+
+
+def linear_model(weight_map: torch.Tensor, shortcut: int, classes: int = 5) -> nn.Module:
+    """Scores Σ x·W: the shortcut class weighs the pixels of ``weight_map`` (H, W), others 0."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * SIZE * SIZE, classes))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.zero_()
+        model[1].weight[shortcut] = weight_map.float().expand(3, -1, -1).flatten()
+    return model.eval()
+
+
+def tiny_context(tmp_path: Path, methods: list[str]) -> DemoContext:
+    data = shapes(3, size=SIZE, seed=5)
+    hans = clever_hans(8, n_test=10, size=SIZE, seed=6)
+    moved = hans.test_moved
+    moved = moved.subset(moved.has_watermark.nonzero().flatten()[:3])
+    stamp = moved.watermark_masks[0]
+    shortcut = linear_model(stamp, hans.shortcut_class)  # looks only at the watermark
+    control = linear_model(torch.ones(SIZE, SIZE), hans.shortcut_class)  # everywhere alike
+    models = {
+        "main": ReportModel("uniform", control, "", {"test": 0.2}),
+        "shortcut": ReportModel("watermark_only", shortcut, "", {"moved": 0.1}),
+    }
+    return DemoContext(
+        tmp_path, True, methods, models, data, data.images, moved, hans.shortcut_class
+    )
+
+
+def render(ctx: DemoContext) -> str:
+    built = [s for s in (build(ctx) for build in SECTIONS) if s is not None]
+    return page("pellucid demo report", header(ctx), built)
+
+
+def test_positive_fraction_inside_by_hand():
+    r = torch.tensor([[[[3.0, -5.0], [1.0, 0.0]]], [[[-1.0, 0.0], [0.0, 0.0]]]])  # (2,1,2,2)
+    mask = torch.tensor([[True, True], [False, False]]).expand(2, 2, 2)
+    fraction = positive_fraction_inside(r, mask)
+    assert fraction[0].item() == pytest.approx(3 / 4)  # positive mass 3 + 1, inside 3
+    assert fraction[1].isnan()  # no positive relevance at all
+
+
+def test_report_has_every_section_and_inlines_its_images(tmp_path):
+    ctx = tiny_context(tmp_path, ["expected_gradients", "gradient", "no_such_method"])
+    html = render(ctx)
+    for anchor in ("methods", "explanations", "clever-hans"):
+        assert f'<section id="{anchor}">' in html
+    # 3 gallery images and 2 Clever-Hans examples, each: input, mask, 3 method tiles
+    assert html.count("<figure") == (3 + 2) * (2 + 3)
+    assert html.count('class="failed"') == 3 + 2
+    assert "KeyError: &quot;unknown method &#x27;no_such_method&#x27;" in html
+    assert "ms/img" in html and "20.0%" in html  # a method time and a model accuracy
+    images = re.findall(r'<img[^>]* src="([^"]*)"', html)
+    assert images and all(src.startswith("data:image/png;base64,") for src in images)
+    assert "http" not in html.split("<body>")[1].replace("http-equiv", "")
+
+
+def test_clever_hans_fractions_match_the_models(tmp_path):
+    ctx = tiny_context(tmp_path, ["gradient"])
+    masks = ctx.clever_hans.watermark_masks
+    (shortcut,) = ctx.explain("shortcut", "clever_hans", ctx.clever_hans.images, ctx.shortcut_class)
+    (control,) = ctx.explain("main", "clever_hans", ctx.clever_hans.images, ctx.shortcut_class)
+    # gradient of Σ x·W is W: all on the stamp for the shortcut model, uniform for the control
+    assert positive_fraction_inside(shortcut.attribution, masks).tolist() == [1.0] * 3
+    area = masks.flatten(1).float().mean(1)
+    assert torch.allclose(positive_fraction_inside(control.attribution, masks), area.double())
+    html = render(ctx)
+    assert ">100%</span>" in html and f">{100 * float(area.mean()):.0f}%</span>" in html
+
+
+def test_demo_settings_give_references_and_drop_unknown_settings():
+    refs = torch.zeros(2, 3, 4, 4)
+    assert demo_settings("expected_gradients", refs)["references"] is refs
+    assert demo_settings("gradient", refs) == {}
+
+
+def test_quick_demo_writes_index_html(tmp_path, capsys):
+    from pellucid.cli import main
+    from pellucid.models import DEMO_MODELS
+    from pellucid.models.pretrained import WEIGHTS_DIR
+
+    cache = Path(os.environ.get("PELLUCID_CACHE", Path.home() / ".cache" / "pellucid"))
+    if not all(any((d / f"{n}.pt").is_file() for d in (WEIGHTS_DIR, cache)) for n in DEMO_MODELS):
+        pytest.skip("the demo weights are not there (training them takes minutes)")
+    assert main(["demo", "--out", str(tmp_path / "report"), "--quick"]) == 0
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert str(tmp_path / "report" / "index.html") in capsys.readouterr().out
+    for anchor in ("methods", "explanations", "clever-hans"):
+        assert f'<section id="{anchor}">' in html
+    assert "integrated_<wbr>gradients" in html and "shapes_vgg" in html
