@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from pellucid.data import clever_hans, shapes
+from pellucid.metrics.localisation import relevance_mass
 from pellucid.report import DemoContext, ReportModel
 from pellucid.report.html import page
-from pellucid.report.sections import SECTIONS, header, positive_fraction_inside
+from pellucid.report.sections import SECTIONS, header
 from pellucid.report.settings import demo_settings
 
 SIZE = 32
@@ -51,10 +52,10 @@ def render(ctx: DemoContext) -> str:
     return page("pellucid demo report", header(ctx), built)
 
 
-def test_positive_fraction_inside_by_hand():
+def test_relevance_mass_by_hand():
     r = torch.tensor([[[[3.0, -5.0], [1.0, 0.0]]], [[[-1.0, 0.0], [0.0, 0.0]]]])  # (2,1,2,2)
     mask = torch.tensor([[True, True], [False, False]]).expand(2, 2, 2)
-    fraction = positive_fraction_inside(r, mask)
+    fraction = relevance_mass(r, mask)
     assert fraction[0].item() == pytest.approx(3 / 4)  # positive mass 3 + 1, inside 3
     assert fraction[1].isnan()  # no positive relevance at all
 
@@ -80,9 +81,10 @@ def test_clever_hans_fractions_match_the_models(tmp_path):
     (shortcut,) = ctx.explain("shortcut", "clever_hans", ctx.clever_hans.images, ctx.shortcut_class)
     (control,) = ctx.explain("main", "clever_hans", ctx.clever_hans.images, ctx.shortcut_class)
     # gradient of Σ x·W is W: all on the stamp for the shortcut model, uniform for the control
-    assert positive_fraction_inside(shortcut.attribution, masks).tolist() == [1.0] * 3
+    assert relevance_mass(shortcut.attribution, masks).tolist() == [1.0] * 3
     area = masks.flatten(1).float().mean(1)
-    assert torch.allclose(positive_fraction_inside(control.attribution, masks), area.double())
+    fraction = relevance_mass(control.attribution, masks)
+    assert torch.allclose(fraction, area.to(fraction.dtype))
     html = render(ctx)
     assert ">100%</span>" in html and f">{100 * float(area.mean()):.0f}%</span>" in html
 

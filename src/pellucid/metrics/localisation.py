@@ -45,6 +45,17 @@ def location_masks(case: Case) -> Tensor:
     return masks.ne(0)
 
 
+def relevance_mass(attribution: Tensor, masks: Tensor, positive_only: bool = True) -> Tensor:
+    """Σ_{p∈mask} R_p / Σ_p R_p per sample, R summed over channels (and clamped at 0 when
+    ``positive_only``); NaN for a sample without (positive) relevance. ``masks``: (B, *spatial).
+    """
+    relevance = location_map(attribution).flatten(1)
+    if positive_only:
+        relevance = relevance.clamp(min=0)
+    inside = (relevance * masks.flatten(1).to(relevance.dtype)).sum(1)
+    return inside / relevance.sum(1)
+
+
 @register_metric("localisation.pointing_game")
 @dataclass(frozen=True, eq=False)
 class PointingGame(Metric):
@@ -70,11 +81,7 @@ class RelevanceMass(Metric):
     positive_only: bool = True
 
     def compute(self, case: Case) -> Scores:
-        masks = location_masks(case).flatten(1)
-        relevance = location_map(case.attribution).flatten(1)
-        if self.positive_only:
-            relevance = relevance.clamp(min=0)
-        return Scores((relevance * masks).sum(1) / relevance.sum(1))
+        return Scores(relevance_mass(case.attribution, location_masks(case), self.positive_only))
 
 
 @register_metric("localisation.relevance_rank")

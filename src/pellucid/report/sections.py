@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from ..api import describe_methods
-from ..viz import COLORMAPS, heatmap, reduce_channels, to_rgb
+from ..metrics.localisation import relevance_mass
+from ..viz import COLORMAPS, heatmap, to_rgb
 from .demo import DemoContext, MethodRun
 from .html import Section, bar, esc, figure, image, table
 
@@ -137,21 +138,10 @@ def gallery_section(ctx: DemoContext) -> Section:
     )
 
 
-def positive_fraction_inside(attribution: Tensor, masks: Tensor) -> Tensor:
-    """Σ max(R, 0) inside the mask / Σ max(R, 0), per image (NaN without positive relevance).
-
-    R is the relevance summed over channels (the relevance-mass idea of Arras et al. 2022).
-    """
-    positive = reduce_channels(attribution, "sum").clamp(min=0)
-    total = positive.flatten(1).sum(1)
-    inside = (positive * masks.to(positive.dtype)).flatten(1).sum(1)
-    return torch.where(total > 0, inside / total, torch.full_like(total, float("nan")))
-
-
 def _fraction_cell(run: MethodRun, masks: Tensor, chance: float, control: bool) -> str:
     if not run.ok:
         return '<span class="bad">failed</span>'
-    fraction = float(positive_fraction_inside(run.attribution, masks).nanmean())
+    fraction = float(relevance_mass(run.attribution, masks).nanmean())
     if math.isnan(fraction):
         return '<span class="bad">no positive relevance</span>'
     return (
@@ -238,5 +228,4 @@ __all__ = [
     "header",
     "image_cards",
     "methods_section",
-    "positive_fraction_inside",
 ]
