@@ -14,7 +14,10 @@ import torch
 from torch import Tensor
 
 from ..api import describe_methods
+from ..concepts.report_section import tcav_section
+from ..features.report_section import prototypes_section
 from ..metrics.localisation import relevance_mass
+from ..metrics.report_section import evaluation_section
 from ..viz import COLORMAPS, heatmap, to_rgb
 from .demo import DemoContext, MethodRun
 from .html import Section, bar, esc, figure, image, table
@@ -219,6 +222,9 @@ SECTIONS: list[Callable[[DemoContext], Section | None]] = [
     methods_section,
     gallery_section,
     clever_hans_section,
+    evaluation_section,
+    prototypes_section,
+    tcav_section,
 ]
 
 __all__ = [
