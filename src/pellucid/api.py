@@ -54,15 +54,7 @@ def explain(
 
 def get_method(name: str, **settings: Any) -> Method:
     """The method registered as ``name``, configured with ``settings``."""
-    cls = METHODS.get(name)
-    valid = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(settings) - valid)
-    if unknown:
-        raise TypeError(
-            f"method {name!r} has no setting {', '.join(map(repr, unknown))}; "
-            f"its settings are: {', '.join(sorted(valid)) or 'none'}"
-        )
-    return cls(**settings)
+    return METHODS.build(name, **settings)
 
 
 def list_methods(pattern: str = "*") -> list[str]:

@@ -7,11 +7,12 @@ when a name is mistyped.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -70,6 +71,21 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}.{hint} "
                 f"See pellucid.list_{self.kind}s() for all names."
             ) from None
+
+    def build(self, name: str, **settings: Any) -> Any:
+        """An instance of the dataclass registered as ``name``, configured with ``settings``.
+
+        An unknown setting raises a ``TypeError`` that lists the valid ones.
+        """
+        cls = self.get(name)
+        valid = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(settings) - valid)
+        if unknown:
+            raise TypeError(
+                f"{self.kind} {name!r} has no setting {', '.join(map(repr, unknown))}; "
+                f"its settings are: {', '.join(sorted(valid)) or 'none'}"
+            )
+        return cls(**settings)  # type: ignore[operator]
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style pattern, sorted."""

@@ -189,12 +189,4 @@ class Metric:
 
 def get_metric(name: str, **settings: Any) -> Metric:
     """The metric registered as ``name``, configured with ``settings``."""
-    cls = METRICS.get(name)
-    valid = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(settings) - valid)
-    if unknown:
-        raise TypeError(
-            f"metric {name!r} has no setting {', '.join(map(repr, unknown))}; "
-            f"its settings are: {', '.join(sorted(valid)) or 'none'}"
-        )
-    return cls(**settings)
+    return METRICS.build(name, **settings)
