@@ -13,6 +13,7 @@ from torch import nn
 from pellucid.data import clever_hans, shapes
 from pellucid.metrics.localisation import relevance_mass
 from pellucid.report import DemoContext, ReportModel
+from pellucid.report.demo import build_sections
 from pellucid.report.html import page
 from pellucid.report.sections import SECTIONS, header
 from pellucid.report.settings import demo_settings
@@ -48,8 +49,7 @@ def tiny_context(tmp_path: Path, methods: list[str]) -> DemoContext:
 
 
 def render(ctx: DemoContext) -> str:
-    built = [s for s in (build(ctx) for build in SECTIONS) if s is not None]
-    return page("pellucid demo report", header(ctx), built)
+    return page("pellucid demo report", header(ctx), build_sections(ctx, SECTIONS))
 
 
 def test_relevance_mass_by_hand():
@@ -66,8 +66,9 @@ def test_report_has_every_section_and_inlines_its_images(tmp_path):
     for anchor in ("methods", "explanations", "clever-hans"):
         assert f'<section id="{anchor}">' in html
     # 3 gallery images and 2 Clever-Hans examples, each: input, mask, 3 method tiles
-    assert html.count("<figure") == (3 + 2) * (2 + 3)
-    assert html.count('class="failed"') == 3 + 2
+    attributions = html.split('<section id="evaluation">')[0]
+    assert attributions.count("<figure") == (3 + 2) * (2 + 3)
+    assert attributions.count('class="failed"') == 3 + 2
     assert "KeyError: &quot;unknown method &#x27;no_such_method&#x27;" in html
     assert "ms/img" in html and "20.0%" in html  # a method time and a model accuracy
     images = re.findall(r'<img[^>]* src="([^"]*)"', html)
@@ -109,3 +110,13 @@ def test_quick_demo_writes_index_html(tmp_path, capsys):
     for anchor in ("methods", "explanations", "clever-hans"):
         assert f'<section id="{anchor}">' in html
     assert "integrated_<wbr>gradients" in html and "shapes_vgg" in html
+
+
+def test_a_failing_section_is_shown_not_raised(tmp_path):
+    ctx = tiny_context(tmp_path, ["gradient"])
+
+    def broken_section(ctx):
+        raise RuntimeError("boom")
+
+    (section,) = build_sections(ctx, [broken_section, lambda ctx: None])
+    assert section.title == "Broken" and "RuntimeError: boom" in section.body

@@ -127,7 +127,7 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     context = load_world(out, quick, select_methods(quick, methods))
-    built = [s for s in (build(context) for build in (sections or SECTIONS)) if s is not None]
+    built = build_sections(context, sections or SECTIONS)
     index = out / "index.html"
     index.write_text(
         page(
@@ -141,4 +141,31 @@ def run_demo(
     return index
 
 
-__all__ = ["DemoContext", "MethodRun", "ReportModel", "explain_all", "run_demo", "select_methods"]
+def build_sections(ctx: DemoContext, builders: Sequence[Callable[[DemoContext], Any]]) -> list:
+    """Each builder's section; one that raises is shown with its error instead of the page
+    failing (as a failed method is), and one that returns None is left out."""
+    from .html import Section, esc
+
+    built = []
+    for build in builders:
+        try:
+            section = build(ctx)
+        except Exception as error:  # shown in the report, like a failed method
+            title = build.__name__.removesuffix("_section").replace("_", " ").capitalize()
+            message = f"{type(error).__name__}: {error}"
+            section = Section(title, build.__name__, f'<p class="bad">{esc(message)}</p>',
+                              lead="This section could not be built for these models.")
+        if section is not None:
+            built.append(section)
+    return built
+
+
+__all__ = [
+    "DemoContext",
+    "MethodRun",
+    "ReportModel",
+    "build_sections",
+    "explain_all",
+    "run_demo",
+    "select_methods",
+]
