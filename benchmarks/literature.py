@@ -62,15 +62,15 @@ def vgg_small(classes: int) -> nn.Module:
     )
 
 
-def trained_model(size: int, n_train: int, epochs: int, seed: int) -> tuple[nn.Module, str]:
-    try:
-        from pellucid import models  # type: ignore[attr-defined]
+def trained_model(size: int, n_train: int, epochs: int, seed: int
+                  ) -> tuple[nn.Module, str, int]:
+    """(model, where it comes from, its image size): the demo shapes model when shipped."""
+    from pellucid import models
 
-        for name in getattr(models, "PRETRAINED", {}):
-            if "shape" in name:
-                return models.load_pretrained(name).eval(), f"demo model `{name}`"
-    except ImportError:
-        pass
+    for name, spec in models.DEMO_MODELS.items():
+        if spec.data == "shapes":
+            demo_size = int(models.manifest()[name]["size"])
+            return models.load_pretrained(name).eval(), f"the demo model `{name}`", demo_size
     data = shapes(n_train, size=size, seed=seed + 1)
     torch.manual_seed(seed)
     model = vgg_small(len(data.class_names))
@@ -84,7 +84,7 @@ def trained_model(size: int, n_train: int, epochs: int, seed: int) -> tuple[nn.M
             loss.backward()
             optimiser.step()
     return model.eval(), (f"a VGG-style CNN (5 conv layers) trained here on {n_train} shapes "
-                          f"images {size}×{size}, {epochs} epochs")
+                          f"images {size}×{size}, {epochs} epochs"), size
 
 
 def paired(table, method: str, reference: str, metric: str) -> tuple[float, float]:
@@ -126,8 +126,8 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.time()
-    model, origin = trained_model(args.size, args.train, args.epochs, args.seed)
-    test = shapes(args.n, size=args.size, seed=args.seed + 1000)
+    model, origin, size = trained_model(args.size, args.train, args.epochs, args.seed)
+    test = shapes(args.n, size=size, seed=args.seed + 1000)
     with torch.no_grad():
         accuracy = float((model(test.images).argmax(1) == test.labels).float().mean())
     registered = set(pellucid.list_methods())
@@ -135,15 +135,17 @@ def main() -> None:
     skipped = [m for m in METHODS if m not in methods]
     settings = {m: METHODS[m] for m in methods}
     data = (test.images, test.labels, test.masks)
-    regions = (args.size // 2) ** 2
+    patch = max(1, size // 16)
+    regions = (size // patch) ** 2
+    args.size, args.patch = size, patch  # what the report states
 
     faithfulness = benchmark(
         model, data, methods,
         ["faithfulness.region_perturbation", "faithfulness.deletion", "faithfulness.insertion"],
-        n=args.n, method_settings=settings, out_dir=args.figures, patch=2,
+        n=args.n, method_settings=settings, out_dir=args.figures, patch=patch,
         steps=min(100, regions // 5), batch_size=256,
     )
-    # region perturbation: one 2×2 region per step over the first fifth of the image (Samek
+    # region perturbation: one region per step over the first fifth of the image (Samek
     # et al. remove 100 of 576 9×9 regions); deletion / insertion go to the whole image
     localisation = benchmark(
         model, data, methods,
@@ -220,7 +222,8 @@ def report(args, origin, accuracy, faithfulness, localisation, sanity, skipped, 
         f"(n = {args.n} test images {args.size}×{args.size}, seed {args.seed}, "
         f"{seconds / 60:.1f} min on this machine). Model: {origin}; test accuracy "
         f"{accuracy:.3f}. Mean ± standard deviation over the images; ↑/↓: higher/lower is "
-        "better. Region perturbation: 2×2 regions, uniform-noise fill, one region per step "
+        f"better. Region perturbation: {args.patch}×{args.patch} regions, uniform-noise fill, "
+        "one region per step "
         "over the first fifth of the image, AOPC. Deletion: zero fill; insertion: blur; "
         "both on class probabilities over the whole image. Localisation against the "
         "object masks of the shapes data. Sanity checks on the first 32 images: "
