@@ -190,8 +190,9 @@ def report(args, origin, accuracy, faithfulness, localisation, sanity, skipped, 
             + ("This agrees with the paper for the composites ahead; the others disagree."
                if ahead else "This DISAGREES with the paper.")
             + " The spread between all methods, random included, is small next to the "
-            "per-image spread: uniform noise in 2×2 regions is far from the training data "
-            "and lowers the score whatever is removed.")
+            f"per-image spread: uniform noise in {args.patch}×{args.patch} regions is far from "
+            "the training data and lowers the score whatever is removed; deletion and "
+            "insertion, which fill with zeros and blur, separate the methods better.")
     if "random" in aopc:
         region = "faithfulness.region_perturbation"
         unclear = [m for m in aopc if m != "random"
@@ -242,7 +243,8 @@ def report(args, origin, accuracy, faithfulness, localisation, sanity, skipped, 
         "",
         *findings,
         "- **Scale.** The papers use ImageNet-scale networks (VGG-16, Inception) on natural "
-        "images 224×224; ours is a small CNN on 32×32 synthetic shapes, so absolute values "
+        f"images 224×224; ours is a small CNN on {args.size}×{args.size} synthetic shapes, so "
+        "absolute values "
         "are not comparable, only the orderings.",
         "",
         notes,
