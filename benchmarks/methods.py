@@ -60,8 +60,6 @@ def expected_passes(method: str, settings: dict, fwd_ratio: float) -> float:
         return 49 * fwd_ratio + fwd_ratio
     if method in ("rise", "lime", "kernel_shap"):
         return settings["samples"] * fwd_ratio + 2 * fwd_ratio
-    if method == "fullgrad":
-        return 1.0 + fwd_ratio
     return 1.0
 
 

@@ -152,26 +152,54 @@ class LayerGradients:
     input_grad: Tensor | None = None
 
 
-def layer_gradients(
-    task: Task, x: Tensor, layers: Sequence[LayerRef], *, with_input: bool = False
-) -> LayerGradients:
-    """One forward pass with ``layers`` captured and one backward pass of the scores.
+@dataclass
+class CapturedPass:
+    """One forward pass with layers captured, still holding its graph."""
 
-    Returns the detached outputs of every call of every layer, the gradient of the
-    explained score with respect to each, and ∂f/∂x when ``with_input`` is set. Gradients
-    that do not reach a layer (an unused branch) are zeros.
+    inputs: Tensor
+    output: Tensor
+    captured: dict[str, list[Tensor]]
+
+
+def captured_forward(task: Task, x: Tensor, layers: Sequence[LayerRef]) -> CapturedPass:
+    """A forward pass at ``x`` that records every call of ``layers`` in the autograd graph.
+
+    Methods run it as their first pass (``Method.first_pass``), so that the call's first
+    forward pass is also the one whose layer gradients they take.
     """
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)  # keeps a graph even for frozen parameters
         with capture(task.model, layers) as captured:
-            scores = task.score(xg)
-        for name, outs in captured.items():
-            for out in outs:
-                if not isinstance(out, Tensor):
-                    raise TypeError(
-                        f"layer {name!r} returns a {type(out).__name__}, not a tensor; "
-                        "pick a layer (or a submodule of it) whose output is a tensor"
-                    )
+            output = task.output(xg)
+    for name, outs in captured.items():
+        for out in outs:
+            if not isinstance(out, Tensor):
+                raise TypeError(
+                    f"layer {name!r} returns a {type(out).__name__}, not a tensor; "
+                    "pick a layer (or a submodule of it) whose output is a tensor"
+                )
+    return CapturedPass(xg, output, captured)
+
+
+def layer_gradients(
+    task: Task,
+    x: Tensor,
+    layers: Sequence[LayerRef],
+    *,
+    with_input: bool = False,
+    recorded: CapturedPass | None = None,
+) -> LayerGradients:
+    """Layer outputs and one backward pass of the scores through them.
+
+    Uses ``recorded`` (a :func:`captured_forward` at ``x``) when given, else makes that pass.
+    Returns the detached outputs of every call of every layer, the gradient of the
+    explained score with respect to each, and ∂f/∂x when ``with_input`` is set. Gradients
+    that do not reach a layer (an unused branch) are zeros.
+    """
+    recorded = recorded if recorded is not None else captured_forward(task, x, layers)
+    xg, captured = recorded.inputs, recorded.captured
+    with torch.enable_grad():
+        scores = task.target.score(recorded.output)
         flat = [out for outs in captured.values() for out in outs]
         wanted = ([xg] if with_input else []) + [t for t in flat if t.requires_grad]
         found = iter(torch.autograd.grad(scores.sum(), wanted, allow_unused=True) if wanted else [])
@@ -189,8 +217,10 @@ def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
 
 
 __all__ = [
+    "CapturedPass",
     "LayerGradients",
     "capture",
+    "captured_forward",
     "find_layer",
     "is_spatial",
     "last_spatial_layer",

@@ -76,9 +76,8 @@ class Task:
             k: v[index.to(v.device)] if _per_sample(v, self.rows) else v
             for k, v in self.model_kwargs.items()
         }
-        return replace(
-            self, target=self.target.take(index), model_kwargs=kwargs, rows=len(index), primed=None
-        )
+        target = self.target.take(index) if self.target is not None else None
+        return replace(self, target=target, model_kwargs=kwargs, rows=len(index), primed=None)
 
 
 def _per_sample(value: Any, rows: int) -> bool:

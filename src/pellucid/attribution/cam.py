@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..layers import last_spatial_layer, layer_gradients
+from ..layers import captured_forward, last_spatial_layer, layer_gradients
 from ..method import Method, register_method
 from ..task import Task
 
@@ -75,10 +75,22 @@ class _LayerCam(Method):
         """One weight per sample and channel, (N, C)."""
         raise NotImplementedError
 
-    def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
+    def first_pass(self, task: Task, x: Tensor) -> tuple[Tensor, Any]:
+        """The call's first forward, with the explained layer captured (reused by attribute)."""
         check_spatial_input(x, self.name)
         name = self.layer if self.layer is not None else _automatic_layer(task, x)
-        found = layer_gradients(task, x, [name])
+        recorded = captured_forward(task, x, [name])
+        return recorded.output, (name, recorded)
+
+    def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        check_spatial_input(x, self.name)
+        primed = task.primed_at(x)
+        if primed is not None:
+            name, recorded = primed.state
+        else:
+            name = self.layer if self.layer is not None else _automatic_layer(task, x)
+            recorded = None
+        found = layer_gradients(task, x, [name], recorded=recorded)
         if not found.outputs[name]:
             raise ValueError(
                 f"layer {name!r} did not run in the model's forward pass; pick a layer "

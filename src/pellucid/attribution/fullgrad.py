@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..batching import broadcast_like
-from ..layers import layer_gradients
+from ..layers import captured_forward, layer_gradients
 from ..method import Method, register_method
 from ..task import Task
 from .cam import upsample
@@ -90,9 +90,16 @@ class FullGrad(Method):
 
     interpolation: str = "auto"
 
+    def first_pass(self, task: Task, x: Tensor) -> tuple[Tensor, Any]:
+        """The call's first forward, with every bias layer captured (reused by attribute)."""
+        recorded = captured_forward(task, x, list(bias_layers(task.model)))
+        return recorded.output, recorded
+
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         biases = bias_layers(task.model)
-        found = layer_gradients(task, x, list(biases), with_input=True)
+        primed = task.primed_at(x)
+        recorded = primed.state if primed is not None else None
+        found = layer_gradients(task, x, list(biases), with_input=True, recorded=recorded)
         input_term = found.input_grad * x
         total = input_term.flatten(1).sum(1)
         maps = []
