@@ -39,6 +39,16 @@ def check_output(out: Tensor, rows: int) -> None:
     check_finite(out, "the model output")
 
 
+def check_per_sample(value: Any, rows: int, what: str) -> Tensor:
+    """A user callable's result must be a tensor of one value per sample, shape (rows,)."""
+    if not isinstance(value, Tensor) or value.shape != (rows,):
+        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(
+            f"{what} must return one score per sample, shape ({rows},); it returned {got}"
+        )
+    return value
+
+
 def check_finite(t: Tensor, what: str) -> None:
     """Raise a ValueError naming ``what`` when ``t`` holds NaN or Inf."""
     if t.is_floating_point() and not bool(t.isfinite().all()):

@@ -14,6 +14,8 @@ from typing import Union
 import torch
 from torch import Tensor
 
+from .checks import check_per_sample
+
 TargetSpec = Union[int, Sequence[int], Tensor, Callable[[Tensor], Tensor], None]
 
 
@@ -31,14 +33,7 @@ class Target:
     def score(self, output: Tensor) -> Tensor:
         """One score per row of ``output``."""
         if self.fn is not None:
-            scores = self.fn(output)
-            if not isinstance(scores, Tensor) or scores.shape != (output.shape[0],):
-                shape = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
-                raise ValueError(
-                    f"a target callable must return one score per sample, shape "
-                    f"({output.shape[0]},); it returned {shape}"
-                )
-            return scores
+            return check_per_sample(self.fn(output), output.shape[0], "a target callable")
         assert self.classes is not None
         picked = output.flatten(2) if output.ndim > 2 else output.unsqueeze(-1)
         rows = torch.arange(output.shape[0], device=output.device)

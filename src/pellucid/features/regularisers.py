@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..attribution.baselines import gaussian_blur, spatial_dims
+from ..checks import check_per_sample
 
 LogDensity = Callable[[Tensor], Tensor]
 
@@ -93,13 +94,7 @@ class ExpertPrior(Penalty):
 
     def cost(self, image: Tensor) -> Tensor:
         logp = self.log_density(image)
-        if not isinstance(logp, Tensor) or logp.shape != (image.shape[0],):
-            got = tuple(logp.shape) if isinstance(logp, Tensor) else type(logp).__name__
-            raise ValueError(
-                f"the expert's log_density must return one value per image, shape "
-                f"({image.shape[0]},); it returned {got}"
-            )
-        return -logp
+        return -check_per_sample(logp, image.shape[0], "the expert's log_density")
 
 
 @dataclass(frozen=True, eq=False)
