@@ -53,7 +53,7 @@ class ModelSnapshot:
     """Everything about a model that a call could change, and how to put it back."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.modes = [(m, m.training) for m in model.modules()]
+        self.modes = training_flags(model)
         self.params = [
             _ParamState(m, n, p, p.requires_grad, p.grad, p._version)
             for m in model.modules()
@@ -72,8 +72,7 @@ class ModelSnapshot:
 
     def restore(self) -> list[str]:
         """Put the model back; return descriptions of parameters whose values were written."""
-        for module, training in self.modes:
-            module.training = training
+        restore_training_flags(self.modes)
         for module, keys in self.hooks:
             for name, before in keys.items():
                 hooks = getattr(module, name, None)
@@ -93,6 +92,27 @@ class ModelSnapshot:
                     b.buffer.copy_(b.value)
                 b.module._buffers[b.name] = b.buffer
         return written
+
+
+def training_flags(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+    """The train/eval flag of every module."""
+    return [(m, m.training) for m in model.modules()]
+
+
+def restore_training_flags(flags: list[tuple[nn.Module, bool]]) -> None:
+    for module, training in flags:
+        module.training = training
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a block with ``model`` in eval mode; every module's flag is restored afterwards."""
+    flags = training_flags(model)
+    model.eval()
+    try:
+        yield model
+    finally:
+        restore_training_flags(flags)
 
 
 @contextmanager

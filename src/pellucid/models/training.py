@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..data.imageset import ImageSet
+from ..guard import eval_mode
 
 
 def train(model: nn.Module, dataset: ImageSet | Dataset, epochs: int = 5, lr: float = 3e-3,
@@ -54,14 +55,9 @@ def train(model: nn.Module, dataset: ImageSet | Dataset, epochs: int = 5, lr: fl
 def predict(model: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
     """Predicted classes (argmax of the model's output) in eval mode; every module's
     train/eval mode is restored afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with eval_mode(model):
         return torch.cat([model(images[i:i + batch_size]).argmax(1)
                           for i in range(0, len(images), batch_size)])
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 256) -> float:
