@@ -45,11 +45,15 @@ def explain(
         >>> e.attribution.shape
         torch.Size([2, 4])
     """
-    if isinstance(method, Method):
-        chosen = dataclasses.replace(method, **settings) if settings else method
-    else:
-        chosen = get_method(method, **settings)
+    chosen = as_method(method, **settings)
     return chosen(model, inputs, target, output=output, model_kwargs=model_kwargs)
+
+
+def as_method(method: str | Method, **settings: Any) -> Method:
+    """A method object from a registered name or an object, configured with ``settings``."""
+    if isinstance(method, Method):
+        return dataclasses.replace(method, **settings) if settings else method
+    return get_method(method, **settings)
 
 
 def get_method(name: str, **settings: Any) -> Method:

@@ -40,12 +40,10 @@ class _NoiseWrapper(Method):
         raise NotImplementedError
 
     def base_method(self) -> Method:
-        """The wrapped method object."""
-        if isinstance(self.base, Method):
-            return self.base
-        from ..api import get_method
+        """The wrapped method object, configured with ``base_settings``."""
+        from ..api import as_method
 
-        return get_method(self.base, **self.base_settings)
+        return as_method(self.base, **self.base_settings)
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         if not isinstance(self.samples, int) or self.samples < 1:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..api import get_method
+from ..api import as_method, get_method
 from ..checks import check_inputs
 from ..explanation import Explanation
 from ..guard import preserved
@@ -49,7 +49,7 @@ def evaluate(
         metrics: registered names (see :func:`list_metrics`) or metric objects.
         masks: ground-truth masks for the localisation metrics, (B, *spatial) or the inputs'
             shape; nonzero marks the object.
-        method_settings: settings of the method when it is given by name.
+        method_settings: settings of the method (given by name or as an object).
         **settings: metric settings (e.g. ``batch_size=128``, ``seed=1``, ``steps=50``),
             given to every chosen metric that has a setting of that name.
 
@@ -137,11 +137,8 @@ def _case(
         if target is None and bool((explanation.target >= 0).all()):
             target = explanation.target
     else:
-        if isinstance(explained, Method):
-            method = dataclasses.replace(explained, **method_settings) if method_settings \
-                else explained
-        elif isinstance(explained, str):
-            method = get_method(explained, **method_settings)
+        if isinstance(explained, (Method, str)):
+            method = as_method(explained, **method_settings)
         else:
             raise TypeError(
                 "explanation_or_method must be an Explanation, a method name or a Method, got "

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..api import get_method
+from ..api import as_method
 from ..method import Method
 from ..targets import TargetSpec
 from .baseline import RandomAttribution
@@ -159,11 +159,9 @@ def benchmark(
 
 
 def _method(spec: str | Method, settings: dict[str, Any], seed: int) -> Method:
-    if isinstance(spec, Method):
-        return spec
     if spec == "random":
         return RandomAttribution(seed=seed, **settings)
-    return get_method(spec, **settings)
+    return as_method(spec, **settings)
 
 
 def take_samples(
