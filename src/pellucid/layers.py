@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .guard import preserved
 from .registry import suggest
-from .task import Task
+from .task import Forward, Task
 
 LayerRef = str | nn.Module
 
@@ -152,16 +152,7 @@ class LayerGradients:
     input_grad: Tensor | None = None
 
 
-@dataclass
-class CapturedPass:
-    """One forward pass with layers captured, still holding its graph."""
-
-    inputs: Tensor
-    output: Tensor
-    captured: dict[str, list[Tensor]]
-
-
-def captured_forward(task: Task, x: Tensor, layers: Sequence[LayerRef]) -> CapturedPass:
+def captured_forward(task: Task, x: Tensor, layers: Sequence[LayerRef]) -> Forward:
     """A forward pass at ``x`` that records every call of ``layers`` in the autograd graph.
 
     Methods run it as their first pass (``Method.first_pass``), so that the call's first
@@ -173,12 +164,18 @@ def captured_forward(task: Task, x: Tensor, layers: Sequence[LayerRef]) -> Captu
             output = task.output(xg)
     for name, outs in captured.items():
         for out in outs:
-            if not isinstance(out, Tensor):
-                raise TypeError(
-                    f"layer {name!r} returns a {type(out).__name__}, not a tensor; "
-                    "pick a layer (or a submodule of it) whose output is a tensor"
-                )
-    return CapturedPass(xg, output, captured)
+            tensor_output(name, out)
+    return Forward(xg, output, layers=captured)
+
+
+def tensor_output(name: str, out: Any) -> Tensor:
+    """``out``, the output of layer ``name``, if it is a tensor; else a clear error."""
+    if not isinstance(out, Tensor):
+        raise TypeError(
+            f"layer {name!r} returns a {type(out).__name__}, not a tensor; "
+            "pick a layer (or a submodule of it) whose output is a tensor"
+        )
+    return out
 
 
 def layer_gradients(
@@ -187,7 +184,7 @@ def layer_gradients(
     layers: Sequence[LayerRef],
     *,
     with_input: bool = False,
-    recorded: CapturedPass | None = None,
+    recorded: Forward | None = None,
 ) -> LayerGradients:
     """Layer outputs and one backward pass of the scores through them.
 
@@ -197,7 +194,7 @@ def layer_gradients(
     that do not reach a layer (an unused branch) are zeros.
     """
     recorded = recorded if recorded is not None else captured_forward(task, x, layers)
-    xg, captured = recorded.inputs, recorded.captured
+    xg, captured = recorded.inputs, recorded.layers
     with torch.enable_grad():
         scores = task.target.score(recorded.output)
         flat = [out for outs in captured.values() for out in outs]
@@ -217,7 +214,6 @@ def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
 
 
 __all__ = [
-    "CapturedPass",
     "LayerGradients",
     "capture",
     "captured_forward",
@@ -226,4 +222,5 @@ __all__ = [
     "last_spatial_layer",
     "layer_gradients",
     "layer_name",
+    "tensor_output",
 ]

@@ -22,7 +22,7 @@ from .guard import preserved
 from .outputs import OutputSelector
 from .registry import Registry
 from .targets import TargetSpec, resolve_target
-from .task import Primed, Task
+from .task import Forward, Task
 
 METHODS: Registry[type[Method]] = Registry("method")
 M = TypeVar("M", bound="type[Method]")
@@ -46,17 +46,17 @@ class Method:
     #: the first forward pass keeps its graph, for methods whose first step is ∂f/∂x at x
     grad_at_input: ClassVar[bool] = False
 
-    def first_pass(self, task: Task, x: Tensor) -> tuple[Tensor, Any]:
-        """The call's first forward pass at ``x``: (selected output, state for ``attribute``).
+    def first_pass(self, task: Task, x: Tensor) -> Forward:
+        """The call's first forward pass at ``x``; its output resolves the target.
 
-        Its output resolves the target. A method that needs an instrumented forward at ``x``
-        (the rule engine's recording) overrides this, so that ``attribute`` reuses it through
-        ``task.primed_at(x)`` instead of paying for a second forward pass.
+        A method that needs an instrumented forward at ``x`` (the rule engine's tape, the
+        layers of a CAM) overrides this, and ``attribute`` reuses the pass through
+        ``task.first_forward_at(x)`` instead of paying for a second one.
         """
         with torch.set_grad_enabled(self.grad_at_input):
             if self.grad_at_input:
                 x.requires_grad_(True)
-            return task.output(x), None
+            return Forward(x, task.output(x))
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         """(attribution with the shape of ``x``, extras) for the rows of ``task``."""
@@ -65,6 +65,30 @@ class Method:
     def settings(self) -> dict[str, Any]:
         """The settings as a plain dict."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def cheap(
+        self,
+        x: Tensor,
+        *,
+        evaluations: int = 8,
+        references: Tensor | None = None,
+        batch_size: int | None = None,
+    ) -> Method:
+        """This method with a small budget for inputs like ``x``: for tests, demos, benchmarks.
+
+        ``evaluations`` is the budget in model evaluations per sample (integration steps,
+        noise samples; perturbation methods scale it to their own units), ``references``
+        are data for methods that draw from a dataset, and ``batch_size`` caps the rows per
+        forward pass where the method has that setting. Single-pass methods return
+        themselves; a method with a budget overrides this.
+
+        Example:
+            >>> import torch, pellucid
+            >>> ig = pellucid.get_method("integrated_gradients").cheap(torch.zeros(1, 4))
+            >>> ig.steps
+            8
+        """
+        return self
 
     def __call__(
         self,
@@ -75,42 +99,30 @@ class Method:
         output: OutputSelector = None,
         model_kwargs: Mapping[str, Any] | None = None,
     ) -> Explanation:
-        return run(self, model, inputs, target, output=output, model_kwargs=model_kwargs)
-
-
-def run(
-    method: Method,
-    model: nn.Module,
-    inputs: Tensor,
-    target: TargetSpec = None,
-    *,
-    output: OutputSelector = None,
-    model_kwargs: Mapping[str, Any] | None = None,
-) -> Explanation:
-    """Explain ``inputs`` with ``method``, leaving ``model`` and ``inputs`` untouched."""
-    check_inputs(inputs)
-    with preserved(model):
-        x = private_copy(inputs, model)
-        rows = x.shape[0]
-        task = Task(model, None, output, dict(model_kwargs or {}), rows)  # type: ignore[arg-type]
-        out, state = method.first_pass(task, x)
-        primed = Primed(x, out, state)
-        task = dataclasses.replace(task, target=resolve_target(target, out), primed=primed)
-        attribution, extras = method.attribute(task, x)
-        attribution = attribution.detach()
-        if attribution.shape != inputs.shape:
-            raise RuntimeError(
-                f"{method.name} returned an attribution of shape {tuple(attribution.shape)} "
-                f"for inputs of shape {tuple(inputs.shape)}; this is a bug in pellucid"
-            )
-    return Explanation(
-        attribution=attribution.to(inputs.device),
-        output=out.detach(),
-        target=task.target.labels(rows),
-        method=method.name,
-        settings=method.settings(),
-        extras=extras,
-    )
+        """Explain ``inputs`` with this method, leaving ``model`` and ``inputs`` untouched."""
+        check_inputs(inputs)
+        with preserved(model):
+            x = private_copy(inputs, model)
+            rows = x.shape[0]
+            task = Task(model, None, output, dict(model_kwargs or {}), rows)  # type: ignore[arg-type]
+            first = self.first_pass(task, x)
+            target_ = resolve_target(target, first.output)
+            task = dataclasses.replace(task, target=target_, first_forward=first)
+            attribution, extras = self.attribute(task, x)
+            attribution = attribution.detach()
+            if attribution.shape != inputs.shape:
+                raise RuntimeError(
+                    f"{self.name} returned an attribution of shape {tuple(attribution.shape)} "
+                    f"for inputs of shape {tuple(inputs.shape)}; this is a bug in pellucid"
+                )
+        return Explanation(
+            attribution=attribution.to(inputs.device),
+            output=first.output.detach(),
+            target=task.target.labels(rows),
+            method=self.name,
+            settings=self.settings(),
+            extras=extras,
+        )
 
 
 def private_copy(inputs: Tensor, model: nn.Module) -> Tensor:

@@ -21,12 +21,28 @@ from .targets import Target
 
 
 @dataclass(frozen=True, eq=False)
-class Primed:
-    """The first forward pass of a call: its inputs, output, and what the method kept of it."""
+class Forward:
+    """One forward pass and what it recorded.
+
+    ``inputs`` are the tensor the model saw (requiring grad where the pass keeps its graph),
+    ``output`` is the selected model output, ``layers`` maps a layer's dotted name to its
+    outputs during the pass (one entry per call), and ``state`` is what a method kept of it
+    (the rule engine's tape).
+    """
 
     inputs: Tensor
     output: Tensor
+    layers: Mapping[str, list[Tensor]] = field(default_factory=dict)
     state: Any = None
+
+    def layer(self, name: str) -> Tensor:
+        """The output of layer ``name`` in this pass (its last call if it ran several times)."""
+        if name not in self.layers or not self.layers[name]:
+            raise KeyError(
+                f"layer {name!r} was not captured in this forward pass; captured: "
+                f"{sorted(self.layers) or 'none'}"
+            )
+        return self.layers[name][-1]
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,8 +54,8 @@ class Task:
     select: OutputSelector = None
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     rows: int = 0
-    #: the first forward pass of the call (see ``Method.first_pass``)
-    primed: Primed | None = None
+    #: the call's first forward pass (see ``Method.first_pass``)
+    first_forward: Forward | None = None
 
     def output(self, x: Tensor) -> Tensor:
         """The selected model output for inputs ``x`` (rows first).
@@ -58,17 +74,19 @@ class Task:
     def gradient(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(∂f/∂x, f(x)) for every row; rows are independent for a model in eval mode."""
         with torch.enable_grad():
-            if self.primed is not None and x is self.primed.inputs and x.requires_grad:
-                xg, scores = x, self.target.score(self.primed.output)
+            first = self.first_forward_at(x)
+            if first is not None and x.requires_grad:
+                xg, scores = x, self.target.score(first.output)
             else:
                 xg = x.detach().requires_grad_(True)
                 scores = self.score(xg)
             (grad,) = torch.autograd.grad(scores.sum(), xg)
         return grad, scores.detach()
 
-    def primed_at(self, x: Tensor) -> Primed | None:
-        """The first forward pass if it was made at exactly ``x``, else None."""
-        return self.primed if self.primed is not None and self.primed.inputs is x else None
+    def first_forward_at(self, x: Tensor) -> Forward | None:
+        """The call's first forward pass if it was made at exactly ``x``, else None."""
+        first = self.first_forward
+        return first if first is not None and first.inputs is x else None
 
     def take(self, index: Tensor) -> Task:
         """The task for rows ``index`` of this batch (with repetition)."""
@@ -77,7 +95,7 @@ class Task:
             for k, v in self.model_kwargs.items()
         }
         target = self.target.take(index) if self.target is not None else None
-        return replace(self, target=target, model_kwargs=kwargs, rows=len(index), primed=None)
+        return replace(self, target=target, model_kwargs=kwargs, rows=len(index), first_forward=None)
 
 
 def _per_sample(value: Any, rows: int) -> bool:

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..layers import captured_forward, last_spatial_layer, layer_gradients
 from ..method import Method, register_method
-from ..task import Task
+from ..task import Forward, Task
 
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -75,21 +75,19 @@ class _LayerCam(Method):
         """One weight per sample and channel, (N, C)."""
         raise NotImplementedError
 
-    def first_pass(self, task: Task, x: Tensor) -> tuple[Tensor, Any]:
+    def first_pass(self, task: Task, x: Tensor) -> Forward:
         """The call's first forward, with the explained layer captured (reused by attribute)."""
         check_spatial_input(x, self.name)
         name = self.layer if self.layer is not None else _automatic_layer(task, x)
-        recorded = captured_forward(task, x, [name])
-        return recorded.output, (name, recorded)
+        return captured_forward(task, x, [name])
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         check_spatial_input(x, self.name)
-        primed = task.primed_at(x)
-        if primed is not None:
-            name, recorded = primed.state
+        recorded = task.first_forward_at(x)
+        if recorded is not None:
+            (name,) = recorded.layers
         else:
             name = self.layer if self.layer is not None else _automatic_layer(task, x)
-            recorded = None
         found = layer_gradients(task, x, [name], recorded=recorded)
         if not found.outputs[name]:
             raise ValueError(

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ..batching import broadcast_like
 from ..layers import captured_forward, layer_gradients
 from ..method import Method, register_method
-from ..task import Task
+from ..task import Forward, Task
 from .cam import upsample
 
 #: the bias runs along the channel dimension (convolutions, normalisations) or the last one
@@ -90,15 +90,13 @@ class FullGrad(Method):
 
     interpolation: str = "auto"
 
-    def first_pass(self, task: Task, x: Tensor) -> tuple[Tensor, Any]:
+    def first_pass(self, task: Task, x: Tensor) -> Forward:
         """The call's first forward, with every bias layer captured (reused by attribute)."""
-        recorded = captured_forward(task, x, list(bias_layers(task.model)))
-        return recorded.output, recorded
+        return captured_forward(task, x, list(bias_layers(task.model)))
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         biases = bias_layers(task.model)
-        primed = task.primed_at(x)
-        recorded = primed.state if primed is not None else None
+        recorded = task.first_forward_at(x)
         found = layer_gradients(task, x, list(biases), with_input=True, recorded=recorded)
         input_term = found.input_grad * x
         total = input_term.flatten(1).sum(1)

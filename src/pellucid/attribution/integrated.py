@@ -86,8 +86,8 @@ class IntegratedGradients(Method):
             path_grad.index_add_(0, sample, grad * broadcast_like(weights[step], x))
         attribution = delta * path_grad
         with torch.no_grad():
-            primed = task.primed_at(x)
-            score_x = task.target.score(primed.output) if primed else task.score(x)
+            first = task.first_forward_at(x)
+            score_x = task.target.score(first.output) if first else task.score(x)
             score_base = task.score(baseline)
         gap = attribution.flatten(1).sum(1) - (score_x - score_base)
         return attribution, {"completeness_gap": gap, "baseline_score": score_base}

@@ -62,9 +62,9 @@ def check_count(value: int, what: str) -> None:
 
 def score_at_input(task: Task, x: Tensor) -> Tensor:
     """f(x) per sample, reusing the first forward pass when it was made on ``x``."""
-    primed = task.primed_at(x)
-    if primed is not None:
-        return task.target.score(primed.output).detach()
+    first = task.first_forward_at(x)
+    if first is not None:
+        return task.target.score(first.output).detach()
     with torch.no_grad():
         return task.score(x)
 

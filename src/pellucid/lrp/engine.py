@@ -44,9 +44,9 @@ def run(task: Task, x: Tensor, composite: Composite, *, start: str = "relevance"
     The call's first forward pass is reused when it was recorded at ``x``
     (see :meth:`_RuleMethod.first_pass`).
     """
-    primed = task.primed_at(x)
-    if primed is not None and isinstance(primed.state, Recorder):
-        recorder, out = primed.state, primed.output
+    first = task.first_forward_at(x)
+    if first is not None and isinstance(first.state, Recorder):
+        recorder, out = first.state, first.output
     else:
         recorder, out = record(task.model, task.output, x)
     source = recorder.source_of(out)

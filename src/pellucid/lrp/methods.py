@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..attribution.baselines import BaselineSpec, make_baseline
 from ..method import Method, register_method
-from ..task import Task
+from ..task import Forward, Task
 from . import composites as named
 from .composites import Composite
 from .engine import extras, run
@@ -40,10 +40,10 @@ class _RuleMethod(Method):
             raise TypeError(f"composite= must be a pellucid.lrp.Composite, got {custom!r}")
         return custom.over(base) if custom is not None else base
 
-    def first_pass(self, task: Task, x: Tensor) -> tuple[Tensor, Any]:
+    def first_pass(self, task: Task, x: Tensor) -> Forward:
         """Record the first forward pass, so that ``attribute`` walks it without a second one."""
         recorder, out = record(task.model, task.output, x)
-        return out, recorder
+        return Forward(x, out, state=recorder)
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         walk = run(task, x, self.resolved(), start=self.start)
