@@ -5,10 +5,12 @@ For each method it reports, as ratios to one forward pass plus an input-gradient
 
 - ``engine``: one rule-engine call (``Method.attribute``: a recorded forward and the walk),
   by wall time and by this process's CPU time (less sensitive to other processes);
-- ``explain``: the whole ``pellucid.explain`` call, which adds the first forward pass that
-  resolves the target and the model guard;
-- ``build``: the one-off cost of the side structure (BatchNorm folding, cached per model),
-  the first call's time minus a later call's.
+- ``explain``: the whole ``pellucid.explain`` call, which adds the model guard, the private
+  copy of the inputs and the target's resolution (the method records its first forward pass
+  and the walk reuses it);
+- ``build``: the one-off cost of the weights derived for the method (folded BatchNorms,
+  rule-modified weights, kept in the engine's weight cache, which is cleared before it), the
+  first call's time minus a later call's.
 
 Run: ``python benchmarks/lrp.py [--methods lrp.epsilon,lrp.epsilon_plus] [--repeats 2]``.
 Other processes sharing the CPU inflate every number; compare ratios, not seconds.
@@ -61,14 +63,15 @@ def bench_model(name: str, model: torch.nn.Module, x: torch.Tensor, methods: lis
             with preserved(model):
                 method.attribute(task, x)
 
+        pellucid.lrp.clear_weight_cache()
         first, _ = timed(engine)
-        refs, runs = [], []
+        refs, calls = [], []
         for _ in range(repeats):
             refs.append(timed(lambda: forward_backward(model, x)))
-            runs.append(timed(engine))
+            calls.append(timed(engine))
         whole, _ = timed(lambda m=method: pellucid.explain(model, x, target=0, method=m))
         ref_wall, ref_cpu = min(r[0] for r in refs), min(r[1] for r in refs)
-        wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
+        wall, cpu = min(c[0] for c in calls), min(c[1] for c in calls)
         print(f"{method_name:<28} {wall / ref_wall:>6.2f}x {cpu / ref_cpu:>6.2f}x "
               f"{whole / ref_wall:>7.2f}x {max(first - wall, 0.0):>8.2f} {ref_wall:>6.2f}")
 

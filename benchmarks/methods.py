@@ -3,16 +3,21 @@
     python benchmarks/methods.py                 # VGG-16 and ResNet-50 shapes, batch 8, 224²
     python benchmarks/methods.py --size 64 --batch 4 --models resnet50   # a quick look
 
-Each method runs on a batch after a warm-up (best of 3 for single-pass methods); the table gives
-seconds, the ratio to one forward+backward of the same batch measured in the same run,
-the expected ratio from the number of passes the method needs, and the peak extra
-resident memory. Targets: gradient family ≤ 1.1×, IG with S steps ≤ 1.05·S×,
-perturbation methods at the cost of their forward passes.
+Every method runs with the budget of ``method.cheap(x, evaluations=...)`` (integration
+steps and noise samples = evaluations, 25 RISE masks and 8 coalitions per evaluation,
+occlusion windows an eighth of each side at half stride), on a batch after a warm-up (best
+of 3 for single-pass methods). Expanded batches run in chunks of the batch's size, so every
+pass has the rows of the unit pass it is compared with. The table gives seconds, the ratio
+to one forward+backward of the same batch measured in the same run, the expected ratio
+from the number of passes the method needs, and the peak extra resident memory. Targets:
+gradient family ≤ 1.1×, IG with S steps ≤ 1.05·S×, perturbation methods at the cost of
+their forward passes.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from functools import partial
 
 import torch
@@ -20,46 +25,34 @@ import torch
 import pellucid
 from _measure import forward_backward, forward_only, timed
 from architectures import resnet50_shaped, vgg16_shaped
+from pellucid import attribution
+from pellucid.attribution.perturbation import window_starts
+from pellucid.method import Method
 
 MODELS = {"vgg16": vgg16_shaped, "resnet50": resnet50_shaped}
+#: the methods of pellucid.attribution (the rule-engine methods have benchmarks/lrp.py)
+METHODS = sorted(getattr(attribution, name).name for name in attribution.__all__)
 
 
-def method_settings(x: torch.Tensor, steps: int, samples: int) -> dict[str, dict]:
-    """The settings benchmarked per method; expanded batches run in chunks of the batch's size,
-    so every pass has the rows of the unit pass it is compared with."""
-    chunk = len(x)
-    return {
-        "gradient": {},
-        "sensitivity": {},
-        "saliency": {},
-        "gradient_x_input": {},
-        "integrated_gradients": {"steps": steps, "batch_size": chunk},
-        "expected_gradients": {"references": torch.rand(16, *x.shape[1:]), "samples": steps,
-                               "batch_size": chunk},
-        "smoothgrad": {"samples": samples, "batch_size": chunk},
-        "smoothgrad_squared": {"samples": samples, "batch_size": chunk},
-        "vargrad": {"samples": samples, "batch_size": chunk},
-        "gradcam": {},
-        "gradcam_plus_plus": {},
-        "fullgrad": {},
-        "occlusion": {"window": (x.shape[-1] // 7,) * 2, "batch_size": chunk},
-        "rise": {"samples": samples * 4, "batch_size": chunk},
-        "lime": {"samples": samples * 8, "patch": (x.shape[-1] // 7,) * 2, "batch_size": chunk},
-        "kernel_shap": {"samples": samples * 8, "patch": (x.shape[-1] // 7,) * 2,
-                        "batch_size": chunk},
-    }
+def occlusion_windows(method: Method, x: torch.Tensor) -> int:
+    """The number of windows of an occlusion with explicit ``window`` and ``stride`` tuples."""
+    window, stride = method.window, method.stride
+    return math.prod(len(window_starts(n, w, s))
+                     for n, w, s in zip(x.shape[-len(window):], window, stride))
 
 
-def expected_passes(method: str, settings: dict, fwd_ratio: float) -> float:
+def expected_passes(method: Method, x: torch.Tensor, fwd_ratio: float) -> float:
     """Forward+backward equivalents a method needs (a forward alone costs ``fwd_ratio``)."""
-    if method in ("integrated_gradients", "expected_gradients"):
-        return settings.get("steps", settings.get("samples")) + 2 * fwd_ratio
-    if method in ("smoothgrad", "smoothgrad_squared", "vargrad"):
-        return settings["samples"] + fwd_ratio
-    if method == "occlusion":
-        return 49 * fwd_ratio + fwd_ratio
-    if method in ("rise", "lime", "kernel_shap"):
-        return settings["samples"] * fwd_ratio + 2 * fwd_ratio
+    if method.name == "integrated_gradients":
+        return method.steps + 2 * fwd_ratio
+    if method.name == "expected_gradients":
+        return method.samples + 2 * fwd_ratio
+    if method.name in ("smoothgrad", "smoothgrad_squared", "vargrad"):
+        return method.samples + fwd_ratio
+    if method.name == "occlusion":
+        return occlusion_windows(method, x) * fwd_ratio + fwd_ratio
+    if method.name in ("rise", "lime", "kernel_shap"):
+        return method.samples * fwd_ratio + 2 * fwd_ratio
     return 1.0
 
 
@@ -68,9 +61,10 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--steps", type=int, default=32)
-    parser.add_argument("--samples", type=int, default=16)
-    parser.add_argument("--methods", nargs="*", default=None, help="default: every registered one")
+    parser.add_argument("--evaluations", type=int, default=16,
+                        help="the budget given to method.cheap (model evaluations per sample)")
+    parser.add_argument("--methods", nargs="*", default=None,
+                        help="default: those of pellucid.attribution")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -85,14 +79,13 @@ def main() -> None:
         print(f"\n{name}: batch {args.batch}×3×{args.size}², {args.threads} threads; "
               f"forward+backward {unit:.3f} s ({unit_mem:.0f} MiB), forward {fwd:.3f} s")
         print(f"{'method':24s} {'seconds':>9s} {'ratio':>8s} {'expected':>9s} {'peak MiB':>9s}")
-        table = method_settings(x, args.steps, args.samples)
-        for method in args.methods or pellucid.list_methods():
-            if method not in table:
-                continue
-            settings = {k: v for k, v in table[method].items()
-                        if k in pellucid.get_method(method).settings()}
-            run = partial(pellucid.explain, model, x, 0, method=method, **settings)
-            expected = expected_passes(method, settings, fwd / unit)
+        references = torch.rand(16, *x.shape[1:])
+        for method in args.methods or METHODS:
+            chosen = pellucid.get_method(method).cheap(
+                x, evaluations=args.evaluations, references=references, batch_size=len(x)
+            )
+            run = partial(pellucid.explain, model, x, 0, method=chosen)
+            expected = expected_passes(chosen, x, fwd / unit)
             seconds, peak = timed(run, repeats=3 if expected <= 2 else 1)
             print(f"{method:24s} {seconds:9.3f} {seconds / unit:7.2f}× {expected:8.2f}× "
                   f"{peak:9.0f}")

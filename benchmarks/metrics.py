@@ -20,8 +20,7 @@ from torch import nn
 import pellucid
 from _measure import timed
 from pellucid.metrics import evaluate
-
-FILLS = ("uniform", "blur", "mean", "zero")
+from pellucid.perturb import BASELINES
 
 
 def small_cnn(classes: int = 10) -> nn.Module:
@@ -73,11 +72,11 @@ def main() -> None:
     print(f"{args.model} on {args.images}×3×{args.size}×{args.size}, {args.steps} steps, "
           f"{rows} rows in {passes} passes of {args.batch_size}, device {args.device}, "
           f"{torch.get_num_threads()} threads; best of {args.repeats}, interleaved")
-    runs = {"forward passes alone": forwards}
-    runs.update({f"pixel flipping, fill={f}": (lambda f=f: flipping(f)) for f in FILLS})
-    best = {name: float("inf") for name in runs}
+    measured = {"forward passes alone": forwards}
+    measured.update({f"pixel flipping, fill={f}": (lambda f=f: flipping(f)) for f in BASELINES})
+    best = {name: float("inf") for name in measured}
     for _ in range(args.repeats):  # interleaved, so that a busy machine slows every kind alike
-        for name, fn in runs.items():
+        for name, fn in measured.items():
             best[name] = min(best[name], timed(fn)[0])
     reference = best["forward passes alone"]
     for name, seconds in best.items():

@@ -41,18 +41,18 @@ def setup(tmp_path: Path):
     return tmp_path
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
+def call_cli(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
 
 def test_methods_lists_names_with_descriptions(capsys):
-    code, out, _ = run(capsys, "methods")
+    code, out, _ = call_cli(capsys, "methods")
     assert code == 0
     line = next(line for line in out.splitlines() if line.startswith("integrated_gradients "))
     assert "Sundararajan" in line
-    code, out, _ = run(capsys, "methods", "smooth*")
+    code, out, _ = call_cli(capsys, "methods", "smooth*")
     assert code == 0 and {line.split()[0] for line in out.splitlines()} == {
         "smoothgrad",
         "smoothgrad_squared",
@@ -63,7 +63,7 @@ def test_explain_a_folder_writes_one_heatmap_per_image(setup, capsys):
     from PIL import Image
 
     out = setup / "out"
-    code, stdout, _ = run(
+    code, stdout, _ = call_cli(
         capsys,
         "explain",
         "--model",
@@ -105,7 +105,7 @@ def test_explain_loads_a_state_dict_into_the_factory_model(setup, capsys, monkey
         model[-1].bias.copy_(torch.tensor([0.0, 0.0, 100.0]))  # forces class 2
     torch.save(model.state_dict(), setup / "weights.pt")
     monkeypatch.chdir(setup)  # a dotted module name imports from the current folder
-    code, stdout, _ = run(
+    code, stdout, _ = call_cli(
         capsys,
         "explain",
         "--model",
@@ -143,7 +143,7 @@ def test_explain_errors_are_one_line_with_exit_status_2(setup, capsys, monkeypat
     (setup / "images" / "junk.png").write_bytes(b"no png here")
     if "junk" not in argv[1]:
         (setup / "images" / "junk.png").unlink()
-    code, _, err = run(capsys, "explain", "--model", "tinynet.py:build", *argv)
+    code, _, err = call_cli(capsys, "explain", "--model", "tinynet.py:build", *argv)
     assert code == 2
     assert message in err and "Traceback" not in err
 
@@ -162,12 +162,12 @@ def test_model_errors(setup, capsys, monkeypatch, model, message):
     monkeypatch.chdir(setup)
     torch.save({"w": torch.ones(2)}, setup / "weights.pt")
     torch.save(torch.nn.Linear(2, 2), setup / "pickled.pt")  # a pickled module: refused
-    code, _, err = run(capsys, "explain", "--model", model, "--input", "images")
+    code, _, err = call_cli(capsys, "explain", "--model", model, "--input", "images")
     assert code == 2 and message in err
 
 
 def test_every_command_has_help_and_the_entry_point_runs():
-    assert {c.name for c in COMMANDS} >= {"methods", "explain", "demo"}
+    assert {c.name for c in COMMANDS} >= {"methods", "explain", "demo", "evaluate"}
     done = subprocess.run(
         [sys.executable, "-m", "pellucid.cli", "explain", "--help"],
         capture_output=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -14,6 +16,7 @@ from pellucid.concepts import (
     train_cav,
     train_cavs,
 )
+from pellucid.layers import tensor_output
 
 D = 16
 
@@ -180,3 +183,65 @@ def test_plot_draws_one_pair_of_bars_per_concept(planted):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+class Pair(nn.Module):
+    """A layer whose output is not a tensor: its input, twice."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, x
+
+
+class PairNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair, self.head = Pair(), nn.Linear(D, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pair(x)[0])
+
+
+def test_layers_returning_a_tuple_or_not_running_are_refused_clearly(planted):
+    *_, class_inputs = planted
+    model, x = PairNet().eval(), class_inputs[:8]
+    with pytest.raises(TypeError) as core:
+        tensor_output("pair", (x, x))
+    message = re.escape(str(core.value))
+    with pytest.raises(TypeError, match=message):
+        layer_activations(model, "pair", x)
+    with pytest.raises(TypeError, match=message):
+        directional_derivatives(model, "pair", x, 0, torch.ones(D))
+    with pytest.raises(TypeError, match=message):
+        train_cavs(model, "pair", {"c": x}, [x, x])
+    model.unused = nn.Linear(D, D)
+    with pytest.raises(ValueError, match="'unused' did not run"):
+        layer_activations(model, "unused", x)
+    with pytest.raises(ValueError, match="'unused' did not run"):
+        directional_derivatives(model, "unused", x, 0, torch.ones(D))
+
+
+def test_targets_resolve_as_for_methods(planted):
+    model, _, concept, randoms, random_concept, class_inputs = planted
+    cavs = train_cavs(model, "embed", {"planted": concept, "random": random_concept}, randoms[:4])
+    vectors = torch.stack([cav.vector for cav in cavs.random])
+    by_class = directional_derivatives(model, "embed", class_inputs, 0, vectors, batch_size=16)
+    per_sample = torch.zeros(len(class_inputs), dtype=torch.long)
+    for target in (lambda out: out[:, 0], per_sample, per_sample.tolist()):
+        torch.testing.assert_close(
+            directional_derivatives(model, "embed", class_inputs, target, vectors, batch_size=16),
+            by_class,
+        )
+    predicted = model(class_inputs).argmax(1)
+    torch.testing.assert_close(
+        directional_derivatives(model, "embed", class_inputs, None, vectors, batch_size=16),
+        directional_derivatives(model, "embed", class_inputs, predicted, vectors),
+    )
+    expected = tcav(model, class_inputs, 0, cavs, batch_size=16)
+    found = tcav(model, class_inputs, lambda out: out[:, 0], cavs, batch_size=16)
+    for name in ("planted", "random"):
+        assert found[name].scores == expected[name].scores
+        assert found[name].p_value == expected[name].p_value
+    with pytest.raises(ValueError, match="a target callable must return one score per sample"):
+        directional_derivatives(model, "embed", class_inputs, lambda out: out, vectors)
+    with pytest.raises(ValueError, match="give one class per sample"):
+        directional_derivatives(model, "embed", class_inputs, [0, 1], vectors)

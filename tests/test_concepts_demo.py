@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pellucid.concepts.report_section import tcav_table, watermark_tcav
 from pellucid.data import clever_hans
+from pellucid.report.tcav import tcav_table, watermark_tcav
 
 SIZE = 24
 

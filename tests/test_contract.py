@@ -13,20 +13,9 @@ from torch import nn
 
 import pellucid
 from models import reference_models
+from pellucid.method import Method
 
 MODELS = reference_models()
-
-#: settings a method needs (or that keep the contract tests fast), by method name
-SETTINGS = {
-    "integrated_gradients": {"steps": 4},
-    "smoothgrad": {"samples": 3},
-    "smoothgrad_squared": {"samples": 3},
-    "vargrad": {"samples": 3},
-    "occlusion": {},
-    "rise": {"samples": 16},
-    "lime": {"samples": 32},
-    "kernel_shap": {"samples": 32},
-}
 
 #: (method, model) pairs that cannot apply, and the error that must say so
 INAPPLICABLE = {
@@ -35,23 +24,11 @@ INAPPLICABLE = {
 }
 
 
-def settings_for(method: str, x: torch.Tensor) -> dict:
-    found = dict(SETTINGS.get(method, {}))
-    if method == "expected_gradients":
-        found.update(references=torch.randn(4, *x.shape[1:]), samples=4)
-    if method in ("occlusion",):
-        found.update(window=(2,) * max(1, x.ndim - 2))
-    if method in ("lime", "kernel_shap") and x.ndim > 2:
-        found.update(patch=(4,) * (x.ndim - 2))
-    return {k: v for k, v in found.items() if k in _fields(method)}
-
-
-def _fields(method: str) -> set[str]:
-    import dataclasses
-
-    from pellucid.method import METHODS
-
-    return {f.name for f in dataclasses.fields(METHODS.get(method))}
+def cheap(method: str, x: torch.Tensor, evaluations: int = 4) -> Method:
+    """The registered ``method`` with a small budget for ``x`` (references for those that
+    draw from data)."""
+    references = torch.randn(4, *x.shape[1:], generator=torch.Generator().manual_seed(2))
+    return pellucid.get_method(method).cheap(x, evaluations=evaluations, references=references)
 
 
 CASES = [(m, name) for m in pellucid.list_methods() for name in MODELS]
@@ -76,15 +53,15 @@ class Faulty(nn.Module):
 @pytest.mark.parametrize(("method", "model_name"), CASES)
 def test_method_contract(method, model_name, snapshot, untouched):
     model, x = MODELS[model_name]
-    settings = settings_for(method, x)
+    chosen = cheap(method, x)
     before = snapshot(model)
     kept = x.clone()
     if (method, model_name) in INAPPLICABLE:
         with pytest.raises(ValueError, match=INAPPLICABLE[(method, model_name)]):
-            pellucid.explain(model, x, method=method, **settings)
+            pellucid.explain(model, x, method=chosen)
         untouched(model, before)
         return
-    e = pellucid.explain(model, x, target=1, method=method, **settings)
+    e = pellucid.explain(model, x, target=1, method=chosen)
     untouched(model, before)
     assert torch.equal(x, kept)
     assert e.attribution.shape == x.shape and e.attribution.dtype == x.dtype
@@ -92,7 +69,7 @@ def test_method_contract(method, model_name, snapshot, untouched):
     assert e.method == method and e.target.tolist() == [1] * len(x)
 
     singles = torch.cat(
-        [pellucid.explain(model, x[i : i + 1], 1, method=method, **settings).attribution
+        [pellucid.explain(model, x[i : i + 1], 1, method=chosen).attribution
          for i in range(len(x))]
     )
     scale = e.attribution.abs().max().clamp_min(1e-6)
@@ -106,13 +83,13 @@ def test_failure_mid_call_leaves_the_model_untouched(method, model_name, snapsho
     if (method, model_name) in INAPPLICABLE:
         pytest.skip("not applicable")
     model, x = MODELS[model_name]
-    settings = settings_for(method, x)
+    chosen = cheap(method, x)
     counter = Faulty(model, fail_at=0).eval()
-    pellucid.explain(counter, x, 1, method=method, **settings)
+    pellucid.explain(counter, x, 1, method=chosen)
     faulty = Faulty(model, fail_at=max(1, (counter.calls + 1) // 2 + (counter.calls > 1))).eval()
     before = snapshot(faulty)
     with pytest.raises(RuntimeError, match="injected failure"):
-        pellucid.explain(faulty, x, 1, method=method, **settings)
+        pellucid.explain(faulty, x, 1, method=chosen)
     untouched(faulty, before)
 
 
@@ -122,5 +99,52 @@ def test_float64_models_work_for_every_method():
                           nn.Linear(3 * 8 * 8, 4)).double().eval()
     x = torch.randn(2, 2, 8, 8, dtype=torch.float64)
     for method in pellucid.list_methods():
-        e = pellucid.explain(model, x, 0, method=method, **settings_for(method, x))
+        e = pellucid.explain(model, x, 0, method=cheap(method, x))
         assert e.attribution.dtype == torch.float64, method
+
+
+@pytest.mark.parametrize("method", pellucid.list_methods())
+def test_cheap_gives_the_same_method_with_settings_it_accepts(method):
+    """``cheap(x)`` at its default budget: the same class, settings the registry accepts
+    back, and a method that runs on every reference model it applies to."""
+    for model_name, (model, x) in MODELS.items():
+        chosen = cheap(method, x, evaluations=8)
+        assert type(chosen) is type(pellucid.get_method(method))
+        rebuilt = pellucid.get_method(method, **chosen.settings())
+        if (method, model_name) not in INAPPLICABLE:
+            e = pellucid.explain(model, x[:1], 1, method=rebuilt)
+            assert torch.isfinite(e.attribution).all(), (method, model_name)
+
+
+IMAGES = torch.zeros(2, 3, 64, 64)
+
+
+@pytest.mark.parametrize(
+    ("method", "base", "evaluations", "expected"),
+    [
+        ("integrated_gradients", {}, 5, {"steps": 5}),
+        ("expected_gradients", {}, 5, {"samples": 5}),
+        ("smoothgrad", {"base": "integrated_gradients"}, 5,
+         {"samples": 5, "base_settings": {"steps": 5}}),
+        ("vargrad", {}, 5, {"samples": 5, "base_settings": {}}),
+        ("occlusion", {}, 16, {"window": (8, 8), "stride": (4, 4)}),
+        ("rise", {}, 16, {"samples": 400, "cells": (6, 6)}),
+        ("lime", {}, 16, {"samples": 128, "patch": (8, 8)}),
+        ("kernel_shap", {}, 4, {"samples": 32, "patch": (16, 16)}),
+        ("gradcam", {}, 5, {}),
+    ],
+)
+def test_cheap_settings(method, base, evaluations, expected):
+    chosen = pellucid.get_method(method, **base).cheap(IMAGES, evaluations=evaluations)
+    assert {name: chosen.settings()[name] for name in expected} == expected
+    assert chosen.settings() == {**pellucid.get_method(method, **base).settings(), **expected}
+
+
+def test_cheap_sets_batch_size_and_references_only_when_given():
+    references = torch.ones(3, 3, 64, 64)
+    own = pellucid.get_method("expected_gradients", references=references, batch_size=7)
+    kept = own.cheap(IMAGES)
+    assert kept.batch_size == 7 and kept.references is references
+    given = own.cheap(IMAGES, references=IMAGES, batch_size=2)
+    assert given.batch_size == 2 and given.references is IMAGES
+    assert pellucid.get_method("rise").cheap(IMAGES, batch_size=3).batch_size == 3

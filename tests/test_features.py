@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -28,7 +29,6 @@ from pellucid.features import (
     Neuron,
     RandomRotate,
     RandomScale,
-    Seen,
     TotalVariation,
     ValueRange,
     class_prototypes,
@@ -36,6 +36,8 @@ from pellucid.features import (
     semantic_dictionary,
 )
 from pellucid.features.regularisers import rotation, transform_images
+from pellucid.layers import tensor_output
+from pellucid.task import Forward
 
 
 def linear_score(w: torch.Tensor) -> nn.Module:
@@ -90,56 +92,60 @@ def test_fourier_colour_is_the_documented_matrix():
     assert torch.allclose(image, image[:, :, :1, :1].expand_as(image))
 
 
-def seen_by_hand() -> Seen:
+def forward_by_hand() -> Forward:
     output = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 5.0]])
     act = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
-    return Seen(output, {"conv": act})
+    return Forward(torch.zeros(2, 4), output, {"conv": [torch.zeros_like(act), act]})
 
 
 def test_objectives_match_hand_computation():
-    seen = seen_by_hand()
-    act = seen.activations["conv"]
-    assert ClassLogit(2)(seen).tolist() == [3.0, 5.0]
-    assert ClassLogit([0, 1])(seen).tolist() == [1.0, -1.0]
-    p = torch.softmax(seen.output, 1)
-    torch.testing.assert_close(ClassProbability(1)(seen), p[:, 1])
-    torch.testing.assert_close(ClassProbability(1, log=True)(seen), p[:, 1].log())
-    assert Neuron("conv", 1, (0, 1))(seen).tolist() == [act[0, 1, 0, 1], act[1, 1, 0, 1]]
-    assert Channel("conv", [2, 0])(seen).tolist() == [act[0, 2].mean(), act[1, 0].mean()]
+    recorded = forward_by_hand()
+    act = recorded.layer("conv")  # the last of the layer's calls
+    assert ClassLogit(2)(recorded).tolist() == [3.0, 5.0]
+    assert ClassLogit([0, 1])(recorded).tolist() == [1.0, -1.0]
+    p = torch.softmax(recorded.output, 1)
+    torch.testing.assert_close(ClassProbability(1)(recorded), p[:, 1])
+    torch.testing.assert_close(ClassProbability(1, log=True)(recorded), p[:, 1].log())
+    assert Neuron("conv", 1, (0, 1))(recorded).tolist() == [act[0, 1, 0, 1], act[1, 1, 0, 1]]
+    assert Channel("conv", [2, 0])(recorded).tolist() == [act[0, 2].mean(), act[1, 0].mean()]
     v = torch.tensor([1.0, -2.0, 0.5])
     expected = (act * v.view(1, 3, 1, 1)).sum(1)
-    torch.testing.assert_close(Direction("conv", v)(seen), expected.mean((1, 2)))
-    torch.testing.assert_close(Direction("conv", v, (1, 0))(seen), expected[:, 1, 0])
+    torch.testing.assert_close(Direction("conv", v)(recorded), expected.mean((1, 2)))
+    torch.testing.assert_close(Direction("conv", v, (1, 0))(recorded), expected[:, 1, 0])
     cav = torch.linspace(-1, 1, 12)  # a direction over the whole flattened output (a CAV)
-    torch.testing.assert_close(Direction("conv", cav)(seen), (act.flatten(1) * cav).sum(1))
+    torch.testing.assert_close(Direction("conv", cav)(recorded), (act.flatten(1) * cav).sum(1))
     combined = 2 * ClassLogit(2) - Channel("conv", 0) + 0.5 * ClassLogit(0)
     torch.testing.assert_close(
-        combined(seen), 2 * ClassLogit(2)(seen) - Channel("conv", 0)(seen) + 0.5 * seen.output[:, 0]
+        combined(recorded),
+        2 * ClassLogit(2)(recorded) - Channel("conv", 0)(recorded) + 0.5 * recorded.output[:, 0],
     )
     assert combined.layers() == {"conv"}
-    torch.testing.assert_close(sum([ClassLogit(0), ClassLogit(1)])(seen), seen.output[:, :2].sum(1))
+    torch.testing.assert_close(
+        sum([ClassLogit(0), ClassLogit(1)])(recorded), recorded.output[:, :2].sum(1)
+    )
 
 
 def test_objective_errors_name_the_problem():
-    seen = seen_by_hand()
+    recorded = forward_by_hand()
     with pytest.raises(ValueError, match="out of range"):
-        ClassLogit(3)(seen)
+        ClassLogit(3)(recorded)
     with pytest.raises(ValueError, match="one int per image"):
-        ClassLogit([0, 1, 2])(seen)
+        ClassLogit([0, 1, 2])(recorded)
     with pytest.raises(ValueError, match="position"):
-        Neuron("conv", 0, (2, 0))(seen)
+        Neuron("conv", 0, (2, 0))(recorded)
     with pytest.raises(ValueError, match="channels"):
-        Direction("conv", torch.ones(4))(seen)
+        Direction("conv", torch.ones(4))(recorded)
 
 
 def test_diversity_is_minus_one_for_copies_and_zero_for_orthogonal_styles():
     same = torch.randn(1, 4, 3, 3).expand(3, 4, 3, 3)
-    torch.testing.assert_close(Diversity("a")(Seen(torch.zeros(3, 1), {"a": same})), -torch.ones(3))
+    copies = Forward(torch.zeros(3, 1), torch.zeros(3, 1), {"a": [same]})
+    torch.testing.assert_close(Diversity("a")(copies), -torch.ones(3))
     disjoint = torch.zeros(2, 4, 3, 3)
     disjoint[0, :2] = torch.rand(2, 3, 3) + 0.1
     disjoint[1, 2:] = torch.rand(2, 3, 3) + 0.1  # Gram matrices with disjoint support
-    torch.testing.assert_close(Diversity("a")(Seen(torch.zeros(2, 1), {"a": disjoint})),
-                               torch.zeros(2))
+    styles = Forward(torch.zeros(2, 1), torch.zeros(2, 1), {"a": [disjoint]})
+    torch.testing.assert_close(Diversity("a")(styles), torch.zeros(2))
 
 
 def test_gaussian_prior_matches_scipy():
@@ -252,3 +258,41 @@ def test_semantic_dictionary_picks_the_strongest_channels(snapshot, untouched):
     with pytest.raises(ValueError, match="batch dimension of 1"):
         semantic_dictionary(model, "layer2", image[0], (0, 0))
     assert math.isfinite(float(found.images[0].sum()))
+
+
+class Named(nn.Module):
+    """A layer whose output is not a tensor: a dict holding its input."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"features": x}
+
+
+class NamedNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.named = nn.Conv2d(3, 4, 3), Named()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.named(self.conv(x))["features"].mean((2, 3))
+
+
+def test_a_layer_returning_a_dict_gets_the_core_error(snapshot, untouched):
+    model, x = NamedNet().eval(), torch.randn(1, 3, 8, 8)
+    with pytest.raises(TypeError) as core:
+        tensor_output("named", {"features": x})
+    message = re.escape(str(core.value))
+    before = snapshot(model)
+    with pytest.raises(TypeError, match=message):
+        maximise(model, Channel("named", 0), (1, 3, 8, 8), steps=1, progress=False)
+    with pytest.raises(TypeError, match=message):
+        semantic_dictionary(model, "named", x, (0, 0), steps=1, progress=False)
+    untouched(model, before)
+
+
+def test_seen_is_a_deprecated_way_to_build_a_forward():
+    with pytest.warns(DeprecationWarning, match="pellucid.task.Forward"):
+        from pellucid.features import Seen
+    output, act = torch.tensor([[1.0, 2.0]]), torch.ones(1, 3, 2, 2)
+    recorded = Seen(output, {"conv": act})
+    assert isinstance(recorded, Forward) and recorded.layer("conv") is act
+    assert ClassLogit(1)(recorded).tolist() == [2.0]

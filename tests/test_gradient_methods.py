@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import pellucid
-from pellucid.attribution.baselines import gaussian_blur, make_baseline
 from pellucid.attribution.integrated import RULES, quadrature
+from pellucid.perturb import gaussian_blur, make_baseline
 
 
 class Quadratic(nn.Module):

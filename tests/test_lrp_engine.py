@@ -3,6 +3,8 @@ DeepLIFT, composites and selectors, diagnostics, errors, and the untouched model
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,7 +26,9 @@ from pellucid.lrp import (
 )
 from pellucid.lrp.canonical import build_plan
 from pellucid.lrp.composites import RELEVANCE
+from pellucid.lrp.engine import WEIGHT_CACHE
 from pellucid.lrp.tape import record
+from pellucid.lrp.weight_cache import WeightCache
 
 
 def _sums(e):
@@ -45,14 +49,15 @@ def test_folding_reproduces_batchnorm_outputs_with_random_statistics():
     model = randomise_batchnorm(VGGish(), seed=3).eval()
     x = torch.randn(2, 3, 16, 16)
     recorder, out = record(model, model, x)
-    plan = build_plan(recorder, RELEVANCE, model)
-    folded = [op for op in plan if op.kind == "layer" and op.affine.out is not op.node.outputs[0]]
+    plan = build_plan(recorder, RELEVANCE, model, weights=WeightCache())
+    folded = [op for op in plan.ops
+              if op.kind == "layer" and op.affine.out is not op.node.outputs[0]]
     assert len(folded) == 2  # both conv+BN pairs
     for op in folded:
         aff = op.affine
         torch.testing.assert_close(aff.forward(aff.x, aff.weight, aff.bias), aff.out,
                                    rtol=1e-5, atol=1e-5)
-    assert sum(op.kind == "pass" for op in plan) == 2
+    assert sum(op.kind == "pass" for op in plan.ops) == 2
     torch.testing.assert_close(out, model(x))
 
 
@@ -99,6 +104,73 @@ def test_fold_cache_follows_changes_to_the_model():
     fresh = pellucid.explain(fresh_model, x, target=0, method="lrp.epsilon_plus").attribution
     assert not torch.allclose(first, second)
     torch.testing.assert_close(second, fresh)
+
+
+def test_weight_cache_serves_until_a_source_changes_and_clears():
+    cache, model = WeightCache(), nn.Linear(3, 2)
+    calls = []
+
+    def positive():
+        calls.append(1)
+        return model.weight.clamp(min=0).detach()
+
+    first = cache.derived(model, "w+", (model.weight,), positive)
+    assert cache.derived(model, "w+", (model.weight,), positive) is first
+    assert len(calls) == 1 and len(cache) == 1
+    with torch.no_grad():
+        model.weight.mul_(-1.0)  # in place: a new version counter
+    changed = cache.derived(model, "w+", (model.weight,), positive)
+    torch.testing.assert_close(changed, model.weight.clamp(min=0))
+    model.double()  # new data under the same Parameter, same version counter
+    assert cache.derived(model, "w+", (model.weight,), positive).dtype == torch.float64
+    assert len(calls) == 3 and len(cache) == 1
+    cache.clear()
+    assert len(cache) == 0
+
+
+def test_weight_cache_forgets_a_deleted_model():
+    cache, model = WeightCache(), nn.Linear(3, 2)
+    weight = model.weight
+    cache.derived(model, "w+", (weight,), lambda: weight.clamp(min=0).detach())
+    assert len(cache) == 1
+    del model
+    gc.collect()
+    assert len(cache) == 0
+
+
+def test_clear_weight_cache_empties_the_engines_cache():
+    model = randomise_batchnorm(VGGish(), seed=0).eval()
+    pellucid.explain(model, torch.randn(2, 3, 16, 16), target=0, method="lrp.epsilon_plus")
+    assert len(WEIGHT_CACHE) > 0  # folded BatchNorms and w⁺, w⁻
+    pellucid.lrp.clear_weight_cache()
+    assert len(WEIGHT_CACHE) == 0
+
+
+def test_explaining_a_model_converted_after_an_explanation():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 2)).eval()
+    x = torch.randn(2, 3, 4, 4)
+    pellucid.explain(model, x, target=0, method="lrp.epsilon_plus")
+    model.double()
+    e = pellucid.explain(model, x.double(), target=0, method="lrp.epsilon_plus")
+    assert e.attribution.dtype == torch.float64
+
+
+@pytest.mark.parametrize("old, new", [("Gradient", "ChainRule"),
+                                      ("GuidedBackprop", "RectifiedGradient"),
+                                      ("Deconvnet", "RectifiedPass")])
+def test_renamed_rules_are_deprecated_aliases(old, new):
+    with pytest.warns(DeprecationWarning, match=f"pellucid.lrp.{new}"):
+        rule = getattr(pellucid.lrp, old)
+    assert rule is getattr(pellucid.lrp, new)
+
+
+@pytest.mark.parametrize("old, new", [("GuidedBackpropMethod", "GuidedBackprop"),
+                                      ("DeconvnetMethod", "Deconvnet")])
+def test_renamed_method_classes_are_deprecated_aliases(old, new):
+    with pytest.warns(DeprecationWarning, match=new):
+        method = getattr(pellucid.lrp.methods, old)
+    assert method is getattr(pellucid.lrp.methods, new)
+    assert method is type(pellucid.get_method(method.name))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
 import torch
 from torch import nn
 
 from pellucid import Explanation
-from pellucid.metrics import METRICS, benchmark, evaluate, list_metrics
+from pellucid.metrics import (
+    METRICS,
+    Metric,
+    RandomAttribution,
+    Scores,
+    benchmark,
+    evaluate,
+    get_metric,
+    list_metrics,
+)
 
 NEEDS_TRAINING = {"faithfulness.roar", "randomisation.data"}
 
@@ -59,6 +69,25 @@ def test_model_and_inputs_are_untouched_by_every_metric(name, snapshot, untouche
     untouched(model, before)
     assert torch.equal(x, x_before)
     assert result.scores.ndim == 1 and result.direction in ("higher", "lower")
+    # one direction, whoever reads it: the registry, a metric object, the result
+    assert result.direction == get_metric(name).direction == METRICS.get(name).direction
+
+
+def test_a_direction_that_depends_on_a_setting_reaches_every_consumer():
+    model = tiny_cnn()
+    x = torch.rand(4, 3, 8, 8)
+    labels = torch.tensor([0, 1, 2, 0])
+    for name in ("faithfulness.pixel_flipping", "faithfulness.region_perturbation"):
+        assert METRICS.get(name).direction == get_metric(name).direction == "higher"  # MoRF
+        lerf = get_metric(name, order="lerf")
+        assert lerf.direction == "lower"
+        result = evaluate(model, x, labels, "gradient", lerf, steps=4)[name]
+        assert result.direction == "lower"
+        table = benchmark(model, (x, labels), ["gradient"], [lerf], n=4, progress=False,
+                          steps=4)
+        assert table.rows[0]["direction"] == "lower" and "↓" in str(table)
+        with pytest.warns(DeprecationWarning, match="direction"):
+            assert lerf.better() == "lower"
 
 
 def test_model_is_restored_when_a_metric_raises(snapshot, untouched):
@@ -138,6 +167,27 @@ def test_benchmark_table_files_and_plots(tmp_path):
     direct = evaluate(model, x[:4], labels[:4], "gradient", "complexity.sparseness")
     assert table.value("gradient", "complexity.sparseness") == pytest.approx(
         direct["complexity.sparseness"].mean)
+
+
+def test_renamed_names_still_work_with_a_deprecation_warning():
+    from pellucid.metrics import baseline
+
+    with pytest.warns(DeprecationWarning, match="pellucid.metrics.RandomAttribution"):
+        assert baseline.RandomAttribution is RandomAttribution
+
+    @dataclass(frozen=True, eq=False)
+    class ReadsTheOldNames(Metric):
+        def compute(self, case):
+            with pytest.warns(DeprecationWarning, match="case.forward.inputs"):
+                assert case.inputs is case.forward.inputs
+            with pytest.warns(DeprecationWarning, match="case.task.model"):
+                assert case.model is case.task.model
+            with pytest.warns(DeprecationWarning, match="case.task.target"):
+                assert case.target is case.task.target
+            return Scores(case.forward.output[:, 0])
+
+    model = tiny_cnn()
+    evaluate(model, torch.rand(2, 3, 8, 8), 0, "gradient", ReadsTheOldNames())
 
 
 def test_command_line_evaluate(tmp_path, capsys):

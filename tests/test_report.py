@@ -1,4 +1,4 @@
-"""The demo report: its sections, the Clever-Hans fraction, settings, and the quick demo."""
+"""The demo report: its sections, the Clever-Hans fraction, method budgets, and the quick demo."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import pytest
 import torch
 from torch import nn
 
+from pellucid import get_method
 from pellucid.data import clever_hans, shapes
 from pellucid.metrics.localisation import relevance_mass
 from pellucid.report import DemoContext, ReportModel
-from pellucid.report.demo import build_sections
+from pellucid.report.context import EVALUATIONS, demo_method
+from pellucid.report.demo import build_sections, header
 from pellucid.report.html import page
-from pellucid.report.sections import SECTIONS, header
-from pellucid.report.settings import demo_settings
+from pellucid.report.sections import SECTIONS
 
 SIZE = 32
 
@@ -90,10 +91,13 @@ def test_clever_hans_fractions_match_the_models(tmp_path):
     assert ">100%</span>" in html and f">{100 * float(area.mean()):.0f}%</span>" in html
 
 
-def test_demo_settings_give_references_and_drop_unknown_settings():
-    refs = torch.zeros(2, 3, 4, 4)
-    assert demo_settings("expected_gradients", refs)["references"] is refs
-    assert demo_settings("gradient", refs) == {}
+def test_demo_methods_get_their_cheap_budget_and_the_references():
+    x, refs = torch.zeros(1, 3, 4, 4), torch.zeros(2, 3, 4, 4)
+    assert demo_method("expected_gradients", x, refs).references is refs
+    assert demo_method("integrated_gradients", x, refs).steps == EVALUATIONS
+    gradient = demo_method("gradient", x, refs)
+    assert type(gradient) is type(get_method("gradient"))
+    assert gradient.settings() == get_method("gradient").settings()
 
 
 def test_quick_demo_writes_index_html(tmp_path, capsys):
@@ -120,3 +124,15 @@ def test_a_failing_section_is_shown_not_raised(tmp_path):
 
     (section,) = build_sections(ctx, [broken_section, lambda ctx: None])
     assert section.title == "Broken" and "RuntimeError: boom" in section.body
+
+
+def test_renamed_names_still_work_with_a_deprecation_warning():
+    import pellucid.report as report
+    from pellucid.report import demo
+
+    with pytest.warns(DeprecationWarning, match="write_demo_report"):
+        assert report.run_demo is report.write_demo_report
+    with pytest.warns(DeprecationWarning, match="MethodResult"):
+        assert demo.MethodRun is report.MethodResult
+    with pytest.raises(AttributeError):
+        report.no_such_name  # noqa: B018

@@ -15,6 +15,15 @@ from torch import Tensor
 DEFAULT_BATCH_SIZE = 64
 
 
+def row_chunks(
+    total: int, batch_size: int | None, device: torch.device | None = None
+) -> Iterator[Tensor]:
+    """Yield LongTensors of consecutive row indices 0..total-1, at most ``batch_size`` each."""
+    size = check_batch_size(batch_size)
+    for start in range(0, total, size):
+        yield torch.arange(start, min(start + size, total), device=device)
+
+
 def expanded_rows(
     n_samples: int, n_variants: int, batch_size: int | None, device: torch.device | None = None
 ) -> Iterator[tuple[Tensor, Tensor]]:
@@ -23,10 +32,7 @@ def expanded_rows(
     Rows are ordered variant-major, so row r is sample ``r % n_samples`` of variant
     ``r // n_samples``; each chunk has at most ``batch_size`` rows.
     """
-    size = check_batch_size(batch_size)
-    total = n_samples * n_variants
-    for start in range(0, total, size):
-        rows = torch.arange(start, min(start + size, total), device=device)
+    for rows in row_chunks(n_samples * n_variants, batch_size, device):
         yield rows % n_samples, rows // n_samples
 
 

@@ -162,10 +162,7 @@ def captured_forward(task: Task, x: Tensor, layers: Sequence[LayerRef]) -> Forwa
         xg = x.detach().requires_grad_(True)  # keeps a graph even for frozen parameters
         with capture(task.model, layers) as captured:
             output = task.output(xg)
-    for name, outs in captured.items():
-        for out in outs:
-            tensor_output(name, out)
-    return Forward(xg, output, layers=captured)
+    return Forward(xg, output, layers=tensor_outputs(captured))
 
 
 def tensor_output(name: str, out: Any) -> Tensor:
@@ -176,6 +173,11 @@ def tensor_output(name: str, out: Any) -> Tensor:
             "pick a layer (or a submodule of it) whose output is a tensor"
         )
     return out
+
+
+def tensor_outputs(captured: Mapping[str, list[Any]]) -> dict[str, list[Tensor]]:
+    """What :func:`capture` recorded, checked to be tensors (:func:`tensor_output`)."""
+    return {name: [tensor_output(name, out) for out in outs] for name, outs in captured.items()}
 
 
 def layer_gradients(
@@ -223,4 +225,5 @@ __all__ = [
     "layer_gradients",
     "layer_name",
     "tensor_output",
+    "tensor_outputs",
 ]

@@ -10,6 +10,7 @@ it under the model guard and returns an :class:`~pellucid.Explanation`::
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -21,7 +22,7 @@ from .explanation import Explanation
 from .guard import preserved
 from .outputs import OutputSelector
 from .registry import Registry
-from .targets import TargetSpec, resolve_target
+from .targets import TargetSpec
 from .task import Forward, Task
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -77,10 +78,10 @@ class Method:
         """This method with a small budget for inputs like ``x``: for tests, demos, benchmarks.
 
         ``evaluations`` is the budget in model evaluations per sample (integration steps,
-        noise samples; perturbation methods scale it to their own units), ``references``
-        are data for methods that draw from a dataset, and ``batch_size`` caps the rows per
-        forward pass where the method has that setting. Single-pass methods return
-        themselves; a method with a budget overrides this.
+        noise samples; perturbation methods scale it to their own units, see each
+        method's :meth:`budget`), ``references`` are data for methods that draw from a
+        dataset, and ``batch_size`` caps the rows per forward pass where the method has
+        that setting. Single-pass methods come back unchanged.
 
         Example:
             >>> import torch, pellucid
@@ -88,7 +89,20 @@ class Method:
             >>> ig.steps
             8
         """
-        return self
+        if isinstance(evaluations, bool) or not isinstance(evaluations, int) or evaluations < 1:
+            raise ValueError(
+                f"evaluations must be a positive int (model evaluations per sample), got "
+                f"{evaluations!r}"
+            )
+        changes = self.budget(x, evaluations, references)
+        if batch_size is not None and "batch_size" in self.settings():
+            changes["batch_size"] = batch_size
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def budget(self, x: Tensor, evaluations: int, references: Tensor | None) -> dict[str, Any]:
+        """The settings that give this method about ``evaluations`` model evaluations per
+        sample of inputs like ``x`` (see :meth:`cheap`); none for a single-pass method."""
+        return {}
 
     def __call__(
         self,
@@ -103,11 +117,10 @@ class Method:
         check_inputs(inputs)
         with preserved(model):
             x = private_copy(inputs, model)
-            rows = x.shape[0]
-            task = Task(model, None, output, dict(model_kwargs or {}), rows)  # type: ignore[arg-type]
-            first = self.first_pass(task, x)
-            target_ = resolve_target(target, first.output)
-            task = dataclasses.replace(task, target=target_, first_forward=first)
+            task = Task.start(
+                model, x, target, select=output, model_kwargs=model_kwargs,
+                first_pass=self.first_pass,
+            )
             attribution, extras = self.attribute(task, x)
             attribution = attribution.detach()
             if attribution.shape != inputs.shape:
@@ -117,8 +130,8 @@ class Method:
                 )
         return Explanation(
             attribution=attribution.to(inputs.device),
-            output=first.output.detach(),
-            target=task.target.labels(rows),
+            output=task.first_forward.output.detach(),
+            target=task.target.labels(len(x)),
             method=self.name,
             settings=self.settings(),
             extras=extras,
@@ -126,8 +139,13 @@ class Method:
 
 
 def private_copy(inputs: Tensor, model: nn.Module) -> Tensor:
-    """A copy of the inputs on the model's device and in its floating dtype."""
-    param = next((p for p in model.parameters() if p.is_floating_point()), None)
-    device = param.device if param is not None else inputs.device
-    dtype = param.dtype if param is not None else inputs.dtype
+    """A copy of the inputs on the model's device and in its floating dtype.
+
+    The model's first floating parameter decides, else its first floating buffer, else the
+    inputs keep theirs.
+    """
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    reference = next((t for t in tensors if t.is_floating_point()), None)
+    device = reference.device if reference is not None else inputs.device
+    dtype = reference.dtype if reference is not None else inputs.dtype
     return inputs.detach().to(device=device, dtype=dtype, copy=True)

@@ -8,7 +8,7 @@ per-sample target and per-sample model arguments along with the rows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .checks import check_output
 from .outputs import OutputSelector, select_output
-from .targets import Target
+from .targets import Target, TargetSpec, resolve_target
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,10 +37,15 @@ class Forward:
 
     def layer(self, name: str) -> Tensor:
         """The output of layer ``name`` in this pass (its last call if it ran several times)."""
-        if name not in self.layers or not self.layers[name]:
+        if name not in self.layers:
             raise KeyError(
                 f"layer {name!r} was not captured in this forward pass; captured: "
                 f"{sorted(self.layers) or 'none'}"
+            )
+        if not self.layers[name]:
+            raise ValueError(
+                f"layer {name!r} did not run in the model's forward pass; pick a layer that "
+                "the forward pass uses"
             )
         return self.layers[name][-1]
 
@@ -56,6 +61,32 @@ class Task:
     rows: int = 0
     #: the call's first forward pass (see ``Method.first_pass``)
     first_forward: Forward | None = None
+
+    @classmethod
+    def start(
+        cls,
+        model: nn.Module,
+        x: Tensor,
+        target: TargetSpec,
+        *,
+        select: OutputSelector = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        first_pass: Callable[[Task, Tensor], Forward] | None = None,
+    ) -> Task:
+        """The task for the private inputs ``x``, its target resolved on a first forward pass.
+
+        ``first_pass(task, x)`` makes that pass (default: the selected output without
+        gradients); it is kept as ``first_forward`` so that later steps can reuse it.
+        """
+        unresolved = cls(model, Target(), select, dict(model_kwargs or {}), x.shape[0])
+        if first_pass is None:
+            with torch.no_grad():
+                first = Forward(x, unresolved.output(x))
+        else:
+            first = first_pass(unresolved, x)
+        return replace(
+            unresolved, target=resolve_target(target, first.output), first_forward=first
+        )
 
     def output(self, x: Tensor) -> Tensor:
         """The selected model output for inputs ``x`` (rows first).
@@ -95,7 +126,9 @@ class Task:
             for k, v in self.model_kwargs.items()
         }
         target = self.target.take(index) if self.target is not None else None
-        return replace(self, target=target, model_kwargs=kwargs, rows=len(index), first_forward=None)
+        return replace(
+            self, target=target, model_kwargs=kwargs, rows=len(index), first_forward=None
+        )
 
 
 def _per_sample(value: Any, rows: int) -> bool:

@@ -20,49 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..layers import captured_forward, last_spatial_layer, layer_gradients
 from ..method import Method, register_method
+from ..spatial import check_spatial_input, upsample
 from ..task import Forward, Task
-
-_LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
-
-
-def upsample(maps: Tensor, size: tuple[int, ...] | torch.Size, mode: str = "auto") -> Tensor:
-    """Resize maps N×C×S to the spatial ``size``; ``"auto"`` is (bi/tri)linear by dimension.
-
-    Other modes are those of ``torch.nn.functional.interpolate`` that fit the dimension
-    (``nearest``, ``nearest-exact``, ``area``, ``bicubic`` for 2-D).
-    """
-    dims = maps.ndim - 2
-    if dims not in _LINEAR_MODES:
-        raise ValueError(f"maps can be drawn in 1 to 3 spatial dimensions, not {dims}")
-    linear = _LINEAR_MODES[dims]
-    allowed = {"auto", linear, "nearest", "nearest-exact", "area"}
-    if dims == 2:
-        allowed.add("bicubic")
-    if mode not in allowed:
-        raise ValueError(
-            f"interpolation {mode!r} does not fit {dims}-D maps; "
-            f"use one of {', '.join(sorted(allowed))}"
-        )
-    chosen = linear if mode == "auto" else mode
-    if tuple(maps.shape[2:]) == tuple(size):
-        return maps
-    align = False if chosen in (linear, "bicubic") else None
-    return F.interpolate(maps, size=tuple(size), mode=chosen, align_corners=align)
-
-
-def check_spatial_input(x: Tensor, method: str) -> None:
-    """Maps need inputs N×C×L, N×C×H×W or N×C×D×H×W to be drawn on."""
-    if not 3 <= x.ndim <= 5:
-        raise ValueError(
-            f"{method} draws a map over spatial dimensions, so it needs inputs N×C×L, N×C×H×W "
-            f"or N×C×D×H×W; the inputs have shape {tuple(x.shape)}. For tabular inputs use "
-            "a gradient method (e.g. method='integrated_gradients')"
-        )
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 from ..batching import broadcast_like
 from ..layers import captured_forward, layer_gradients
 from ..method import Method, register_method
+from ..spatial import upsample
 from ..task import Forward, Task
-from .cam import upsample
 
 #: the bias runs along the channel dimension (convolutions, normalisations) or the last one
 CHANNEL, LAST = 1, -1

@@ -25,8 +25,8 @@ from torch import Tensor
 from .._seeding import generator
 from ..batching import broadcast_like, expanded_rows
 from ..method import Method, register_method
+from ..perturb import BaselineSpec, make_baseline
 from ..task import Task
-from .baselines import BaselineSpec, make_baseline
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre")
 
@@ -75,6 +75,12 @@ class IntegratedGradients(Method):
     seed: int = 0
     batch_size: int | None = None
 
+    def budget(
+        self, x: Tensor, evaluations: int, references: Tensor | None
+    ) -> dict[str, Any]:
+        """``steps = evaluations`` (one gradient per step)."""
+        return {"steps": evaluations}
+
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         alphas, weights = (t.to(x) for t in quadrature(self.rule, self.steps))
         baseline = make_baseline(self.baseline, x, sigma=self.blur_sigma, seed=self.seed)
@@ -107,6 +113,13 @@ class ExpectedGradients(Method):
     samples: int = 32
     seed: int = 0
     batch_size: int | None = None
+
+    def budget(
+        self, x: Tensor, evaluations: int, references: Tensor | None
+    ) -> dict[str, Any]:
+        """``samples = evaluations`` (one gradient per draw); ``references`` replace the
+        method's own when given."""
+        return {"samples": evaluations} | ({} if references is None else {"references": references})
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         refs = self._references(x)

@@ -15,43 +15,10 @@ import torch
 from torch import Tensor
 
 from ..batching import broadcast_like, expanded_rows
-from ..checks import check_finite
 from ..task import Task
-from .baselines import BaselineSpec, make_baseline
 
 #: variant indices (n,) -> masks (n, *mask_shape), mask_shape broadcastable to one sample
 MaskSource = Callable[[Tensor], Tensor]
-FILLS = ("zero", "mean", "blur")
-
-
-def make_fill(spec: BaselineSpec, x: Tensor, blur_sigma: float) -> Tensor:
-    """The values that replace masked-out inputs: zero, mean, blur, a number, or a tensor."""
-    if isinstance(spec, Tensor):
-        try:
-            shape = torch.broadcast_shapes(spec.shape, x.shape)
-        except RuntimeError:
-            shape = None
-        if shape != x.shape:
-            raise ValueError(
-                f"a fill tensor of shape {tuple(spec.shape)} does not broadcast to inputs of "
-                f"shape {tuple(x.shape)}; give one sample's shape {tuple(x.shape[1:])} or a "
-                "shape that broadcasts to it (e.g. one value per channel)"
-            )
-        check_finite(spec, "the fill tensor")
-    elif isinstance(spec, bool) or not (isinstance(spec, (int, float)) or spec in FILLS):
-        raise ValueError(
-            f"unknown fill {spec!r}; use one of {', '.join(map(repr, FILLS))}, a number, "
-            "or a tensor broadcastable to the inputs"
-        )
-    return make_baseline(spec, x, sigma=blur_sigma)
-
-
-def positive_ints(value: int | tuple[int, ...], length: int, what: str) -> tuple[int, ...]:
-    """A size setting as a tuple: an int repeated ``length`` times, or a tuple of ints >= 1."""
-    sizes = (value,) * length if isinstance(value, int) else tuple(value)
-    if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
-        raise ValueError(f"{what} must be a positive int or a tuple of them, got {value!r}")
-    return sizes
 
 
 def check_count(value: int, what: str) -> None:

@@ -45,6 +45,14 @@ class _NoiseWrapper(Method):
 
         return as_method(self.base, **self.base_settings)
 
+    def budget(
+        self, x: Tensor, evaluations: int, references: Tensor | None
+    ) -> dict[str, Any]:
+        """``samples = evaluations`` noisy copies, each explained by the base method with
+        its own budget for ``evaluations`` (which joins ``base_settings``)."""
+        base_budget = self.base_method().budget(x, evaluations, references)
+        return {"samples": evaluations, "base_settings": {**self.base_settings, **base_budget}}
+
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         if not isinstance(self.samples, int) or self.samples < 1:
             raise ValueError(f"samples must be a positive int, got {self.samples!r}")

@@ -19,32 +19,33 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .._seeding import generator
 from ..method import Method, register_method
+from ..perturb import BaselineSpec, make_fill
+from ..spatial import LINEAR_MODES, positive_sizes, sizes_per_dim, upsample
 from ..task import Task
-from .baselines import BaselineSpec
-from .masking import (
-    MaskSource,
-    check_count,
-    make_fill,
-    masked_scores,
-    positive_ints,
-    score_at_input,
-)
+from .masking import MaskSource, check_count, masked_scores, score_at_input
 from .surrogate import KernelShap, Lime
 
 __all__ = ["KernelShap", "Lime", "Occlusion", "Rise"]
 
 Size = int | tuple[int, ...] | None
-_UPSAMPLING = {1: "linear", 2: "bilinear", 3: "trilinear"}
+#: RISE's small budget (``Rise.cheap``): masks per evaluation, and at most this many cells
+MASKS_PER_EVALUATION = 25
+CHEAP_CELLS = 6
 
 
 def trailing_dims(sample_shape: torch.Size) -> int:
     """How many trailing dims a window spans by default: all but channels (at least one)."""
     return max(1, len(sample_shape) - 1)
+
+
+def eighth_window(sample_shape: torch.Size) -> tuple[int, ...]:
+    """The default window: an eighth of each dim it spans (at least 1)."""
+    spanned = sample_shape[len(sample_shape) - trailing_dims(sample_shape) :]
+    return tuple(max(1, n // 8) for n in spanned)
 
 
 def window_starts(size: int, window: int, stride: int) -> Tensor:
@@ -92,15 +93,22 @@ class Occlusion(Method):
     blur_sigma: float = 5.0
     batch_size: int | None = None
 
+    def budget(
+        self, x: Tensor, evaluations: int, references: Tensor | None
+    ) -> dict[str, Any]:
+        """An eighth of each dim as the window and half of it as the stride: about 15
+        positions along each dim (window 8 and stride 4 on 64×64 images), one per element
+        along dims shorter than 16; the count follows the input's size, not ``evaluations``."""
+        window = eighth_window(x.shape[1:])
+        return {"window": window, "stride": tuple(max(1, w // 2) for w in window)}
+
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         shape = x.shape[1:]
         window = self._window(shape)
         trailing = shape[len(shape) - len(window) :]
         lead = len(shape) - len(window)
-        stride = positive_ints(window if self.stride is None else self.stride, len(window),
-                                "stride")
-        if len(stride) != len(window):
-            raise ValueError(f"stride {self.stride!r} needs one entry per window dim, {window}")
+        stride = sizes_per_dim(window if self.stride is None else self.stride, window, "stride",
+                               "window dim")
         starts = [window_starts(*dim).to(x.device) for dim in zip(trailing, window, stride)]
         grid = [len(s) for s in starts]
 
@@ -121,8 +129,8 @@ class Occlusion(Method):
 
     def _window(self, shape: torch.Size) -> tuple[int, ...]:
         if self.window is None:
-            return tuple(max(1, n // 8) for n in shape[len(shape) - trailing_dims(shape) :])
-        window = positive_ints(self.window, trailing_dims(shape), "window")
+            return eighth_window(shape)
+        window = positive_sizes(self.window, trailing_dims(shape), "window")
         if len(window) > len(shape) or any(
             w > n for w, n in zip(window, shape[len(shape) - len(window) :])
         ):
@@ -152,6 +160,15 @@ class Rise(Method):
     seed: int = 0
     batch_size: int | None = None
 
+    def budget(
+        self, x: Tensor, evaluations: int, references: Tensor | None
+    ) -> dict[str, Any]:
+        """``samples = 25 · evaluations`` masks (400 for 16) on a coarser grid of at most 6
+        cells per spatial dim, whose estimate settles with fewer masks."""
+        spatial = x.shape[2:]
+        cells = tuple(min(CHEAP_CELLS, n) for n in spatial) if spatial else self.cells
+        return {"samples": MASKS_PER_EVALUATION * evaluations, "cells": cells}
+
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         check_count(self.samples, "the number of masks")
         if not 0 < self.p <= 1:
@@ -170,24 +187,21 @@ class Rise(Method):
         if not spatial:  # tabular N×D: i.i.d. masks per feature
             keep = (torch.rand(self.samples, *x.shape[1:], generator=gen) < self.p).to(x)
             return lambda index: keep[index]
-        if len(spatial) not in _UPSAMPLING:
+        if len(spatial) not in LINEAR_MODES:
             raise ValueError(
                 f"rise upsamples masks over 1 to 3 spatial dims; inputs of shape "
                 f"{tuple(x.shape)} have {len(spatial)}"
             )
-        cells = positive_ints(self.cells, len(spatial), "cells")
-        if len(cells) != len(spatial):
-            raise ValueError(f"cells {self.cells!r} must have one entry per spatial dim {spatial}")
+        cells = sizes_per_dim(self.cells, spatial, "cells")
         cell_size = [math.ceil(n / c) for n, c in zip(spatial, cells)]
         grid = (torch.rand(self.samples, 1, *cells, generator=gen) < self.p).to(x.dtype)
         shifts = [torch.randint(s, (self.samples,), generator=gen) for s in cell_size]
         grid, shifts = grid.to(x.device), torch.stack(shifts, 1).to(x.device)
         upsampled = [(c + 1) * s for c, s in zip(cells, cell_size)]
-        mode = _UPSAMPLING[len(spatial)]
 
         def rise_masks(index: Tensor) -> Tensor:
             """Smooth masks (n, 1, *spatial): upsampled grids cropped at their shifts."""
-            up = F.interpolate(grid[index], size=upsampled, mode=mode, align_corners=False)[:, 0]
+            up = upsample(grid[index], upsampled)[:, 0]
             n, nd = len(index), len(spatial)
             crop = [torch.arange(n, device=x.device).reshape(n, *[1] * nd)]
             for d, size in enumerate(spatial):

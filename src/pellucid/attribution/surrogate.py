@@ -29,10 +29,12 @@ from torch import Tensor
 
 from .._seeding import generator
 from ..method import Method, register_method
+from ..perturb import BaselineSpec, feature_groups, make_fill
 from ..task import Task
-from .baselines import BaselineSpec
-from .groups import feature_groups
-from .masking import check_count, make_fill, masked_scores, score_at_input
+from .masking import check_count, masked_scores, score_at_input
+
+#: coalitions per model evaluation budgeted by ``cheap``
+COALITIONS_PER_EVALUATION = 8
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,21 @@ class _Surrogate(Method):
     blur_sigma: float = 5.0
     seed: int = 0
     batch_size: int | None = None
+
+    def budget(
+        self, x: Tensor, evaluations: int, references: Tensor | None
+    ) -> dict[str, Any]:
+        """``samples = 8 · evaluations`` coalitions (128 for 16). Without a ``feature_mask``,
+        inputs with d spatial dims get k patches per dim, k the largest with kᵈ ≤ samples / 2,
+        so that the G ≤ samples / 2 groups leave KernelSHAP's complementary pairs enough
+        equations (patches of 8 on 64×64 images for 16)."""
+        samples = COALITIONS_PER_EVALUATION * evaluations
+        spatial = x.shape[2:]
+        patch = self.patch
+        if spatial and self.feature_mask is None:
+            per_dim = integer_root(samples // 2, len(spatial))
+            patch = tuple(math.ceil(n / per_dim) for n in spatial)
+        return {"samples": samples, "patch": patch}
 
     def coalitions(self, groups: int) -> tuple[Tensor, Tensor]:
         """Coalitions z (N, G) and regression weights (N,), float64 on the CPU."""
@@ -89,6 +106,16 @@ class _Surrogate(Method):
             **{k: v.to(x) if isinstance(v, Tensor) else v for k, v in fit.extras.items()},
         }
         return coef[:, groups.labels].expand_as(x).contiguous(), extras
+
+
+def integer_root(n: int, degree: int) -> int:
+    """The largest k ≥ 1 with k^degree ≤ n (1 when n < 2)."""
+    k = max(1, round(n ** (1 / degree)))
+    while k > 1 and k**degree > n:
+        k -= 1
+    while (k + 1) ** degree <= n:
+        k += 1
+    return k
 
 
 def weighted_ridge(

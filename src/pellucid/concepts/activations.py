@@ -8,10 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..batching import check_batch_size
+from ..batching import row_chunks
 from ..checks import check_inputs
 from ..guard import preserved
-from ..layers import capture, find_layer
+from ..layers import capture, find_layer, tensor_outputs
+from ..method import private_copy
+from ..targets import Target
+from ..task import Forward, Task
 
 
 def layer_activations(
@@ -23,31 +26,21 @@ def layer_activations(
 ) -> Tensor:
     """The output of ``layer`` (dotted name) for every row of ``inputs``, N × (layer shape).
 
-    The model runs on at most ``batch_size`` rows at a time under ``torch.no_grad``; if the
-    layer runs several times in one forward pass, its last output is taken.
+    The model runs on at most ``batch_size`` rows at a time under ``torch.no_grad``, on a
+    copy of the rows in the model's device and dtype; per-sample model arguments follow
+    the rows. If the layer runs several times in one forward pass, its last output is taken.
     """
     find_layer(model, layer)
     check_inputs(inputs)
-    size = check_batch_size(batch_size)
+    task = Task(model, Target(), None, dict(model_kwargs or {}), len(inputs))
     chunks = []
     with preserved(model), torch.no_grad():
-        for start in range(0, inputs.shape[0], size):
+        for rows in row_chunks(len(inputs), batch_size):
+            x = private_copy(inputs[rows], model)
             with capture(model, [layer]) as captured:
-                model(inputs[start : start + size], **(model_kwargs or {}))
-            chunks.append(_tensor_output(captured[layer], layer).detach())
+                output = model(x, **task.take(rows).model_kwargs)
+            chunks.append(Forward(x, output, tensor_outputs(captured)).layer(layer).detach())
     return torch.cat(chunks)
-
-
-def _tensor_output(outputs: list[Any], layer: str) -> Tensor:
-    if not outputs:
-        raise ValueError(f"layer {layer!r} did not run in the forward pass; pick a layer that does")
-    out = outputs[-1]
-    if not isinstance(out, Tensor):
-        raise TypeError(
-            f"layer {layer!r} returns a {type(out).__name__}, not a tensor; pick a layer "
-            "(or a submodule of it) whose output is a tensor"
-        )
-    return out
 
 
 __all__ = ["layer_activations"]

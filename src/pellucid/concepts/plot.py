@@ -19,24 +19,20 @@ def plot_tcav(report: Any, ax: Any = None) -> Any:
     positions = range(len(report.results))
     width = 0.38
     for i, result in zip(positions, report.results):
-        ax.bar(
-            i - width / 2,
-            result.mean,
-            width,
-            yerr=result.std,
-            color="tab:blue",
-            capsize=3,
-            label="concept" if i == 0 else None,
+        pair = (
+            (-width / 2, result.mean, result.std, "tab:blue", "concept"),
+            (width / 2, result.random_mean, result.random_std, "tab:gray", "random"),
         )
-        ax.bar(
-            i + width / 2,
-            result.random_mean,
-            width,
-            yerr=result.random_std,
-            color="tab:gray",
-            capsize=3,
-            label="random" if i == 0 else None,
-        )
+        for offset, mean, std, colour, label in pair:
+            ax.bar(
+                i + offset,
+                mean,
+                width,
+                yerr=std,
+                color=colour,
+                capsize=3,
+                label=label if i == 0 else None,
+            )
         if result.significant:
             ax.text(
                 i - width / 2,

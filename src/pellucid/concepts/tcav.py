@@ -16,20 +16,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..batching import check_batch_size
+from ..batching import row_chunks
 from ..checks import check_inputs
 from ..guard import preserved
-from ..layers import capture, find_layer
-from ..outputs import OutputSelector, select_output
-from ..targets import TargetSpec, resolve_target
-from .activations import _tensor_output
+from ..layers import captured_forward, find_layer, layer_gradients
+from ..method import private_copy
+from ..outputs import OutputSelector
+from ..targets import TargetSpec
+from ..task import Forward, Task
 from .cav import CAVSet
 
 
@@ -45,28 +46,24 @@ def directional_derivatives(
 ) -> Tensor:
     """∇_h f_k · v for every vector v (rows of ``vectors``, K×D) and input: shape K×N.
 
-    One forward and one backward pass per chunk of inputs serve every vector. ``target``
-    is a class index (or a callable on the output), as in :func:`pellucid.explain`.
+    One forward and one backward pass per chunk of at most ``batch_size`` inputs serve
+    every vector. ``target`` is resolved as in :func:`pellucid.explain` (a class index, one
+    per input, None for the predicted class, or a callable on the output), on the model
+    output for all inputs.
     """
     find_layer(model, layer)
     check_inputs(inputs)
-    size = check_batch_size(batch_size)
     vectors = torch.as_tensor(vectors)
     vectors = vectors.unsqueeze(0) if vectors.ndim == 1 else vectors
     chunks = []
     with preserved(model):
-        for start in range(0, inputs.shape[0], size):
-            x = inputs[start : start + size].detach()
-            with torch.enable_grad():
-                with capture(model, [layer]) as captured:
-                    out = select_output(model(x, **(model_kwargs or {})), output)
-                h = _tensor_output(captured[layer], layer)
-                spec = target[start : start + size] if _per_sample(target) else target
-                scores = resolve_target(spec, out).score(out)
-                if not h.requires_grad:
-                    raise ValueError(f"the output of layer {layer!r} does not depend on the inputs")
-                (grad,) = torch.autograd.grad(scores.sum(), h, allow_unused=True)
-            grad = torch.zeros_like(h) if grad is None else grad
+        x = private_copy(inputs, model)
+        task = Task.start(
+            model, x, target, select=output, model_kwargs=model_kwargs,
+            first_pass=_chunked_forward(batch_size),
+        )
+        for rows in row_chunks(len(x), batch_size, x.device):
+            grad = _layer_gradient(task.take(rows), x[rows], layer)
             if grad[0].numel() != vectors.shape[1]:
                 raise ValueError(
                     f"the CAVs have {vectors.shape[1]} entries but layer {layer!r} outputs "
@@ -74,6 +71,31 @@ def directional_derivatives(
                 )
             chunks.append(vectors.to(grad) @ grad.flatten(1).T)
     return torch.cat(chunks, dim=1)
+
+
+def _chunked_forward(batch_size: int | None) -> Callable[[Task, Tensor], Forward]:
+    """A first pass that computes the output of every row in chunks, without gradients.
+
+    The target is resolved once on it; chunks of the task then take their rows of it.
+    """
+
+    def first_pass(task: Task, x: Tensor) -> Forward:
+        with torch.no_grad():
+            chunks = row_chunks(len(x), batch_size, x.device)
+            return Forward(x, torch.cat([task.take(rows).output(x[rows]) for rows in chunks]))
+
+    return first_pass
+
+
+def _layer_gradient(task: Task, x: Tensor, layer: str) -> Tensor:
+    """∂f/∂h for the output h of the last call of ``layer``, one row per row of ``x``."""
+    recorded = captured_forward(task, x, [layer])
+    if not recorded.layer(layer).requires_grad:
+        raise ValueError(
+            f"the output of layer {layer!r} does not depend on the inputs; pick a layer "
+            "between the inputs and the model output"
+        )
+    return layer_gradients(task, x, [layer], recorded=recorded).grads[layer][-1]
 
 
 def tcav_scores(derivatives: Tensor, magnitude: bool = False) -> Tensor:
@@ -203,11 +225,6 @@ def _test(
         alpha,
         p < alpha,
     )
-
-
-def _per_sample(target: TargetSpec) -> bool:
-    """A class per input (list, tuple or 1-D tensor), sliced along with the chunks."""
-    return isinstance(target, (list, tuple)) or (isinstance(target, Tensor) and target.ndim == 1)
 
 
 __all__ = ["TCAVReport", "TCAVResult", "directional_derivatives", "tcav", "tcav_scores"]

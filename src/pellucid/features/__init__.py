@@ -1,7 +1,9 @@
 """Feature visualisation: what a network looks for, by activation maximisation.
 
 - objectives (composable by ``+`` and ``*``): :class:`ClassLogit`, :class:`ClassProbability`,
-  :class:`Neuron`, :class:`Channel`, :class:`Direction`, :class:`Diversity`;
+  :class:`Neuron`, :class:`Channel`, :class:`Direction`, :class:`Diversity`; custom ones
+  subclass :class:`Objective` (or :class:`LayerObjective`) and score a
+  :class:`pellucid.task.Forward`;
 - parameterisations: :class:`Pixels`, :class:`Fourier` (1/f scaling, decorrelated colour);
 - regularisers: penalties (:class:`L2`, :class:`TotalVariation`, :class:`Blur`,
   :class:`ExpertPrior` with :class:`GaussianPrior`), transforms (:class:`Jitter`,
@@ -10,6 +12,8 @@
 - :func:`maximise`, :func:`class_prototypes`, :func:`semantic_dictionary`.
 """
 
+from .._deprecation import deprecated_names
+from . import objectives
 from .dictionary import SemanticDictionary, semantic_dictionary
 from .maximise import maximise, observe
 from .objectives import (
@@ -18,9 +22,9 @@ from .objectives import (
     ClassProbability,
     Direction,
     Diversity,
+    LayerObjective,
     Neuron,
     Objective,
-    Seen,
 )
 from .parameterisations import IMAGENET_COLOUR_SQRT, Fourier, Parameterisation, Pixels
 from .prototypes import class_prototypes
@@ -41,6 +45,13 @@ from .regularisers import (
     ValueRange,
 )
 
+__getattr__ = deprecated_names(
+    __name__,
+    {"Seen": ("pellucid.task.Forward(inputs, output, layers={name: [layer output]})",
+              lambda: objectives._seen)},
+)
+
+
 __all__ = [
     "IMAGENET_COLOUR_SQRT",
     "L2",
@@ -56,6 +67,7 @@ __all__ = [
     "GaussianPrior",
     "Jitter",
     "L2Ball",
+    "LayerObjective",
     "Neuron",
     "Objective",
     "Parameterisation",
@@ -64,7 +76,6 @@ __all__ = [
     "RandomRotate",
     "RandomScale",
     "Regulariser",
-    "Seen",
     "SemanticDictionary",
     "TotalVariation",
     "Transform",

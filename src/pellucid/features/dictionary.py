@@ -16,8 +16,9 @@ from torch import Tensor, nn
 from ..checks import check_inputs
 from ..guard import preserved
 from ..layers import find_layer
+from ..method import private_copy
 from .maximise import maximise, observe
-from .objectives import Channel, Objective, _at
+from .objectives import Channel, Objective, at_position
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,13 +56,13 @@ def semantic_dictionary(
             "1 (e.g. x[:1] or x.unsqueeze(0))"
         )
     with preserved(model), torch.no_grad():
-        act = observe(model, image.detach(), [layer]).layer(layer)
+        act = observe(model, private_copy(image, model), [layer]).layer(layer)
     if act.ndim < 3:
         raise ValueError(
             f"layer {layer!r} outputs shape {tuple(act.shape)}, without spatial positions; "
             "pick a convolutional layer (N×C×H×W output)"
         )
-    vector = _at(act[0], tuple(position))
+    vector = at_position(act[0], tuple(position))
     k = min(top, vector.numel())
     values, channels = vector.topk(k)
     objective: Objective = Channel(layer, channels)

@@ -20,9 +20,12 @@ from tqdm.auto import tqdm
 from .._seeding import generator
 from ..checks import check_finite
 from ..guard import preserved
-from ..layers import capture
-from ..outputs import OutputSelector, select_output
-from .objectives import Objective, Seen
+from ..layers import capture, tensor_outputs
+from ..method import private_copy
+from ..outputs import OutputSelector
+from ..targets import Target
+from ..task import Forward, Task
+from .objectives import Objective
 from .parameterisations import ParameterisationSpec, make_parameterisation
 from .regularisers import Constraint, Penalty, Regulariser, Transform, transform_images
 
@@ -73,29 +76,28 @@ def maximise(
     param = make_parameterisation(parameterisation)
     penalties, transforms, constraints = _split(regularisers)
     gen = generator(seed)
-    device, dtype = _device_dtype(model)
     kwargs = dict(model_kwargs or {})
 
     with preserved(model):
         for p in model.parameters():
             p.requires_grad_(False)  # restored by preserved(); no weight gradients at all
         if init is None:
-            params = param.init(shape, gen).to(device=device, dtype=dtype)
+            params = private_copy(param.init(shape, gen), model)
         else:
-            params = param.from_image(_check_init(init, shape).to(device=device, dtype=dtype))
+            params = param.from_image(private_copy(_check_init(init, shape), model))
         params.requires_grad_(True)
         step = _optimiser(optimiser, params, lr)
         for _ in tqdm(range(steps), disable=not progress, desc="maximising", leave=False):
             with torch.enable_grad():
                 image = param.to_image(params, shape)
-                seen = observe(
+                forward = observe(
                     model,
                     transform_images(image, transforms, gen),
                     objective.layers(),
                     output,
                     kwargs,
                 )
-                value = objective(seen) - _total_penalty(image, penalties)
+                value = objective(forward) - _total_penalty(image, penalties)
                 check_finite(value.detach(), "the objective values")
                 (grad,) = torch.autograd.grad(value.sum(), params)
             params.grad = -grad  # the optimiser minimises; ascend the objective
@@ -116,11 +118,16 @@ def observe(
     layers: Iterable[str],
     output: OutputSelector = None,
     model_kwargs: Mapping[str, Any] | None = None,
-) -> Seen:
-    """One forward pass of ``x`` recording the outputs of ``layers`` (hooks removed after)."""
+) -> Forward:
+    """One forward pass of ``x`` recording every call of ``layers`` (hooks removed after).
+
+    The pass stays in the autograd graph of ``x``, so that objectives on it can be
+    differentiated with respect to whatever ``x`` was made from.
+    """
+    task = Task(model, Target(), output, dict(model_kwargs or {}), len(x))
     with capture(model, sorted(layers)) as captured:
-        raw = model(x, **(model_kwargs or {}))
-    return Seen(select_output(raw, output), {name: outs[-1] for name, outs in captured.items()})
+        out = task.output(x)
+    return Forward(x, out, tensor_outputs(captured))
 
 
 def _optimiser(name: str, params: Tensor, lr: float) -> torch.optim.Optimizer:
@@ -178,13 +185,6 @@ def _check_init(init: Tensor, shape: tuple[int, ...]) -> Tensor:
         raise ValueError(f"init must be a tensor of shape {shape} (the images), got {got}")
     check_finite(init, "init")
     return init.detach()
-
-
-def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    for t in (*model.parameters(), *model.buffers()):
-        if t.is_floating_point():
-            return t.device, t.dtype
-    return torch.device("cpu"), torch.get_default_dtype()
 
 
 __all__ = ["maximise", "observe"]

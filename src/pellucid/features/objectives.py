@@ -1,7 +1,8 @@
 """What activation maximisation maximises: one score per image, composable by ``+`` and ``*``.
 
-An :class:`Objective` maps what one forward pass showed (:class:`Seen`: the model output
-and the outputs of the layers it names) to one score per image. Objectives add and scale:
+An :class:`Objective` maps what one forward pass recorded (a :class:`pellucid.task.Forward`:
+the model output and the outputs of the layers it names) to one score per image.
+Objectives add and scale:
 ``ClassLogit(3) - 0.5 * Channel("features.2", 7) + Diversity("features.2")``.
 
 Indices (class, unit, channel) may be one int for every image or one per image, so that a
@@ -16,26 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._deprecation import deprecated_names
+from ..task import Forward
+
 Index = int | Sequence[int] | Tensor
 Position = Sequence[int] | None
-
-
-@dataclass(frozen=True, eq=False)
-class Seen:
-    """The outputs of one forward pass: the model output and the captured layer outputs."""
-
-    output: Tensor
-    activations: Mapping[str, Tensor]
-
-    def layer(self, name: str) -> Tensor:
-        """The output of the layer at dotted ``name`` (its last call in the forward pass)."""
-        act = self.activations[name]
-        if not isinstance(act, Tensor):
-            raise TypeError(
-                f"layer {name!r} returns a {type(act).__name__}, not a tensor; pick a layer "
-                "(or a submodule of it) whose output is a tensor"
-            )
-        return act
 
 
 class Objective:
@@ -45,7 +31,8 @@ class Objective:
         """The dotted names of the layers whose outputs the objective reads."""
         return frozenset()
 
-    def __call__(self, seen: Seen) -> Tensor:
+    def __call__(self, forward: Forward) -> Tensor:
+        """One score per image of the forward pass."""
         raise NotImplementedError
 
     def __add__(self, other: Objective) -> Objective:
@@ -87,8 +74,8 @@ class Sum(Objective):
     def layers(self) -> frozenset[str]:
         return frozenset().union(*(t.layers() for t in self.terms))
 
-    def __call__(self, seen: Seen) -> Tensor:
-        return torch.stack([t(seen) for t in self.terms]).sum(0)
+    def __call__(self, forward: Forward) -> Tensor:
+        return torch.stack([t(forward) for t in self.terms]).sum(0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,8 +88,18 @@ class Weighted(Objective):
     def layers(self) -> frozenset[str]:
         return self.term.layers()
 
-    def __call__(self, seen: Seen) -> Tensor:
-        return self.weight * self.term(seen)
+    def __call__(self, forward: Forward) -> Tensor:
+        return self.weight * self.term(forward)
+
+
+@dataclass(frozen=True, eq=False)
+class LayerObjective(Objective):
+    """An objective that reads the output of the layer at dotted name ``layer``."""
+
+    layer: str
+
+    def layers(self) -> frozenset[str]:
+        return frozenset({self.layer})
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,8 +108,8 @@ class ClassLogit(Objective):
 
     classes: Index
 
-    def __call__(self, seen: Seen) -> Tensor:
-        return _pick(_as_matrix(seen.output, "the model output"), self.classes, "class")
+    def __call__(self, forward: Forward) -> Tensor:
+        return _pick(_as_matrix(forward.output, "the model output"), self.classes, "class")
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,46 +119,38 @@ class ClassProbability(Objective):
     classes: Index
     log: bool = False
 
-    def __call__(self, seen: Seen) -> Tensor:
-        logp = torch.log_softmax(_as_matrix(seen.output, "the model output"), dim=1)
+    def __call__(self, forward: Forward) -> Tensor:
+        logp = torch.log_softmax(_as_matrix(forward.output, "the model output"), dim=1)
         picked = _pick(logp, self.classes, "class")
         return picked if self.log else picked.exp()
 
 
 @dataclass(frozen=True, eq=False)
-class Neuron(Objective):
+class Neuron(LayerObjective):
     """One unit of a layer: channel ``unit`` at spatial ``position`` (default: the centre)."""
 
-    layer: str
     unit: Index
     position: Position = None
 
-    def layers(self) -> frozenset[str]:
-        return frozenset({self.layer})
-
-    def __call__(self, seen: Seen) -> Tensor:
-        act = seen.layer(self.layer)
-        return _at(_pick(act, self.unit, f"unit of layer {self.layer!r}"), self.position)
+    def __call__(self, forward: Forward) -> Tensor:
+        act = forward.layer(self.layer)
+        return at_position(_pick(act, self.unit, f"unit of layer {self.layer!r}"), self.position)
 
 
 @dataclass(frozen=True, eq=False)
-class Channel(Objective):
+class Channel(LayerObjective):
     """The mean over space of one channel of a layer (N×C×... outputs; N×C gives the unit)."""
 
-    layer: str
     channel: Index
 
-    def layers(self) -> frozenset[str]:
-        return frozenset({self.layer})
-
-    def __call__(self, seen: Seen) -> Tensor:
-        act = seen.layer(self.layer)
+    def __call__(self, forward: Forward) -> Tensor:
+        act = forward.layer(self.layer)
         picked = _pick(act, self.channel, f"channel of layer {self.layer!r}")
         return picked.flatten(1).mean(1) if picked.ndim > 1 else picked
 
 
 @dataclass(frozen=True, eq=False)
-class Direction(Objective):
+class Direction(LayerObjective):
     """The dot product ⟨a(x), v⟩ of a layer's activation vector with ``vector`` (Olah 2018).
 
     ``vector`` has the layer's channel count C (or one row per image, B×C). For feature
@@ -171,15 +160,11 @@ class Direction(Objective):
     :mod:`pellucid.concepts`) is dotted with the flattened output instead.
     """
 
-    layer: str
     vector: Tensor
     position: Position = None
 
-    def layers(self) -> frozenset[str]:
-        return frozenset({self.layer})
-
-    def __call__(self, seen: Seen) -> Tensor:
-        act = seen.layer(self.layer)
+    def __call__(self, forward: Forward) -> Tensor:
+        act = forward.layer(self.layer)
         v = torch.as_tensor(self.vector, dtype=act.dtype, device=act.device)
         if act.ndim > 2 and v.ndim == 1 and v.numel() == act[0].numel() != act.shape[1]:
             return act.flatten(1) @ v
@@ -193,11 +178,11 @@ class Direction(Objective):
         dots = (act * v).sum(1)
         if self.position is None:
             return dots.flatten(1).mean(1) if dots.ndim > 1 else dots
-        return _at(dots, self.position)
+        return at_position(dots, self.position)
 
 
 @dataclass(frozen=True, eq=False)
-class Diversity(Objective):
+class Diversity(LayerObjective):
     """Minus the mean cosine similarity of an image's Gram matrix with the others' (Olah 2017).
 
     For layer outputs A_i (C×S, S positions), G_i = A_i A_iᵀ / S and image i scores
@@ -205,13 +190,8 @@ class Diversity(Objective):
     A batch of one image scores 0.
     """
 
-    layer: str
-
-    def layers(self) -> frozenset[str]:
-        return frozenset({self.layer})
-
-    def __call__(self, seen: Seen) -> Tensor:
-        act = seen.layer(self.layer)
+    def __call__(self, forward: Forward) -> Tensor:
+        act = forward.layer(self.layer)
         batch = act.shape[0]
         if batch < 2:
             return act.new_zeros(batch)
@@ -248,8 +228,11 @@ def _pick(values: Tensor, index: Index, what: str) -> Tensor:
     return values[torch.arange(batch, device=values.device), idx]
 
 
-def _at(values: Tensor, position: Position) -> Tensor:
-    """``values[:, *position]`` for per-image maps (B, *S); the centre when position is None."""
+def at_position(values: Tensor, position: Position) -> Tensor:
+    """``values[:, *position]`` for maps (R, *S), one per row; the centre when position is None.
+
+    Rows are images (per-image maps of a unit) or channels (one image's feature map).
+    """
     spatial = tuple(values.shape[1:])
     if not spatial:
         if position:
@@ -264,15 +247,32 @@ def _at(values: Tensor, position: Position) -> Tensor:
     return values[(slice(None), *pos)]
 
 
+def _seen(output: Tensor, activations: Mapping[str, Tensor]) -> Forward:
+    """The :class:`Forward` that ``Seen(output, activations)`` described (one call per layer).
+
+    Its ``inputs`` are unknown, so they are an empty tensor.
+    """
+    layers = {name: [act] for name, act in activations.items()}
+    return Forward(output.new_empty(0), output, layers)
+
+
+__getattr__ = deprecated_names(
+    __name__,
+    {"Seen": ("pellucid.task.Forward(inputs, output, layers={name: [layer output]})",
+              lambda: _seen)},
+)
+
+
 __all__ = [
     "Channel",
     "ClassLogit",
     "ClassProbability",
     "Direction",
     "Diversity",
+    "LayerObjective",
     "Neuron",
     "Objective",
-    "Seen",
     "Sum",
     "Weighted",
+    "at_position",
 ]

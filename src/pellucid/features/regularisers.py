@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attribution.baselines import gaussian_blur, spatial_dims
 from ..checks import check_per_sample
+from ..perturb import gaussian_blur
+from ..spatial import spatial_dims
 
 LogDensity = Callable[[Tensor], Tensor]
 

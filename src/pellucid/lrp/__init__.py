@@ -9,19 +9,21 @@ backprop, on any architecture (see docs/lrp.md).
 torch.Size([2, 4])
 """
 
+from .._deprecation import deprecated_names
 from . import methods as _methods  # noqa: F401  (registers the methods)
 from .composites import BATCHNORM, CONV, FIRST, LAST_LINEAR, LINEAR, Composite, Selector
 from .describe import describe
+from .engine import clear_weight_cache
 from .rules import (
     AlphaBeta,
     Average,
-    Deconvnet,
+    ChainRule,
     Epsilon,
     Flat,
     Gamma,
-    Gradient,
-    GuidedBackprop,
     Pass,
+    RectifiedGradient,
+    RectifiedPass,
     Rescale,
     Rule,
     SignalTakesAll,
@@ -32,9 +34,17 @@ from .rules import (
     ZPlus,
 )
 
+#: the rules' former names, which were also names of methods
+__getattr__ = deprecated_names(__name__, {
+    "Gradient": ("pellucid.lrp.ChainRule (the same rule)", lambda: ChainRule),
+    "GuidedBackprop": ("pellucid.lrp.RectifiedGradient (the same rule)", lambda: RectifiedGradient),
+    "Deconvnet": ("pellucid.lrp.RectifiedPass (the same rule)", lambda: RectifiedPass),
+})
+
+
 __all__ = [
-    "BATCHNORM", "CONV", "FIRST", "LAST_LINEAR", "LINEAR", "AlphaBeta", "Average", "Composite",
-    "Deconvnet", "Epsilon", "Flat", "Gamma", "Gradient", "GuidedBackprop", "Pass", "Rescale",
-    "Rule", "Selector", "SignalTakesAll", "WSquare", "WinnerTakeAll", "ZBox", "ZPlus", "Zero",
-    "describe",
+    "BATCHNORM", "CONV", "FIRST", "LAST_LINEAR", "LINEAR", "AlphaBeta", "Average", "ChainRule",
+    "Composite", "Epsilon", "Flat", "Gamma", "Pass", "RectifiedGradient", "RectifiedPass",
+    "Rescale", "Rule", "Selector", "SignalTakesAll", "WSquare", "WinnerTakeAll", "ZBox", "ZPlus",
+    "Zero", "clear_weight_cache", "describe",
 ]

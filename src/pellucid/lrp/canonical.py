@@ -1,4 +1,4 @@
-"""Canonicalisation by structure: from a recorded tape to ops with their rules.
+"""Canonicalisation by structure: from a recorded tape to ops, each with its rule.
 
 - A BatchNorm whose input is the output of a convolution or linear layer that feeds nothing
   else is folded into that layer, ``w′ = w·a``, ``b′ = b·a + c`` with ``BN(z) = a·z + c``
@@ -10,131 +10,68 @@
   comes out of a gating function (sigmoid, hard sigmoid, softmax, rsqrt, reciprocal); a
   quotient by an input-dependent tensor is a signal over a normaliser. Anything else is an
   ``other`` op without a relevance rule.
-- Folded weights are cached per model, keyed on the parameters' identities and versions and
-  the BatchNorm statistics, so a changed model is folded again.
+- Folded weights are kept in a :class:`~.weight_cache.WeightCache`, derived again when a
+  parameter of the layer or of the BatchNorm changes.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
 from .composites import Composite, LayerInfo
-from .ops import (
-    GATES,
-    QUOTIENTS,
-    RESHAPES,
+from .kinds import GATES, QUOTIENTS, RESHAPES, RULE_METHOD_OF_KIND, classify
+from .linear_maps import (
     Affine,
     batch_norm_coefficients,
-    classify,
+    batch_norm_parameters,
     conv_affine,
     linear_affine,
-    linearised_norm,
     scale_affine,
-    vjp_linear,
 )
+from .op import Op
 from .rules import Rule
 from .tape import Node, Recorder
-
-#: op kind -> the composite slot (and rule method) that handles it
-SLOTS = {"activation": "activation", "linear": "linear", "norm": "norm", "maxpool": "maxpool",
-         "gate": "gate", "other": "other"}
-METHOD_OF_SLOT = {"norm": "linear"}
+from .weight_cache import WeightCache
 
 
-@dataclass(eq=False)
-class Op:
-    """A recorded call with what its rule needs (see :mod:`.rules`)."""
+@dataclass
+class Plan:
+    """The ops of one recorded forward pass, canonicalised, in execution order, and the rule
+    that the composite gives each op of a kind that rules handle (None where it gives none)."""
 
-    node: Node
-    kind: str
-    label: str
-    rule: Rule | None = None
-    affine: Affine | None = None
-    signal: int = 0
-    baseline: Node | None = None
-    output_messages: list[Tensor | None] = field(default_factory=list)
+    ops: list[Op]
+    rules: dict[Op, Rule | None]
 
-    @property
-    def inputs(self) -> list[Tensor]:
-        return self.node.input_values()
-
-    @property
-    def output(self) -> Tensor:
-        return self.node.outputs[0]
-
-    def vjp(self, messages: list[Tensor | None], only: int | None = None) -> list[Tensor | None]:
-        """The op's own vector-Jacobian product for messages at its outputs.
-
-        ``only``: the index of the one input to differentiate for (the others held constant,
-        their messages None).
-        """
-        node = self.node
-        values = node.input_values()
-        if len(values) == 1 and len(messages) == 1 and messages[0] is not None:
-            m, x = messages[0], values[0]
-            if node.name in RESHAPES and m.numel() == x.numel():
-                return [m.reshape(x.shape).to(x)]
-            if node.name in ("relu", "relu_") and m.shape == x.shape:
-                return [m * (node.outputs[0] > 0)]  # relu(x) > 0 exactly where x > 0
-        with torch.enable_grad():
-            leaves = {}
-            wrt = []
-            for i, (pos, _, _) in enumerate(node.inputs):
-                v = node.leaves[pos].detach()
-                if only is None or i == only:
-                    v.requires_grad_(True)
-                    wrt.append(v)
-                leaves[pos] = v.clone() if node.inplace else v
-            if node.inplace and 0 not in leaves and isinstance(node.leaves[0], Tensor):
-                leaves[0] = node.leaves[0].clone()  # never write into the recorded value
-            outs = node.rerun(leaves)
-            pairs = [(o, m) for o, m in zip(outs, messages) if m is not None and o.requires_grad]
-            if pairs:
-                grads = torch.autograd.grad([o for o, _ in pairs], wrt, [m for _, m in pairs],
-                                            allow_unused=True)
-            else:
-                grads = (None,) * len(wrt)
-        full = [torch.zeros_like(v) if g is None else g for v, g in zip(wrt, grads)]
-        if only is None:
-            return full
-        return [full[0] if i == only else None for i in range(len(node.inputs))]
-
-    def linear_vjp(self, s: Tensor) -> list[Tensor]:
-        """The vector-Jacobian product of the op's linear part (normaliser held constant)."""
-        if self.kind == "norm":
-            x = self.inputs[0]
-            return [vjp_linear(linearised_norm(self.node), x, s)]
-        return self.vjp([s])
-
-    def rule_method(self) -> Callable[[Op, Tensor], list[Tensor]] | None:
-        """The bound rule method for this op's kind, or None when there is none."""
-        slot = "layer" if self.kind == "layer" else SLOTS.get(self.kind)
-        if self.rule is None or slot is None:
+    def rule_method(self, op: Op) -> Callable[[Op, Tensor], list[Tensor]] | None:
+        """The bound method of ``op``'s rule that handles its kind, or None when there is none."""
+        rule = self.rules.get(op)
+        method = RULE_METHOD_OF_KIND.get(op.kind)
+        if rule is None or method is None or not rule.handles(method):
             return None
-        method = METHOD_OF_SLOT.get(slot, slot)
-        return getattr(self.rule, method) if self.rule.handles(method) else None
+        return getattr(rule, method)
 
 
-def build_plan(recorder: Recorder, composite: Composite, model: nn.Module,
-               baseline: list[Node] | None = None) -> list[Op]:
-    """The ops of a recorded forward pass, canonicalised, each with its rule."""
+def build_plan(recorder: Recorder, composite: Composite, model: nn.Module, *,
+               weights: WeightCache, baseline: list[Node] | None = None) -> Plan:
+    """The ops of a recorded forward pass, canonicalised, each with its rule.
+
+    ``weights`` keeps folded and rule-modified weights for ``model``; ``baseline``: the
+    calls recorded on DeepLIFT's baseline input, paired with the ops one to one.
+    """
     nodes = recorder.nodes
     kinds = [classify(n) for n in nodes]
     ops = [Op(n, k, _label(n, recorder)) for n, k in zip(nodes, kinds)]
-    store = _DERIVED.setdefault(model, {})
     for op in ops:
         if op.kind == "layer":
             op.affine = conv_affine(op.node) if op.node.name != "linear" else linear_affine(op.node)
-            op.affine.store = store
+            op.affine.cache = (weights, model)
     for op in ops:
         if op.kind == "batch_norm":
-            _canonicalise_batch_norm(op, ops, model)
+            _canonicalise_batch_norm(op, ops, model, weights)
         elif op.kind == "product":
             _canonicalise_product(op)
     _relabel_duplicates(ops)
@@ -142,16 +79,17 @@ def build_plan(recorder: Recorder, composite: Composite, model: nn.Module,
     first = layers[0] if layers else None
     linears = [op for op in layers if op.affine.kind == "linear"]
     last_linear = linears[-1] if linears else None
+    rules: dict[Op, Rule | None] = {}
     for op in ops:
         if op.kind == "layer":
             info = LayerInfo(op.label, _owner(op.node, recorder), op.affine.kind,
                              first=op is first, last_linear=op is last_linear)
-            op.rule = composite.rule_for_layer(info)
-        elif op.kind in SLOTS:
-            op.rule = composite.rule_for(SLOTS[op.kind])
+            rules[op] = composite.rule_for_layer(info)
+        elif op.kind in RULE_METHOD_OF_KIND:
+            rules[op] = composite.rule_for(op.kind)
     if baseline is not None:
         _attach_baseline(ops, baseline)
-    return ops
+    return Plan(ops, rules)
 
 
 def _label(node: Node, recorder: Recorder) -> str:
@@ -178,7 +116,8 @@ def _relabel_duplicates(ops: list[Op]) -> None:
                 op.label = f"{op.label}#{seen[op.label]}"
 
 
-def _canonicalise_batch_norm(op: Op, ops: list[Op], model: nn.Module) -> None:
+def _canonicalise_batch_norm(op: Op, ops: list[Op], model: nn.Module,
+                             weights: WeightCache) -> None:
     node = op.node
     a, c = batch_norm_coefficients(node)
     x, y = node.arg(0, "input"), node.outputs[0]
@@ -199,31 +138,22 @@ def _canonicalise_batch_norm(op: Op, ops: list[Op], model: nn.Module) -> None:
         and (feeder.affine.kind == "conv" or y.ndim == 2)  # BatchNorm's channels = out features
     )
     if foldable:
-        weight, bias = _folded(model, feeder.affine, a, c)
+        sources = (feeder.affine.weight, feeder.affine.bias, *batch_norm_parameters(node))
+        what = ("batch_norm folded", node.arg(7, "eps", 1e-5))
+        weight, bias = weights.derived(model, what, sources, lambda: _folded(feeder.affine, a, c))
         feeder.affine = replace(feeder.affine, weight=weight, bias=bias, out=y)
         op.kind = "pass"
     else:
         op.kind = "layer"
-        op.affine = scale_affine(x, a, c, y)  # a is fresh each call: no store
+        op.affine = scale_affine(x, a, c, y)  # a is new on every call: nothing to cache
 
 
-_FOLD_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[Any, Any]] = weakref.WeakKeyDictionary()
-_DERIVED: weakref.WeakKeyDictionary[nn.Module, dict[Any, Any]] = weakref.WeakKeyDictionary()
-
-
-def _folded(model: nn.Module, aff: Affine, a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """(w·a, b·a + c) for an affine layer followed by a BatchNorm, cached per model."""
+def _folded(aff: Affine, a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """(w·a, b·a + c): an affine layer followed by the BatchNorm ``a·z + c``, as one layer."""
     w, b = aff.weight, aff.bias
-    cache = _FOLD_CACHE.setdefault(model, {})
-    key = (id(w), id(b))
-    stamp = (w._version, None if b is None else b._version)
-    hit = cache.get(key)
-    if hit is not None and hit[0] == stamp and torch.equal(hit[1], a) and torch.equal(hit[2], c):
-        return hit[3], hit[4]
     shape = (-1,) + (1,) * (w.ndim - 1)
     weight = (w * a.view(shape)).detach()
     bias = (c if b is None else b * a + c).detach()
-    cache[key] = (stamp, a, c, weight, bias)
     return weight, bias
 
 

@@ -33,13 +33,13 @@ from torch import nn
 
 from .rules import (
     AlphaBeta,
-    Deconvnet,
+    ChainRule,
     Epsilon,
     Flat,
     Gamma,
-    Gradient,
-    GuidedBackprop,
     Pass,
+    RectifiedGradient,
+    RectifiedPass,
     Rescale,
     Rule,
     SignalTakesAll,
@@ -167,8 +167,8 @@ RELEVANCE = Composite(
 )
 #: the defaults every gradient-type composite builds on (the plain gradient everywhere)
 GRADIENT = Composite(
-    default=Gradient(), activation=Gradient(), linear=Gradient(), norm=Gradient(),
-    maxpool=Gradient(), gate=Gradient(), other=Gradient(),
+    default=ChainRule(), activation=ChainRule(), linear=ChainRule(), norm=ChainRule(),
+    maxpool=ChainRule(), gate=ChainRule(), other=ChainRule(),
 )
 
 
@@ -222,12 +222,12 @@ def excitation_backprop() -> Composite:
 
 def guided_backprop() -> Composite:
     """Guided backprop: gradients, rectified at activations and gated by the forward pass."""
-    return Composite(activation=GuidedBackprop(), base=GRADIENT)
+    return Composite(activation=RectifiedGradient(), base=GRADIENT)
 
 
 def deconvnet() -> Composite:
     """Deconvnet: gradients, rectified at activations regardless of the forward pass."""
-    return Composite(activation=Deconvnet(), base=GRADIENT)
+    return Composite(activation=RectifiedPass(), base=GRADIENT)
 
 
 def deeplift() -> Composite:

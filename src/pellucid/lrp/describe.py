@@ -9,8 +9,10 @@ from torch import Tensor, nn
 
 from ..guard import preserved
 from ..outputs import OutputSelector, select_output
-from .canonical import Op, build_plan
+from .canonical import Plan, build_plan
 from .composites import RELEVANCE, Composite
+from .engine import WEIGHT_CACHE
+from .op import Op
 from .rules import SignalTakesAll
 from .tape import record
 
@@ -29,13 +31,13 @@ def describe(model: nn.Module, composite: Composite | None, example_input: Tenso
         recorder, out = record(
             model, lambda v: select_output(model(v, **kwargs), output), example_input.detach()
         )
-        plan = build_plan(recorder, resolved, model)
+        plan = build_plan(recorder, resolved, model, weights=WEIGHT_CACHE)
     reached = _reachable(plan, recorder.source_of(out))
     lines = [f"{'#':>4}  {'module':<32} {'op':<22} {'kind':<10} rule"]
-    for op in plan[1:]:
+    for op in plan.ops[1:]:
         lines.append(
             f"{op.node.index:>4}  {op.label[:32]:<32} {op.node.name[:22]:<22} {op.kind:<10} "
-            f"{_rule_text(op, op.node.index in reached)}"
+            f"{_rule_text(plan, op, op.node.index in reached)}"
         )
     text = "\n".join(lines)
     if show:
@@ -43,25 +45,25 @@ def describe(model: nn.Module, composite: Composite | None, example_input: Tenso
     return text
 
 
-def _rule_text(op: Op, reached: bool) -> str:
+def _rule_text(plan: Plan, op: Op, reached: bool) -> str:
     if op.kind == "shape":
         return "pass-through (the op's own vector-Jacobian product)"
     if op.kind == "pass":
         return "folded into the layer that feeds it"
-    if op.rule_method() is not None:
-        return repr(op.rule)
+    if plan.rule_method(op) is not None:
+        return repr(plan.rules[op])
     return "NO RULE (relevance reaches it: explaining raises)" if reached else "no rule (unused)"
 
 
-def _reachable(plan: list[Op], source: Any) -> set[int]:
+def _reachable(plan: Plan, source: Any) -> set[int]:
     """Indices of the ops that the output depends on."""
     if source is None:
         return set()
     reached = {source[0].index}
-    for op in reversed(plan):
+    for op in reversed(plan.ops):
         if op.node.index in reached:
             inputs = op.node.inputs
-            if op.kind == "gate" and isinstance(op.rule, SignalTakesAll):
+            if op.kind == "gate" and isinstance(plan.rules.get(op), SignalTakesAll):
                 inputs = [inputs[op.signal]]  # the gate receives nothing
             reached.update(producer.index for _, producer, _ in inputs)
     return reached

@@ -20,29 +20,52 @@ import torch
 from torch import Tensor
 
 from ..task import Task
-from .canonical import Op, build_plan
+from .canonical import Plan, build_plan
 from .composites import Composite
+from .op import Op
+from .rules import Rule
 from .tape import Node, Recorder, record
+from .weight_cache import WeightCache
 
 STARTS = ("relevance", "gradient")
 
+#: folded and rule-modified weights of every model the engine has explained
+WEIGHT_CACHE = WeightCache()
+
+
+def clear_weight_cache() -> None:
+    """Forget the folded BatchNorms and rule-modified weights kept for every model.
+
+    They are derived again on the next call; the cache already drops a model's entries when
+    the model is deleted and rebuilds an entry when a parameter changes.
+    """
+    WEIGHT_CACHE.clear()
+
 
 @dataclass
-class Walk:
-    """The result of one backward walk."""
+class Propagation:
+    """The messages of one modified backward pass, and the forward outputs it started from."""
 
+    #: the message arriving at the input (relevance, or a modified gradient)
     input_message: Tensor
+    #: ``{"output": total at the output, "<layer>": total arriving at its input, ...}``
     layer_relevance: dict[str, Tensor]
     output: Tensor
+    #: the output at the baseline input (DeepLIFT)
     baseline_output: Tensor | None = None
 
+    def diagnostics(self) -> dict[str, Any]:
+        """The extras every rule-based method returns: ``{"layer_relevance": ...}``."""
+        return {"layer_relevance": {k: v.detach() for k, v in self.layer_relevance.items()}}
 
-def run(task: Task, x: Tensor, composite: Composite, *, start: str = "relevance",
-        baseline: Tensor | None = None) -> Walk:
-    """Record ``task``'s forward pass at ``x`` and walk it back with ``composite``.
 
-    The call's first forward pass is reused when it was recorded at ``x``
-    (see :meth:`_RuleMethod.first_pass`).
+def propagate(task: Task, x: Tensor, composite: Composite, *, start: str = "relevance",
+              baseline: Tensor | None = None) -> Propagation:
+    """Record ``task``'s forward pass at ``x`` and propagate the start message back to the
+    input with ``composite``'s rules.
+
+    The call's first forward pass is reused when it was recorded at ``x`` (a rule-based
+    method's ``first_pass`` records it).
     """
     first = task.first_forward_at(x)
     if first is not None and isinstance(first.state, Recorder):
@@ -66,26 +89,31 @@ def run(task: Task, x: Tensor, composite: Composite, *, start: str = "relevance"
         baseline_recorder, baseline_out = record(task.model, task.output, baseline)
         baseline_nodes = baseline_recorder.nodes
     with torch.no_grad():
-        plan = build_plan(recorder, composite, task.model, baseline_nodes)
-        input_message, layers = propagate(plan, source, message)
+        plan = build_plan(recorder, composite, task.model, weights=WEIGHT_CACHE,
+                          baseline=baseline_nodes)
+        input_message, layers = walk_back(plan, source, message)
     layers = {"output": message.flatten(1).sum(1), **layers}
-    return Walk(input_message, layers, out, baseline_out)
+    return Propagation(input_message, layers, out, baseline_out)
 
 
-def propagate(plan: list[Op], source: tuple[Node, int], message: Tensor
+def walk_back(plan: Plan, source: tuple[Node, int], message: Tensor
               ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Walk ``plan`` backwards from ``message`` at output ``source``; (input message, totals)."""
+    """Walk ``plan`` backwards from ``message`` at output ``source``: each op gets the message
+    at its outputs, and the messages it returns at its inputs add up (fan-out sums).
+
+    Returns (the message at the input, the total message per sample arriving at each layer).
+    """
     out_node, k = source
     pending: dict[int, list[Tensor | None]] = {out_node.index: [None] * len(out_node.outputs)}
     pending[out_node.index][k] = message
     totals: dict[str, Tensor] = {}
-    for op in reversed(plan):
+    for op in reversed(plan.ops):
         messages = pending.pop(op.node.index, None)
         if messages is None or all(m is None for m in messages):
             continue
         if op.kind == "input":
             return _filled(messages[0], op.node.outputs[0]), totals
-        backward = step(op, messages)
+        backward = input_messages(plan, op, messages)
         if op.kind in ("layer", "norm"):
             totals[op.label] = sum(g.flatten(1).sum(1) for g in backward if g is not None)
         for (_, producer, index), g in zip(op.node.inputs, backward):
@@ -93,19 +121,19 @@ def propagate(plan: list[Op], source: tuple[Node, int], message: Tensor
                 continue
             slot = pending.setdefault(producer.index, [None] * len(producer.outputs))
             slot[index] = g if slot[index] is None else slot[index] + g
-    zero = torch.zeros_like(plan[0].node.outputs[0])
+    zero = torch.zeros_like(plan.ops[0].node.outputs[0])
     return zero, totals
 
 
-def step(op: Op, messages: list[Tensor | None]) -> list[Tensor | None]:
-    """The messages at an op's inputs from those at its outputs."""
+def input_messages(plan: Plan, op: Op, messages: list[Tensor | None]) -> list[Tensor | None]:
+    """The messages at an op's inputs from those at its outputs, by the op's rule."""
     if op.kind == "shape":
         return op.vjp(messages)
     if op.kind == "pass":
         return [messages[0]]
-    method = op.rule_method()
+    method = plan.rule_method(op)
     if method is None:
-        raise NotImplementedError(_no_rule(op))
+        raise NotImplementedError(_no_rule(op, plan.rules.get(op)))
     op.output_messages = messages
     return method(op, _filled(messages[0], op.output))
 
@@ -114,10 +142,10 @@ def _filled(message: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if message is None else message
 
 
-def _no_rule(op: Op) -> str:
+def _no_rule(op: Op, rule: Rule | None) -> str:
     where = op.node.where()
-    if op.rule is not None:
-        return (f"rule {op.rule!r} cannot handle {where} (an op of kind {op.kind!r}); assign "
+    if rule is not None:
+        return (f"rule {rule!r} cannot handle {where} (an op of kind {op.kind!r}); assign "
                 f"a rule that handles {op.kind!r} ops in the composite")
     if op.kind == "other":
         hint = (" If it is the model's final (log-)softmax, explain the logits instead "
@@ -130,8 +158,3 @@ def _no_rule(op: Op) -> str:
             + hint
         )
     return f"the composite assigns no rule to {where} (kind {op.kind!r})"
-
-
-def extras(walk: Walk) -> dict[str, Any]:
-    """The diagnostics every rule-based method returns."""
-    return {"layer_relevance": {k: v.detach() for k, v in walk.layer_relevance.items()}}

@@ -14,12 +14,13 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..attribution.baselines import BaselineSpec, make_baseline
+from .._deprecation import deprecated_names
 from ..method import Method, register_method
+from ..perturb import BaselineSpec, make_baseline
 from ..task import Forward, Task
 from . import composites as named
 from .composites import Composite
-from .engine import extras, run
+from .engine import propagate
 from .tape import record
 
 
@@ -46,8 +47,8 @@ class _RuleMethod(Method):
         return Forward(x, out, state=recorder)
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        walk = run(task, x, self.resolved(), start=self.start)
-        return walk.input_message, extras(walk)
+        propagation = propagate(task, x, self.resolved(), start=self.start)
+        return propagation.input_message, propagation.diagnostics()
 
 
 @register_method("lrp")
@@ -188,7 +189,7 @@ class ExcitationBackprop(_RuleMethod):
 
 @register_method("guided_backprop")
 @dataclass(frozen=True, eq=False)
-class GuidedBackpropMethod(_RuleMethod):
+class GuidedBackprop(_RuleMethod):
     """Guided backpropagation (Springenberg et al. 2015): the gradient, with only positive
     signals passed back through open activations."""
 
@@ -201,7 +202,7 @@ class GuidedBackpropMethod(_RuleMethod):
 
 @register_method("deconvnet")
 @dataclass(frozen=True, eq=False)
-class DeconvnetMethod(_RuleMethod):
+class Deconvnet(_RuleMethod):
     """Deconvnet (Zeiler & Fergus 2014): the gradient, rectified at every activation."""
 
     start: ClassVar[str] = "gradient"
@@ -231,9 +232,15 @@ class DeepLift(_RuleMethod):
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         reference = make_baseline(self.baseline, x, sigma=self.blur_sigma, seed=self.seed)
-        walk = run(task, x, self.resolved(), start=self.start, baseline=reference)
-        attribution = (x - reference) * walk.input_message
-        score_x = task.target.score(walk.output)
-        score_ref = task.target.score(walk.baseline_output)
+        propagation = propagate(task, x, self.resolved(), start=self.start, baseline=reference)
+        attribution = (x - reference) * propagation.input_message
+        score_x = task.target.score(propagation.output)
+        score_ref = task.target.score(propagation.baseline_output)
         delta = attribution.flatten(1).sum(1) - (score_x - score_ref)
-        return attribution, {**extras(walk), "convergence_delta": delta}
+        return attribution, {**propagation.diagnostics(), "convergence_delta": delta}
+
+
+__getattr__ = deprecated_names(__name__, {
+    "GuidedBackpropMethod": ("pellucid.lrp.methods.GuidedBackprop", lambda: GuidedBackprop),
+    "DeconvnetMethod": ("pellucid.lrp.methods.Deconvnet", lambda: Deconvnet),
+})

@@ -1,8 +1,8 @@
 """Rules: how relevance (or a modified gradient) goes back through one operation.
 
 A rule is a small frozen dataclass with one method per op kind it can handle
-(``layer``, ``linear``, ``activation``, ``maxpool``, ``gate``, ``other``; see :mod:`.ops`).
-Each method takes the op (an :class:`~pellucid.lrp.canonical.Op`) and the message ``m`` at
+(``layer``, ``linear``, ``activation``, ``maxpool``, ``gate``, ``other``; see :mod:`.kinds`).
+Each method takes the op (an :class:`~pellucid.lrp.op.Op`) and the message ``m`` at
 its output and returns one message per input-dependent input.
 
 For affine layers ``z_k = Σ_j x_j w_jk + b_k`` every LRP rule is a choice of modified terms
@@ -19,14 +19,13 @@ Conv+BatchNorm and a lone BatchNorm.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from .canonical import Op
-    from .ops import Affine
+from .linear_maps import Affine, average_of_maxpool, vjp_linear
+from .op import Op
 
 _TINY = 1e-12
 
@@ -105,10 +104,10 @@ def negative_terms(aff: Affine, with_bias: bool = False) -> list[Term]:
 class Rule:
     """Base class; subclasses implement the kinds they handle."""
 
-    def handles(self, kind: str) -> bool:
-        """Whether this rule has a method for op kind ``kind``."""
-        method = getattr(type(self), kind, None)
-        return method is not None and method is not getattr(Rule, kind, None)
+    def handles(self, method: str) -> bool:
+        """Whether this rule implements the rule method ``method`` (``layer``, ``linear``, ...)."""
+        own = getattr(type(self), method, None)
+        return own is not None and own is not getattr(Rule, method, None)
 
     def layer(self, op: Op, m: Tensor) -> list[Tensor]:
         raise NotImplementedError
@@ -317,8 +316,6 @@ class Average(Rule):
     epsilon: float = 1e-9
 
     def maxpool(self, op: Op, m: Tensor) -> list[Tensor]:
-        from .ops import average_of_maxpool, vjp_linear
-
         x = op.inputs[0]
         pool = average_of_maxpool(op.node)
         s = divide(m, stabilise(pool(x), self.epsilon), self.epsilon)
@@ -348,8 +345,9 @@ class SignalTakesAll(Rule):
 
 
 @dataclass(frozen=True)
-class Gradient(Rule):
-    """The plain gradient: the message goes back by the op's vector-Jacobian product."""
+class ChainRule(Rule):
+    """The plain gradient: the message goes back by the chain rule, through the op's own
+    vector-Jacobian product."""
 
     def layer(self, op: Op, m: Tensor) -> list[Tensor]:
         return [op.affine.grad_input(m, op.affine.weight)]
@@ -371,25 +369,26 @@ class Gradient(Rule):
 
 
 @dataclass(frozen=True)
-class GuidedBackprop(Gradient):
-    """Guided backpropagation (Springenberg et al. 2015): at an activation, only positive
-    gradients go back through open units: g_in = f′(z) · max(g_out, 0)."""
+class RectifiedGradient(ChainRule):
+    """Guided backpropagation's rule (Springenberg et al. 2015): at an activation, only
+    positive messages go back, through the activation's gradient (open units of a ReLU):
+    g_in = f′(z) · max(g_out, 0)."""
 
     def activation(self, op: Op, m: Tensor) -> list[Tensor]:
         return op.vjp([m.clamp(min=0)])
 
 
 @dataclass(frozen=True)
-class Deconvnet(Gradient):
-    """Deconvnet (Zeiler & Fergus 2014): at an activation the signal is rectified on its way
-    back, regardless of the forward pass: g_in = max(g_out, 0)."""
+class RectifiedPass(ChainRule):
+    """Deconvnet's rule (Zeiler & Fergus 2014): at an activation the message is rectified on
+    its way back, regardless of the forward pass: g_in = max(g_out, 0)."""
 
     def activation(self, op: Op, m: Tensor) -> list[Tensor]:
         return [m.clamp(min=0).expand_as(op.inputs[0])]
 
 
 @dataclass(frozen=True)
-class Rescale(Gradient):
+class Rescale(ChainRule):
     """DeepLIFT Rescale (Shrikumar et al. 2017): multipliers m_in = m_out · Δy/Δx at an
     element-wise activation (y = f(x), Δ against the baseline's forward pass), the gradient
     where |Δx| < ``tolerance``; linear ops pass multipliers by the chain rule."""

@@ -99,8 +99,8 @@ class Node:
         """The values of the input-dependent arguments, in order."""
         return [self.leaves[pos] for pos, _, _ in self.inputs]
 
-    def rerun(self, replace: dict[int, Tensor]) -> list[Tensor]:
-        """Run the function again with some leaves replaced; its floating tensor outputs."""
+    def call_again(self, replace: dict[int, Tensor]) -> list[Tensor]:
+        """Call the function again with some leaves replaced; its floating tensor outputs."""
         leaves = list(self.leaves)
         for pos, value in replace.items():
             leaves[pos] = value
@@ -252,11 +252,12 @@ def _is_inplace(name: str, args: tuple, kwargs: dict) -> bool:
     return False
 
 
-def record(model: nn.Module, run: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Recorder, Tensor]:
-    """Run ``run(x)`` (the selected model output) under a recorder rooted at ``x``."""
+def record(model: nn.Module, forward: Callable[[Tensor], Tensor], x: Tensor
+           ) -> tuple[Recorder, Tensor]:
+    """Call ``forward(x)`` (the selected model output) under a recorder rooted at ``x``."""
     recorder = Recorder(model)
     recorder.track(x)
     with torch.no_grad(), recorder.recording():
-        out = run(x)
+        out = forward(x)
     recorder.check_unchanged()
     return recorder, out

@@ -25,12 +25,14 @@ from .base import (
 )
 from .evaluate import evaluate
 from .harness import Table, benchmark
+from .random_attribution import RandomAttribution
 
 __all__ = [
     "METRICS",
     "Case",
     "Metric",
     "MetricResult",
+    "RandomAttribution",
     "Scores",
     "Table",
     "benchmark",

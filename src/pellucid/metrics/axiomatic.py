@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from ..attribution.baselines import BaselineSpec, make_baseline
+from ..perturb import BaselineSpec, make_baseline
 from .base import Case, Metric, Scores, register_metric
 
 
@@ -22,10 +20,9 @@ class Completeness(Metric):
     relative: bool = False
 
     def compute(self, case: Case) -> Scores:
-        x = case.inputs
-        rows = torch.arange(len(x), device=x.device)
-        explained = case.scores(x, rows)
+        x = case.forward.inputs
+        explained = case.scores(x)
         if self.baseline is not None:
-            explained = explained - case.scores(make_baseline(self.baseline, x), rows)
+            explained = explained - case.scores(make_baseline(self.baseline, x))
         gap = (case.attribution.flatten(1).sum(1) - explained).abs()
         return Scores(gap / explained.abs() if self.relative else gap)

@@ -3,30 +3,35 @@
 A metric is a small frozen dataclass whose fields are its settings, with class variables
 ``name``, ``direction`` ("higher" or "lower" is better) and ``category``. ``compute(case)``
 returns per-sample scores (and curves where the metric has them) for one :class:`Case`:
-the model, a private copy of the inputs, the resolved target, the attribution under test
-and, when available, the method that produced it (for metrics that re-run it).
+the explained :class:`~pellucid.task.Task`, the forward pass at a private copy of the
+inputs, the attribution under test and, when available, the method that produced it (for
+metrics that re-run it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import operator
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from ..batching import check_batch_size
+from ..batching import expanded_rows, row_chunks
 from ..method import Method
-from ..outputs import OutputSelector
 from ..registry import Registry
-from ..targets import Target
-from ..task import Task
+from ..targets import Target, TargetSpec
+from ..task import Forward, Task
 
 CATEGORIES = (
     "faithfulness", "robustness", "localisation", "complexity", "axiomatic", "randomisation"
 )
 DIRECTIONS = ("higher", "lower")
+#: trains a fresh model on (inputs, labels), for the metrics that retrain (ROAR, data
+#: randomisation)
+TrainFn = Callable[[Tensor, Tensor], nn.Module]
 
 METRICS: Registry[type[Metric]] = Registry("metric")
 M = TypeVar("M", bound="type[Metric]")
@@ -37,8 +42,17 @@ def register_metric(name: str) -> Callable[[M], M]:
 
     def decorate(cls: M) -> M:
         category = name.split(".", 1)[0]
-        if category not in CATEGORIES or cls.direction not in DIRECTIONS:
-            raise ValueError(f"metric {name!r}: unknown category or direction {cls.direction!r}")
+        if category not in CATEGORIES:
+            raise ValueError(
+                f"metric {name!r} has the unknown category {category!r}; name it "
+                f"'category.name' with a category in {', '.join(CATEGORIES)}"
+            )
+        direction = cls.direction
+        if direction not in DIRECTIONS:
+            raise ValueError(
+                f"metric {name!r} has direction {direction!r} for its default settings; "
+                "give 'higher' or 'lower' (which scores are better)"
+            )
         cls.name = name
         cls.category = category
         return METRICS.register(name)(cls)
@@ -96,80 +110,142 @@ class MetricResult:
         return f"MetricResult({self.name}: {self.mean:.4g} ± {self.std:.3g} {arrow})"
 
 
+#: deprecated attributes of :class:`Case` and the attribute each one reads
+_CASE_ALIASES = {
+    "model": "task.model",
+    "target": "task.target",
+    "select": "task.select",
+    "model_kwargs": "task.model_kwargs",
+    "inputs": "forward.inputs",
+    "output": "forward.output",
+}
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Case:
-    """One batch under evaluation: model, private inputs, target, attribution, method."""
+    """One batch under evaluation.
 
-    model: nn.Module
-    inputs: Tensor
-    target: Target
+    ``task`` is what is explained (model, resolved target, output selector, model
+    arguments, rows), ``forward`` the forward pass at a private copy of the inputs
+    (``forward.inputs``, ``forward.output``), ``attribution`` the explanation under test,
+    ``method`` the method that made it (for metrics that re-run it) and ``masks`` the
+    ground-truth masks of the localisation metrics.
+    """
+
+    task: Task
+    forward: Forward
     attribution: Tensor
-    output: Tensor
     method: Method | None = None
     masks: Tensor | None = None
-    select: OutputSelector = None
-    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    @property
-    def task(self) -> Task:
-        return Task(self.model, self.target, self.select, self.model_kwargs, len(self.inputs))
+    def __getattr__(self, name: str) -> Any:
+        moved = _CASE_ALIASES.get(name)
+        if moved is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warnings.warn(f"Case.{name} is deprecated; read case.{moved}", DeprecationWarning,
+                      stacklevel=2)
+        return operator.attrgetter(moved)(self)
 
-    def scores(
-        self, x: Tensor, sample: Tensor, probability: bool = False, model: nn.Module | None = None
-    ) -> Tensor:
-        """The target score of rows ``x`` (row r belongs to sample ``sample[r]``), no grad."""
-        task = self.task if model is None else dataclasses.replace(self.task, model=model)
-        task = task.take(sample)
+    def scores(self, x: Tensor, sample: Tensor | None = None, probability: bool = False) -> Tensor:
+        """The target score of rows ``x``, without grad.
+
+        Row r belongs to sample ``sample[r]`` (``None``: one row per sample, in order);
+        ``probability`` scores the softmax of the output instead of the output.
+        """
+        task = self.task if sample is None else self.task.take(sample)
         with torch.no_grad():
             out = task.output(x)
-            if probability:
-                out = out.softmax(1)
-            return task.target.score(out)
+            return task.target.score(out.softmax(1) if probability else out)
 
     def explain(
         self,
         x: Tensor,
-        sample: Tensor,
+        sample: Tensor | None = None,
         *,
         model: nn.Module | None = None,
         target: Tensor | None = None,
         batch_size: int | None = None,
         metric: str = "this metric",
     ) -> Tensor:
-        """Re-run the method on rows ``x`` (row r from sample ``sample[r]``), in chunks."""
+        """Re-run the method on rows ``x``, at most ``batch_size`` rows per call.
+
+        Row r belongs to sample ``sample[r]`` (``None``: one row per sample, in order).
+        ``model`` replaces the task's model (randomisation tests) and ``target``, one class
+        per row, the task's target.
+        """
         if self.method is None:
             raise ValueError(
                 f"{metric} re-runs the explanation method; pass a method name or a Method object "
                 "(not only an Explanation whose method is not registered)"
             )
-        size = check_batch_size(batch_size)
         parts = []
-        for start in range(0, len(x), size):
-            rows = sample[start : start + size]
-            task = self.task.take(rows)
-            spec: Any = task.target.fn if target is None else target[start : start + size]
-            if spec is None:
-                spec = task.target.classes
+        for rows in row_chunks(len(x), batch_size, x.device):
+            task = self.task.take(rows if sample is None else sample[rows])
             explanation = self.method(
-                self.model if model is None else model,
-                x[start : start + size],
-                spec,
-                output=self.select,
+                task.model if model is None else model,
+                x[rows],
+                _target_spec(task.target) if target is None else target[rows],
+                output=task.select,
                 model_kwargs=task.model_kwargs,
             )
             parts.append(explanation.attribution.to(x))
         return torch.cat(parts)
 
-    def labels(self) -> Tensor:
-        """The explained class per sample (B,); an error for a callable target."""
-        if self.target.classes is None:
-            raise ValueError("this metric needs class targets, not a target callable")
-        return self.target.classes.to(self.inputs.device)
+    def grid_values(
+        self, variants: int, value: Callable[[Tensor, Tensor], Tensor], batch_size: int | None
+    ) -> Tensor:
+        """``value(sample, variant)`` over the (sample, variant) grid, as a (B, variants) tensor.
+
+        The grid is flattened into rows and cut into chunks of at most ``batch_size`` rows
+        (:func:`pellucid.batching.expanded_rows`); ``value`` gets the sample and variant
+        index of a chunk's rows and returns one number per row.
+        """
+        x = self.forward.inputs
+        values = x.new_empty(len(x), variants)
+        for sample, variant in expanded_rows(len(x), variants, batch_size, x.device):
+            values[sample, variant] = value(sample, variant)
+        return values
+
+    def labels(self, metric: str = "this metric") -> Tensor:
+        """The explained class per sample (B,); a ValueError for a target callable."""
+        classes = self.task.target.classes
+        if classes is None:
+            raise ValueError(
+                f"{metric} needs a class per sample, not a target callable; pass target= an "
+                "int, one class per sample, or None (the predicted class)"
+            )
+        return classes.to(self.forward.inputs.device)
+
+
+def _target_spec(target: Target) -> TargetSpec:
+    """The spec that resolves to ``target`` again: its score function or its classes."""
+    return target.fn if target.fn is not None else target.classes
+
+
+class direction_by_settings:
+    """``direction`` of a metric whose better direction depends on its settings.
+
+    Decorates a method of the metric that returns "higher" or "lower". Read on a metric
+    object it gives the direction of that object's settings; read on the class (as the
+    registry does) the direction of the default settings.
+    """
+
+    def __init__(self, rule: Callable[[Any], str]) -> None:
+        self.rule = rule
+        self.__doc__ = rule.__doc__
+
+    def __get__(self, metric: Metric | None, cls: type[Metric]) -> str:
+        return self.rule(cls() if metric is None else metric)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Metric:
-    """Base of every metric (settings are the dataclass fields)."""
+    """Base of every metric (settings are the dataclass fields).
+
+    ``direction`` ("higher" or "lower" is better) is the one statement of a metric's
+    direction: a class variable, or :class:`direction_by_settings` where the settings
+    decide it. Results, tables and reports read it from the configured metric.
+    """
 
     name: ClassVar[str] = "metric"
     direction: ClassVar[str] = "higher"
@@ -180,11 +256,20 @@ class Metric:
         raise NotImplementedError
 
     def better(self) -> str:
-        """Which direction is better for these settings (most metrics: the class variable)."""
+        """Deprecated: read ``direction``."""
+        warnings.warn("Metric.better() is deprecated; read metric.direction",
+                      DeprecationWarning, stacklevel=2)
         return self.direction
 
     def settings(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def required_train_fn(metric: str, train_fn: TrainFn | None) -> TrainFn:
+    """The ``train_fn`` setting of a metric that retrains, or a ValueError that asks for it."""
+    if train_fn is None:
+        raise ValueError(f"{metric} needs train_fn=<callable (inputs, labels) -> model>")
+    return train_fn
 
 
 def get_metric(name: str, **settings: Any) -> Metric:

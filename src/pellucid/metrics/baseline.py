@@ -1,25 +1,21 @@
-"""The random attribution, the baseline row of every benchmark (not a registered method)."""
+"""Deprecated module: :class:`RandomAttribution` lives in ``pellucid.metrics.random_attribution``.
+
+A "baseline" in pellucid is a reference input x̄ (``pellucid.perturb``); the
+random attribution that benchmarks compare against is not one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import Tensor
-
-from .._seeding import generator
-from ..method import Method
-from ..task import Task
+from .._deprecation import deprecated_names
 
 
-@dataclass(frozen=True, eq=False)
-class RandomAttribution(Method):
-    """Standard normal noise as attribution: the ranking a method has to beat."""
+def _random_attribution() -> type:
+    from .random_attribution import RandomAttribution
 
-    name = "random"
-    seed: int | None = 0
+    return RandomAttribution
 
-    def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        noise = torch.randn(x.shape, generator=generator(self.seed), dtype=x.dtype)
-        return noise.to(x.device), {}
+
+__getattr__ = deprecated_names(
+    __name__,
+    {"RandomAttribution": ("pellucid.metrics.RandomAttribution", _random_attribution)},
+)

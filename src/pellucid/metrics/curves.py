@@ -16,12 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..attribution.baselines import BaselineSpec, make_baseline
-from ..batching import expanded_rows
+from ..perturb import BaselineSpec, make_baseline
 from .base import Case
 from .maps import Patch, group_sums, patch_groups, ranks
-
-FILLS = ("uniform", "blur", "mean", "zero")
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ def perturbation_curve(
     """f(x̃ₖ) for k = 0..K, groups taken in order of decreasing (or increasing) attribution;
     step K has taken the fraction ``until`` of the groups.
     """
-    x = case.inputs
+    x = case.forward.inputs
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     if not 0 < until <= 1:
@@ -55,19 +52,17 @@ def perturbation_curve(
                          f"got {until!r}")
     groups = patch_groups(x, patch)
     order = ranks(group_sums(case.attribution, groups), descending=most_relevant_first)
-    if isinstance(fill, str) and fill not in FILLS:
-        raise ValueError(
-            f"unknown fill {fill!r}; use one of {', '.join(FILLS)}, a number or a tensor"
-        )
-    filled = make_baseline(fill, x, sigma=blur_sigma, seed=seed)
+    filled = make_baseline(fill, x, sigma=blur_sigma, seed=seed, argument="fill")
     last = until * groups.count
     counts = torch.round(torch.linspace(0, last, steps + 1, device=x.device)).long()
     labels = groups.labels.expand(x.shape[1:]).reshape(-1)
     flat_x, flat_fill = x.flatten(1), filled.flatten(1)
-    values = x.new_empty(len(x), steps + 1)
-    for sample, step in expanded_rows(len(x), steps + 1, batch_size, x.device):
+    new, old = (flat_x, flat_fill) if insert else (flat_fill, flat_x)
+
+    def score_at_step(sample: Tensor, step: Tensor) -> Tensor:
         taken = (order[sample] < counts[step, None])[:, labels]
-        new, old = (flat_x, flat_fill) if insert else (flat_fill, flat_x)
         rows = torch.where(taken, new[sample], old[sample]).view(-1, *x.shape[1:])
-        values[sample, step] = case.scores(rows, sample, probability)
+        return case.scores(rows, sample, probability)
+
+    values = case.grid_values(steps + 1, score_at_step, batch_size)
     return Curve(values, counts.to(x.dtype).cpu() / groups.count)

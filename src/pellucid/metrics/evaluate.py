@@ -15,7 +15,7 @@ from ..explanation import Explanation
 from ..guard import preserved
 from ..method import METHODS, Method, private_copy
 from ..outputs import OutputSelector
-from ..targets import Target, TargetSpec, resolve_target
+from ..targets import TargetSpec
 from ..task import Task
 from .base import METRICS, Case, Metric, MetricResult
 
@@ -81,7 +81,7 @@ def evaluate(
             results[metric.name] = MetricResult(
                 name=metric.name,
                 scores=computed.scores.detach().cpu(),
-                direction=metric.better(),
+                direction=metric.direction,
                 curves=None if computed.curves is None else computed.curves.detach().cpu(),
                 x_axis=None if computed.x_axis is None else computed.x_axis.detach().cpu(),
                 settings=metric.settings(),
@@ -124,6 +124,9 @@ def _case(
     model_kwargs: dict[str, Any],
     method_settings: dict[str, Any],
 ) -> Case:
+    """The batch under evaluation: the attribution (computed when a method is given), the
+    method when it is known, and the task resolved at a forward pass on a private copy.
+    """
     method: Method | None
     if isinstance(explained, Explanation):
         explanation = explained
@@ -148,22 +151,11 @@ def _case(
         if target is None:
             target = explanation.target
     x = private_copy(inputs, model)
-    task_out = _first_output(model, x, output, model_kwargs)
-    resolved = resolve_target(target, task_out)
+    task = Task.start(model, x, target, select=output, model_kwargs=model_kwargs)
     return Case(
-        model=model,
-        inputs=x,
-        target=resolved,
+        task=task,
+        forward=task.first_forward,
         attribution=explanation.attribution.to(x),
-        output=task_out,
         method=method,
         masks=None if masks is None else torch.as_tensor(masks).to(x.device),
-        select=output,
-        model_kwargs=model_kwargs,
     )
-
-
-def _first_output(model: nn.Module, x: Tensor, output: OutputSelector,
-                  model_kwargs: dict[str, Any]) -> Tensor:
-    with torch.no_grad():
-        return Task(model, Target(), output, model_kwargs, len(x)).output(x)

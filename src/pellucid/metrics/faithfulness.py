@@ -20,9 +20,8 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
-from ..attribution.baselines import BaselineSpec, make_baseline
-from ..batching import expanded_rows
-from .base import Case, Metric, Scores, register_metric
+from ..perturb import BaselineSpec, make_baseline
+from .base import Case, Metric, Scores, direction_by_settings, register_metric
 from .curves import perturbation_curve
 from .maps import Patch, group_sums, patch_groups
 from .stats import pearson, trapezoid
@@ -55,7 +54,9 @@ class PixelFlipping(Metric):
     batch_size: int | None = None
     seed: int | None = 0
 
-    def better(self) -> str:
+    @direction_by_settings
+    def direction(self) -> str:
+        """MoRF: a faithful ranking makes the score fall fast (higher AOPC); LeRF: slowly."""
         return "higher" if self.order == "morf" else "lower"
 
     def compute(self, case: Case) -> Scores:
@@ -136,7 +137,7 @@ class FaithfulnessCorrelation(Metric):
     seed: int | None = 0
 
     def compute(self, case: Case) -> Scores:
-        x = case.inputs
+        x = case.forward.inputs
         groups = patch_groups(x, self.patch)
         size = min(self.subset_size, groups.count)
         draws = torch.rand(self.subsets, groups.count, generator=generator(self.seed))
@@ -148,16 +149,16 @@ class FaithfulnessCorrelation(Metric):
         return Scores(pearson(attribution_sums, drops))
 
     def _output_drops(self, case: Case, chosen: Tensor, labels: Tensor) -> Tensor:
-        x = case.inputs
+        """f(x) − f(x with subset S set to the fill), (B, subsets)."""
+        x = case.forward.inputs
         fill = make_baseline(self.fill, x, sigma=self.blur_sigma, seed=self.seed).flatten(1)
-        full = case.scores(x, torch.arange(len(x), device=x.device), self.probability)
-        drops = x.new_empty(len(x), self.subsets)
-        for sample, subset in expanded_rows(len(x), self.subsets, self.batch_size, x.device):
+        full = case.scores(x, probability=self.probability)
+
+        def filled_scores(sample: Tensor, subset: Tensor) -> Tensor:
             rows = torch.where(chosen[subset][:, labels], fill[sample], x.flatten(1)[sample])
-            drops[sample, subset] = full[sample] - case.scores(
-                rows.view(-1, *x.shape[1:]), sample, self.probability
-            )
-        return drops
+            return case.scores(rows.view(-1, *x.shape[1:]), sample, self.probability)
+
+        return full.unsqueeze(1) - case.grid_values(self.subsets, filled_scores, self.batch_size)
 
 
 @register_metric("faithfulness.infidelity")
@@ -178,15 +179,16 @@ class Infidelity(Metric):
     seed: int | None = 0
 
     def compute(self, case: Case) -> Scores:
-        x = case.inputs
+        x = case.forward.inputs
         draws = self.noise * torch.randn(
             (self.perturbations, *x.shape[1:]), generator=generator(self.seed), dtype=x.dtype
         ).to(x.device)
-        full = case.scores(x, torch.arange(len(x), device=x.device))
+        full = case.scores(x)
         dot = case.attribution.flatten(1) @ draws.flatten(1).T  # (B, P)
-        drop = x.new_empty(len(x), self.perturbations)
-        for sample, k in expanded_rows(len(x), self.perturbations, self.batch_size, x.device):
-            drop[sample, k] = full[sample] - case.scores(x[sample] - draws[k], sample)
+        drop = full.unsqueeze(1) - case.grid_values(
+            self.perturbations, lambda sample, k: case.scores(x[sample] - draws[k], sample),
+            self.batch_size,
+        )
         if self.optimal_scale:
             beta = (dot * drop).mean(1, keepdim=True) / dot.square().mean(1, keepdim=True)
             dot = dot * beta.nan_to_num(0.0)

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from ..api import as_method
 from ..method import Method
 from ..targets import TargetSpec
-from .baseline import RandomAttribution
 from .evaluate import MetricSpec, chosen_metrics, evaluate
+from .random_attribution import RandomAttribution
 
 COLUMNS = ("method", "metric", "mean", "std", "direction", "n", "seconds")
 
@@ -101,16 +101,17 @@ def benchmark(
     seed: int = 0,
     **settings: Any,
 ) -> Table:
-    """Run every method × metric on the first ``n`` samples of ``data``.
+    """Score every method × metric on the first ``n`` samples of ``data``.
 
     Args:
         data: inputs, a tuple (inputs, labels[, masks]), or an iterable of such batches
             (a DataLoader); the labels become the target unless ``target`` is given.
-        methods: registered names, method objects, or ``"random"`` (the random baseline).
+        methods: registered names, method objects, or ``"random"`` (the random attribution
+            that every method has to beat).
         method_settings: ``{method name: settings}``.
         out_dir: when given, ``benchmark.csv``, ``benchmark.json`` and a plot per metric
             with curves are written there.
-        seed: seeds the random baseline; metric seeds are metric settings (``**settings``).
+        seed: seeds the random attribution; metric seeds are metric settings (``**settings``).
 
     Example:
         >>> import torch
@@ -159,6 +160,7 @@ def benchmark(
 
 
 def _method(spec: str | Method, settings: dict[str, Any], seed: int) -> Method:
+    """The method object for a name, an object, or ``"random"``."""
     if spec == "random":
         return RandomAttribution(seed=seed, **settings)
     return as_method(spec, **settings)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Case, Metric, Scores, register_metric
-from .maps import location_map
+from .maps import flat_map, location_map
 
 
 def location_masks(case: Case) -> Tensor:
@@ -30,7 +30,7 @@ def location_masks(case: Case) -> Tensor:
             "localisation metrics need ground-truth masks: pass masks=<(B, *spatial) tensor>"
         )
     masks = case.masks
-    x = case.inputs
+    x = case.forward.inputs
     if x.ndim > 2 and masks.shape == x.shape:
         masks = masks.ne(0).any(1)
     expected = location_map(x).shape
@@ -49,7 +49,7 @@ def relevance_mass(attribution: Tensor, masks: Tensor, positive_only: bool = Tru
     """Σ_{p∈mask} R_p / Σ_p R_p per sample, R summed over channels (and clamped at 0 when
     ``positive_only``); NaN for a sample without (positive) relevance. ``masks``: (B, *spatial).
     """
-    relevance = location_map(attribution).flatten(1)
+    relevance = flat_map(attribution)
     if positive_only:
         relevance = relevance.clamp(min=0)
     inside = (relevance * masks.flatten(1).to(relevance.dtype)).sum(1)
@@ -69,8 +69,8 @@ class PointingGame(Metric):
             size = 2 * self.tolerance + 1
             pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[masks.ndim - 2]
             masks = pool(masks.float().unsqueeze(1), size, 1, self.tolerance).squeeze(1).bool()
-        best = location_map(case.attribution).flatten(1).argmax(1, keepdim=True)
-        return Scores(masks.flatten(1).gather(1, best).squeeze(1).to(case.inputs.dtype))
+        best = flat_map(case.attribution).argmax(1, keepdim=True)
+        return Scores(masks.flatten(1).gather(1, best).squeeze(1).to(case.forward.inputs.dtype))
 
 
 @register_metric("localisation.relevance_mass")
@@ -91,9 +91,9 @@ class RelevanceRank(Metric):
 
     def compute(self, case: Case) -> Scores:
         masks = location_masks(case).flatten(1)
-        relevance = location_map(case.attribution).flatten(1)
+        relevance = flat_map(case.attribution)
         size = masks.sum(1)
         order = relevance.argsort(dim=1, descending=True, stable=True)
         in_top = torch.arange(masks.shape[1], device=masks.device) < size.unsqueeze(1)
         hits = (masks.gather(1, order) & in_top).sum(1)
-        return Scores(hits.to(case.inputs.dtype) / size)
+        return Scores(hits.to(case.forward.inputs.dtype) / size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..attribution.groups import Groups, feature_groups
+from ..perturb import Groups, feature_groups
 
 Patch = int | tuple[int, ...] | None
 

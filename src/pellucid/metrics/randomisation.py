@@ -18,17 +18,14 @@ The user's model is never changed: every randomisation works on ``copy.deepcopy(
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .._seeding import generator
-from .base import Case, Metric, Scores, register_metric
+from .base import Case, Metric, Scores, TrainFn, register_metric, required_train_fn
 from .similarity import similarity
-
-TrainFn = Callable[[Tensor, Tensor], nn.Module]
 
 
 def parameter_layers(model: nn.Module) -> list[str]:
@@ -73,26 +70,26 @@ class ModelParameterRandomisation(Metric):
     def compute(self, case: Case) -> Scores:
         if self.order not in ("cascading", "independent"):
             raise ValueError(f"order must be 'cascading' or 'independent', got {self.order!r}")
-        twin = copy.deepcopy(case.model)
+        twin = copy.deepcopy(case.task.model)
         names = list(self.layers) if self.layers is not None else parameter_layers(twin)
         modules = dict(twin.named_modules())
         missing = [n for n in names if n not in modules]
         if missing:
             raise ValueError(f"unknown layer(s) {missing}; the model has {list(modules)}")
         trained = copy.deepcopy(twin.state_dict())
-        rows = torch.arange(len(case.inputs), device=case.inputs.device)
-        curve = [self._similar(case, twin, rows)]
+        curve = [self._similar(case, twin)]
         for step, name in enumerate(names):
             if self.order == "independent":
                 twin.load_state_dict(trained)
             randomise(modules[name], self.seed + step)
-            curve.append(self._similar(case, twin, rows))
+            curve.append(self._similar(case, twin))
         curves = torch.stack(curve, 1)
         score = curves[:, 1:].mean(1) if names else curves[:, 0]
         return Scores(score, curves, torch.arange(len(names) + 1.0), {"layers": ["none", *names]})
 
-    def _similar(self, case: Case, model: nn.Module, rows: Tensor) -> Tensor:
-        explained = case.explain(case.inputs, rows, model=model, batch_size=self.batch_size,
+    def _similar(self, case: Case, model: nn.Module) -> Tensor:
+        """Similarity of the attribution under test and the explanation of ``model``."""
+        explained = case.explain(case.forward.inputs, model=model, batch_size=self.batch_size,
                                  metric=self.name)
         return similarity(self.similarity, case.attribution, explained)
 
@@ -110,14 +107,13 @@ class RandomLogit(Metric):
     seed: int | None = 0
 
     def compute(self, case: Case) -> Scores:
-        labels = case.labels()
-        classes = case.output.shape[1]
+        labels = case.labels(self.name)
+        classes = case.forward.output.shape[1]
         if classes < 2:
             raise ValueError("the random logit test needs a model with at least two classes")
         draw = torch.randint(1, classes, (len(labels),), generator=generator(self.seed))
         other = (labels + draw.to(labels.device)) % classes
-        rows = torch.arange(len(labels), device=labels.device)
-        explained = case.explain(case.inputs, rows, target=other, batch_size=self.batch_size,
+        explained = case.explain(case.forward.inputs, target=other, batch_size=self.batch_size,
                                  metric=self.name)
         return Scores(similarity(self.similarity, case.attribution, explained),
                       extras={"random_class": other.cpu()})
@@ -140,12 +136,11 @@ class DataRandomisation(Metric):
     seed: int | None = 0
 
     def compute(self, case: Case) -> Scores:
-        if self.train_fn is None:
-            raise ValueError(f"{self.name} needs train_fn=<callable (inputs, labels) -> model>")
-        inputs, labels = self.data if self.data is not None else (case.inputs, case.labels())
+        train_fn = required_train_fn(self.name, self.train_fn)
+        x = case.forward.inputs
+        inputs, labels = self.data if self.data is not None else (x, case.labels(self.name))
         permuted = labels[torch.randperm(len(labels), generator=generator(self.seed))]
-        trained = self.train_fn(inputs.clone(), permuted.clone())
-        rows = torch.arange(len(case.inputs), device=case.inputs.device)
-        explained = case.explain(case.inputs, rows, model=trained.eval(),
-                                 batch_size=self.batch_size, metric=self.name)
+        trained = train_fn(inputs.clone(), permuted.clone())
+        explained = case.explain(x, model=trained.eval(), batch_size=self.batch_size,
+                                 metric=self.name)
         return Scores(similarity(self.similarity, case.attribution, explained))

@@ -14,17 +14,14 @@ ranked removal (lower is better); ``curves`` hold the correctness per fraction, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._seeding import generator
-from .base import Case, Metric, Scores, register_metric
+from .base import Case, Metric, Scores, TrainFn, register_metric, required_train_fn
 from .maps import flat_map, ranks
-
-TrainFn = Callable[[Tensor, Tensor], nn.Module]
 
 
 def remove_top(x: Tensor, order: Tensor, fraction: float, fill: Tensor) -> Tensor:
@@ -47,9 +44,8 @@ class Roar(Metric):
     seed: int | None = 0
 
     def compute(self, case: Case) -> Scores:
-        if self.train_fn is None:
-            raise ValueError(f"{self.name} needs train_fn=<callable (inputs, labels) -> model>")
-        x, labels = case.inputs, case.labels()
+        train_fn = required_train_fn(self.name, self.train_fn)
+        x, labels = case.forward.inputs, case.labels(self.name)
         gen = generator(self.seed)
         split = torch.randperm(len(x), generator=gen).to(x.device)
         n_test = max(1, round(self.test_fraction * len(x)))
@@ -62,7 +58,7 @@ class Roar(Metric):
         for fraction in self.fractions:
             for kind, order in (("attribution", by_attribution), ("random", at_random)):
                 removed = remove_top(x, order, fraction, fill)
-                model = self.train_fn(removed[train].clone(), labels[train].clone()).eval()
+                model = train_fn(removed[train].clone(), labels[train].clone()).eval()
                 with torch.no_grad():
                     predicted = model(removed[test]).argmax(1)
                 correct[kind].append((predicted == labels[test]).to(x.dtype))

@@ -19,7 +19,6 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
-from ..batching import expanded_rows
 from .base import Case, Metric, Scores, register_metric
 
 
@@ -36,15 +35,17 @@ class _Sensitivity(Metric):
         raise NotImplementedError
 
     def compute(self, case: Case) -> Scores:
-        x = case.inputs
+        x = case.forward.inputs
         offsets = (2 * torch.rand((self.draws, *x.shape[1:]), generator=generator(self.seed),
                                   dtype=x.dtype) - 1).to(x.device) * self.radius
         reference = case.attribution.flatten(1)
-        distances = x.new_empty(len(x), self.draws)
-        for sample, draw in expanded_rows(len(x), self.draws, self.batch_size, x.device):
+
+        def distance(sample: Tensor, draw: Tensor) -> Tensor:
             moved = case.explain(x[sample] + offsets[draw], sample, batch_size=self.batch_size,
                                  metric=self.name)
-            distances[sample, draw] = (moved.flatten(1) - reference[sample]).norm(dim=1)
+            return (moved.flatten(1) - reference[sample]).norm(dim=1)
+
+        distances = case.grid_values(self.draws, distance, self.batch_size)
         if self.normalise:
             distances = distances / reference.norm(dim=1, keepdim=True)
         return Scores(self.reduce(distances), distances.sort(1).values)
@@ -87,7 +88,7 @@ class Continuity(Metric):
     batch_size: int | None = None
 
     def compute(self, case: Case) -> Scores:
-        x = case.inputs
+        x = case.forward.inputs
         if x.ndim < 3:
             raise ValueError("continuity translates along spatial dims; tabular inputs have none")
         shifts = [(s, d) for d in range(2, x.ndim) for s in range(-self.max_shift,

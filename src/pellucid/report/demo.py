@@ -1,107 +1,37 @@
 """The demo job: explain the shipped models with every registered method, write index.html.
 
-``run_demo`` loads the demo models (training them with a progress bar if their weights are
-missing), builds a :class:`DemoContext` and renders the page from a list of section builders
-(:data:`~pellucid.report.sections.SECTIONS`); a later issue adds its section by appending a
-builder. Each method runs once per (model, image set) on the whole batch and is timed; a
-method that raises is recorded as failed with its error and shown as such, never a crash.
+:func:`write_demo_report` loads the demo models (training them with a progress bar if their
+weights are missing) into a :class:`~pellucid.report.context.DemoContext`, builds each
+section of :data:`~pellucid.report.sections.SECTIONS` and writes one page. Each method runs
+once per (model, image set) on the whole batch and is timed; a method that raises is
+recorded as failed with its error and a section that raises is shown with its error, never
+a crash.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
 
 from .. import list_methods
-from ..api import get_method
-from ..data.imageset import ImageSet
-from .settings import QUICK_METHODS, demo_settings
+from .context import DemoContext, MethodResult
+from .html import Section, esc, page
+from .sections import SECTIONS, SectionBuilder
+from .world import load_world
 
-
-@dataclass(frozen=True)
-class ReportModel:
-    """A demo model with what the header shows about it."""
-
-    name: str
-    model: nn.Module
-    description: str
-    accuracy: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class MethodRun:
-    """One method on one batch: the attribution (None if it failed), seconds, error."""
-
-    method: str
-    attribution: Tensor | None
-    seconds: float
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.attribution is not None
-
-
-@dataclass
-class DemoContext:
-    """What the section builders draw from; :meth:`explain` caches runs per image set."""
-
-    out: Path
-    quick: bool
-    methods: list[str]
-    models: dict[str, ReportModel]
-    gallery: ImageSet
-    references: Tensor
-    clever_hans: ImageSet | None = None
-    shortcut_class: int | None = None
-    _runs: dict[tuple[str, str], list[MethodRun]] = field(default_factory=dict, repr=False)
-
-    def explain(
-        self, model_key: str, data_key: str, images: Tensor, target: int | Tensor | None = None
-    ) -> list[MethodRun]:
-        """Every method on ``images`` for ``models[model_key]``, cached under ``data_key``."""
-        key = (model_key, data_key)
-        if key not in self._runs:
-            model = self.models[model_key]
-            self._runs[key] = explain_all(
-                model.model,
-                images,
-                target,
-                self.methods,
-                self.references,
-                f"{model.name}: {data_key}",
-            )
-        return self._runs[key]
-
-
-def explain_all(
-    model: nn.Module,
-    images: Tensor,
-    target: int | Tensor | None,
-    methods: Sequence[str],
-    references: Tensor,
-    label: str,
-) -> list[MethodRun]:
-    """Run each method on the batch, timing it; failures are recorded, not raised."""
-    from tqdm.auto import tqdm
-
-    runs = []
-    for name in tqdm(methods, desc=label, unit="method", leave=False):
-        start = time.perf_counter()
-        try:
-            method = get_method(name, **demo_settings(name, references))
-            attribution = method(model, images, target).attribution
-            runs.append(MethodRun(name, attribution, time.perf_counter() - start))
-        except Exception as error:  # any failure is shown in the report
-            message = f"{type(error).__name__}: {error}"
-            runs.append(MethodRun(name, None, time.perf_counter() - start, message))
-    return runs
+#: the methods of a ``--quick`` demo (those that are registered)
+QUICK_METHODS = (
+    "gradient",
+    "integrated_gradients",
+    "expected_gradients",
+    "gradcam",
+    "occlusion",
+    "lrp.epsilon_plus_flat",
+)
 
 
 def select_methods(quick: bool, pattern: str | None = None) -> list[str]:
@@ -112,17 +42,35 @@ def select_methods(quick: bool, pattern: str | None = None) -> list[str]:
     return names
 
 
-def run_demo(
+def header(ctx: DemoContext) -> str:
+    """The page header: title, what was run, and each model's test accuracy."""
+    cards = "".join(
+        f'<div class="stat"><b>{100 * acc:.1f}%</b><span>{esc(model.name)} · '
+        f"{esc(split.replace('_', ' '))}"
+        "</span></div>"
+        for model in ctx.models.values()
+        for split, acc in model.accuracy.items()
+    )
+    mode = " (quick run)" if ctx.quick else ""
+    return (
+        f"<h1>pellucid demo report{mode}</h1>"
+        f"<p>{len(ctx.methods)} attribution methods on {len(ctx.gallery)} test images of the "
+        "generated shapes data, and a Clever-Hans model that learned a watermark shortcut.</p>"
+        f'<div class="cards">{cards}</div>'
+    )
+
+
+def write_demo_report(
     out: str | Path = "demo-report",
     quick: bool = False,
     methods: str | None = None,
-    sections: Sequence[Callable[[DemoContext], Any]] | None = None,
+    sections: Sequence[SectionBuilder] | None = None,
 ) -> Path:
-    """Build the demo report in ``out`` and return the path of its index.html."""
-    from .html import page
-    from .sections import SECTIONS, header
-    from .world import load_world
+    """Build the demo report in ``out`` and return the path of its index.html.
 
+    ``quick`` takes fewer images and only :data:`QUICK_METHODS`, ``methods`` is a
+    shell-style pattern of method names, and ``sections`` replaces :data:`SECTIONS`.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -141,11 +89,9 @@ def run_demo(
     return index
 
 
-def build_sections(ctx: DemoContext, builders: Sequence[Callable[[DemoContext], Any]]) -> list:
+def build_sections(ctx: DemoContext, builders: Sequence[SectionBuilder]) -> list[Section]:
     """Each builder's section; one that raises is shown with its error instead of the page
     failing (as a failed method is), and one that returns None is left out."""
-    from .html import Section, esc
-
     built = []
     for build in builders:
         try:
@@ -160,12 +106,28 @@ def build_sections(ctx: DemoContext, builders: Sequence[Callable[[DemoContext], 
     return built
 
 
+#: deprecated names and what replaced them
+_RENAMED = {"run_demo": write_demo_report, "MethodRun": MethodResult}
+
+
+def __getattr__(name: str) -> Any:
+    """The deprecated aliases ``run_demo`` (:func:`write_demo_report`) and ``MethodRun``
+    (:class:`~pellucid.report.context.MethodResult`), with a DeprecationWarning."""
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(
+            f"pellucid.report.{name} is deprecated; use pellucid.report.{new.__name__}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return new
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
-    "DemoContext",
-    "MethodRun",
-    "ReportModel",
+    "QUICK_METHODS",
     "build_sections",
-    "explain_all",
-    "run_demo",
+    "header",
     "select_methods",
+    "write_demo_report",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .demo import DemoContext, ReportModel
+from .context import DemoContext, ReportModel
 
 #: the role of a demo model in the report, by the data it was trained on
 ROLES = {"shapes": "main", "clever_hans": "shortcut"}

@@ -1,107 +1,25 @@
-"""What a recorded call is, by structure: op kinds, affine layers and linearised normalisers.
+"""The linear maps that rules propagate through, built from recorded calls.
 
-Kinds (the keys a composite assigns rules to):
-
-- ``layer``: a convolution of any dimension (also transposed) or ``F.linear``, with weights;
-  a BatchNorm that no such layer feeds is a ``layer`` too (a per-channel scale and shift).
-- ``norm``: ``F.layer_norm`` and ``F.group_norm``, linearised with the normaliser constant.
-- ``activation``: element-wise non-linearities (ReLU family, GELU, SiLU, ELU, tanh, ...).
-- ``maxpool``: max pooling of any dimension, adaptive or not.
-- ``linear``: parameter-free linear ops: sums of input-dependent tensors (``+``, ``+=``,
-  ``torch.add``, ``sum``, ``-``), means, average pooling, interpolation, and products or
-  quotients with a constant (e.g. layer scale) or matrix products with a constant matrix.
-- ``gate``: an element-wise product of a gate and a signal, a quotient by an
-  input-dependent normaliser, attention weights times values (``softmax(q kᵀ) @ v``,
-  ``F.scaled_dot_product_attention``), resolved in :mod:`.canonical`.
-- ``shape``: cat, split, reshape, flatten, permute, indexing, padding, dropout in eval mode:
-  relevance (or gradient) goes back by the op's own vector-Jacobian product.
-- ``other``: everything else; an error names it if relevance reaches it.
+- :class:`Affine`: an affine layer ``z = L(x; w, b)`` (convolution of any dimension, also
+  transposed, ``F.linear``, a per-channel scale and shift) with its vector-Jacobian product.
+- :func:`batch_norm_coefficients`: a BatchNorm in eval mode as ``a·x + c`` per channel.
+- :func:`linearised_norm`: LayerNorm / GroupNorm with the normaliser held constant.
+- :func:`average_of_maxpool`: the average pooling over a max pooling's windows.
+- :func:`vjp_linear`: the vector-Jacobian product of any linear function.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from .kinds import ADAPTIVE_MAXPOOLS
 from .tape import Node
-
-CONV = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
-ACTIVATIONS = {
-    "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu", "leaky_relu_", "elu",
-    "elu_", "selu", "selu_", "celu", "celu_", "gelu", "silu", "mish", "softplus", "tanh", "tanh_",
-    "sigmoid", "sigmoid_", "hardsigmoid", "hardswish", "threshold", "threshold_", "prelu",
-    "rrelu", "logsigmoid", "softsign", "tanhshrink", "clamp", "clamp_", "clamp_min", "clip",
-}
-#: activations after which the value acts as a gate when it multiplies a signal
-GATES = {"sigmoid", "sigmoid_", "hardsigmoid", "softmax", "rsqrt", "reciprocal"}
-RECTIFIERS = {"relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu", "leaky_relu_",
-              "threshold", "threshold_", "rrelu"}
-MAXPOOLS = {"max_pool1d", "max_pool2d", "max_pool3d", "adaptive_max_pool1d",
-            "adaptive_max_pool2d", "adaptive_max_pool3d", "max_pool1d_with_indices",
-            "max_pool2d_with_indices", "max_pool3d_with_indices", "max", "amax"}
-SUMS = {"add", "add_", "__add__", "__radd__", "__iadd__", "sub", "sub_", "__sub__", "__rsub__",
-        "rsub", "__isub__", "subtract", "neg", "__neg__", "negative", "sum", "mean", "avg_pool1d",
-        "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
-        "adaptive_avg_pool3d", "interpolate", "upsample", "upsample_nearest",
-        "upsample_bilinear", "cumsum", "trace"}
-PRODUCTS = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"}
-QUOTIENTS = {"div", "div_", "__truediv__", "__itruediv__", "__div__", "true_divide", "divide"}
-MATMULS = {"matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "einsum", "tensordot", "mv"}
-RESHAPES = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "contiguous",
-            "clone", "view_as", "reshape_as", "detach", "to", "type", "float", "double",
-            "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-            "feature_alpha_dropout", "identity"}
-SHAPES = RESHAPES | {
-    "permute", "transpose", "t", "T", "mT", "swapaxes", "swapdims", "movedim", "moveaxis",
-    "expand", "expand_as", "broadcast_to", "repeat", "tile", "repeat_interleave", "cat", "concat",
-    "concatenate", "stack", "hstack", "vstack", "split", "split_with_sizes", "chunk", "unbind",
-    "tensor_split", "__getitem__", "narrow", "select", "index_select", "gather", "flip", "roll",
-    "pad", "unfold", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "masked_select",
-    "where", "masked_fill",
-}
-
-ADAPTIVE_MAXPOOLS = (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)
-MAXPOOL_FUNCS = (F.max_pool1d, F.max_pool2d, F.max_pool3d, *ADAPTIVE_MAXPOOLS)
-
-
-def classify(node: Node) -> str:
-    """The op kind of a recorded call (products are refined in :mod:`.canonical`)."""
-    name = node.name
-    if node.func is None:
-        return "input"
-    if name in CONV or name == "linear":
-        # a layer whose weights depend on the input (dynamic filters) has no layer rule
-        return "layer" if [pos for pos, _, _ in node.inputs] == [0] else "other"
-    if name == "batch_norm":
-        return "batch_norm"
-    if name in ("layer_norm", "group_norm"):
-        return "norm"
-    if name in ACTIVATIONS:
-        return "activation"
-    if name in MAXPOOLS or node.func in MAXPOOL_FUNCS:
-        return "maxpool"
-    if name in ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout") and bool(
-        node.arg(2, "training", True)
-    ):
-        return "other"  # random masks: the model is in train mode
-    if name in SHAPES:
-        return "shape"
-    if name in SUMS:
-        return "linear"
-    if name == "scaled_dot_product_attention":
-        return "product"
-    if name in PRODUCTS or name in MATMULS:
-        return "linear" if len(node.inputs) == 1 else "product"
-    if name in QUOTIENTS:
-        denominator_tracked = any(pos != 0 for pos, _, _ in node.inputs)
-        if not denominator_tracked:
-            return "linear"
-        return "product" if any(pos == 0 for pos, _, _ in node.inputs) else "other"
-    return "other"
+from .weight_cache import WeightCache
 
 
 @dataclass
@@ -122,20 +40,16 @@ class Affine:
     grad_input: Callable[[Tensor, Tensor], Tensor]
     #: the dimension of ``weight`` that indexes output channels (where BatchNorm folds in)
     out_dim: int = 0
-    #: a per-model store for weights derived by rules (w⁺, w⁻, w², ...), see ``derived``
-    store: dict | None = None
+    #: where weights derived by rules (w⁺, w⁻, w², ...) are cached, and for which model;
+    #: None for a weight that is new on every call (a lone BatchNorm's scale)
+    cache: tuple[WeightCache, nn.Module] | None = None
 
-    def derived(self, tag: str, make: Callable[[Tensor], Tensor]) -> Tensor:
-        """``make(weight)``, cached per model while the weight keeps its identity and version."""
-        if self.store is None:
+    def derived(self, what: Hashable, make: Callable[[Tensor], Tensor]) -> Tensor:
+        """``make(weight)``, cached for the model while the weight is unchanged."""
+        if self.cache is None:
             return make(self.weight)
-        key = (id(self.weight), tag)
-        hit = self.store.get(key)
-        if hit is not None and hit[0] is self.weight and hit[1] == self.weight._version:
-            return hit[2]
-        value = make(self.weight).detach()
-        self.store[key] = (self.weight, self.weight._version, value)
-        return value
+        cache, model = self.cache
+        return cache.derived(model, what, (self.weight,), lambda: make(self.weight).detach())
 
 
 def _tuple(value: int | tuple, n: int) -> list[int]:
@@ -203,10 +117,16 @@ def scale_affine(x: Tensor, scale: Tensor, shift: Tensor, out: Tensor) -> Affine
     return Affine("scale", x, scale, shift, out, forward, lambda s, w: s * w.view(shape))
 
 
+def batch_norm_parameters(node: Node) -> tuple[Tensor | None, ...]:
+    """A recorded ``F.batch_norm`` call's (running_mean, running_var, weight, bias)."""
+    return (node.arg(1, "running_mean"), node.arg(2, "running_var"), node.arg(3, "weight"),
+            node.arg(4, "bias"))
+
+
 def batch_norm_coefficients(node: Node) -> tuple[Tensor, Tensor]:
-    """(a, c) with ``batch_norm(x) = a·x + c`` per channel, for a BatchNorm in eval mode."""
-    mean, var = node.arg(1, "running_mean"), node.arg(2, "running_var")
-    weight, bias = node.arg(3, "weight"), node.arg(4, "bias")
+    """(a, c) with ``batch_norm(x) = a·x + c`` per channel, for a BatchNorm in eval mode:
+    a = γ/√(σ² + ε), c = β − μ·a."""
+    mean, var, weight, bias = batch_norm_parameters(node)
     training, eps = node.arg(5, "training", False), node.arg(7, "eps", 1e-5)
     if training or mean is None or var is None:
         raise ValueError(

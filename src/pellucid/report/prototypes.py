@@ -1,26 +1,29 @@
-"""The demo report's prototypes section: one activation-maximisation image per class.
+"""The report's Class prototypes section: one activation-maximisation image per class.
 
 :func:`demo_prototypes` optimises one image per class of the shapes model in one batch,
 in the Fourier parameterisation with jitter, a little total variation and the unit value
 range, under a low-rank Gaussian expert fitted to real images (Montavon et al. 2018).
-:func:`prototypes_section` renders it for the demo (a builder for ``report.sections.SECTIONS``).
+:func:`prototypes_section` renders them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from .parameterisations import Fourier
-from .prototypes import class_prototypes
-from .regularisers import GaussianPrior, Jitter, TotalVariation, ValueRange
-
-if TYPE_CHECKING:
-    from ..report.demo import DemoContext
-    from ..report.html import Section
+from ..features import (
+    Fourier,
+    GaussianPrior,
+    Jitter,
+    TotalVariation,
+    ValueRange,
+    class_prototypes,
+)
+from ..viz import to_rgb
+from .context import DemoContext
+from .html import Section, figure
 
 
 def demo_prototypes(
@@ -38,8 +41,8 @@ def demo_prototypes(
     """
     rank = max(1, min(16, len(real_images) - 1))
     prior = GaussianPrior.fit(real_images, rank=rank)
-    # the log-probability (not the logit) also pushes the other classes down: with the logit,
-    # two of the five shapes_vgg prototypes reached class probabilities of only 0.00 and 0.03
+    # the log-probability, unlike the logit, also pushes the other classes down: with the
+    # logit, some shapes_vgg prototypes get class probabilities near 0
     prototypes = class_prototypes(
         model,
         range(n_classes),
@@ -64,9 +67,6 @@ def prototype_figures(
     prototypes: Sequence[Tensor], probabilities: Tensor, class_names: Sequence[str]
 ) -> str:
     """HTML figures: each prototype with its class name and the model's probability."""
-    from ..report.html import figure
-    from ..viz import to_rgb
-
     rgb = to_rgb(torch.stack(list(prototypes)).clamp(0, 1), value_range=(0.0, 1.0))
     return "".join(
         figure(rgb[k], name, note=f"p = {float(probabilities[k]):.2f}", large=True)
@@ -75,9 +75,7 @@ def prototype_figures(
 
 
 def prototypes_section(ctx: DemoContext) -> Section | None:
-    """Section builder for the demo: class prototypes of the main shapes model."""
-    from ..report.html import Section
-
+    """Class prototypes of the main shapes model."""
     if "main" not in ctx.models:
         return None
     model = ctx.models["main"].model

@@ -1,16 +1,18 @@
 """``pellucid evaluate``: the benchmark harness from the command line.
 
-    pellucid evaluate --model shapes_cnn --data shapes --methods gradient integrated_gradients \
+    pellucid evaluate --model shapes_vgg --data shapes --methods gradient integrated_gradients \
         --metrics faithfulness.pixel_flipping localisation.relevance_mass -n 64 --out results/
-
-It is registered in :data:`pellucid.cli.COMMANDS` as ``Command("evaluate", HELP, configure,
-run, DESCRIPTION)``.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from .command import Command, UsageError
+from .data_loading import load_data
+from .model_loading import load_model
+from .settings import parse_settings
 
 HELP = "score methods × metrics on a data set; write a table, CSV/JSON and curve plots"
 DESCRIPTION = """\
@@ -34,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, default=None, help="a state dict to load")
     parser.add_argument("--data", default="shapes", help="shapes, digits or FILE.pt")
     parser.add_argument("--methods", nargs="+", default=["random", "gradient"],
-                        help="method names, or 'random' for the random baseline")
+                        help="method names, or 'random' for the random attribution")
     parser.add_argument("--metrics", nargs="+", default=["faithfulness.pixel_flipping"],
                         help="metric names (see pellucid.list_metrics())")
     parser.add_argument("-n", type=int, default=64, help="samples to evaluate (default 64)")
@@ -46,10 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="folder for CSV, JSON and plots")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``pellucid evaluate``; returns the exit status."""
-    from ..cli import UsageError, load_model, parse_settings
-    from .harness import benchmark
+def main(args: argparse.Namespace) -> int:
+    """Print the methods × metrics table (and write files to ``args.out``); the exit status."""
+    from pellucid.metrics.harness import benchmark
 
     model = load_model(args.model, args.weights)
     data = load_data(args.data, args.n, args.size or getattr(model, "input_size", 64), args.seed)
@@ -64,28 +65,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_data(spec: str, n: int, size: int, seed: int) -> tuple:
-    """(inputs, labels[, masks]) for the ``--data`` argument."""
-    from ..cli import UsageError
+COMMAND = Command("evaluate", HELP, configure, main, DESCRIPTION)
 
-    if spec == "shapes":
-        from ..data import shapes
-
-        data = shapes(n, size=size, seed=seed)
-        return data.images, data.labels, data.masks
-    if spec == "digits":
-        from ..data import digits
-
-        data = digits()
-        return data.images[:n], data.labels[:n]
-    path = Path(spec)
-    if not path.is_file():
-        raise UsageError(f"--data {spec!r} is neither 'shapes', 'digits' nor a file")
-    import torch
-
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(loaded, torch.Tensor):
-        return (loaded,)
-    if isinstance(loaded, dict) and "inputs" in loaded:
-        return tuple(loaded[k] for k in ("inputs", "labels", "masks") if loaded.get(k) is not None)
-    raise UsageError(f"{path} holds neither a tensor nor a dict with 'inputs'")
+__all__ = ["COMMAND", "DESCRIPTION", "HELP", "configure", "main"]

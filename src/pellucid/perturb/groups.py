@@ -1,4 +1,4 @@
-"""Feature groups for the surrogate methods: a label per input element, 0..G−1.
+"""Feature groups: a label per input element, 0..G−1 (LIME, KernelSHAP, region metrics).
 
 Groups come from a ``feature_mask`` (integer labels broadcastable to one sample's shape,
 e.g. superpixels (1, H, W) or column groups (D,)) or from a grid of ``patch``-sized cells
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .masking import positive_ints
+from ..spatial import sizes_per_dim
 
 #: patches per spatial dim when neither ``feature_mask`` nor ``patch`` is given
 DEFAULT_PATCHES = 4
@@ -50,9 +50,7 @@ def feature_groups(
             f"patch groups cells of the spatial dims, but inputs of shape {tuple(x.shape)} have "
             "none (tabular N×D); give feature_mask=<integer labels of shape (D,)> instead"
         )
-    sizes = positive_ints(patch, len(spatial), "patch")
-    if len(sizes) != len(spatial):
-        raise ValueError(f"patch {patch!r} needs one entry per spatial dim {tuple(spatial)}")
+    sizes = sizes_per_dim(patch, spatial, "patch")
     cells = [torch.arange(n, device=x.device) // s for n, s in zip(spatial, sizes)]
     per_dim = [math.ceil(n / s) for n, s in zip(spatial, sizes)]
     labels = torch.zeros((), dtype=torch.long, device=x.device)

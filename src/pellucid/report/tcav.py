@@ -1,28 +1,24 @@
-"""The demo report's TCAV section: is the Clever-Hans watermark a concept of the model?
+"""The report's TCAV section: is the Clever-Hans watermark a concept of the model?
 
 :func:`watermark_tcav` builds the concept from generated examples (shapes images with the
 watermark stamped on, :func:`pellucid.data.add_watermark`), random sets of plain shapes
 images, and clean test images of every class, and tests the concept for each class at the
 model's last spatial layer. The test is one-sided (``alternative="greater"``): does the
 watermark direction raise the class score more often than random directions do?
-:func:`tcav_section` renders it for the demo (a builder for ``report.sections.SECTIONS``).
+:func:`tcav_section` renders it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from ..concepts import TCAVResult, tcav, train_cavs
 from ..layers import last_spatial_layer
-from .cav import train_cavs
-from .tcav import TCAVResult, tcav
-
-if TYPE_CHECKING:
-    from ..report.demo import DemoContext
-    from ..report.html import Section
+from .context import DemoContext
+from .html import Section, bar, esc, table
 
 
 def watermark_tcav(
@@ -64,8 +60,6 @@ def watermark_tcav(
 
 def tcav_table(results: dict[int, TCAVResult], class_names: Sequence[str], shortcut: int) -> str:
     """An HTML table: per class the TCAV score (bar, tick = random mean), p-value, verdict."""
-    from ..report.html import bar, esc, table
-
     rows = []
     for k, r in results.items():
         name = esc(class_names[k]) + (" <small>(shortcut class)</small>" if k == shortcut else "")
@@ -87,9 +81,7 @@ def tcav_table(results: dict[int, TCAVResult], class_names: Sequence[str], short
 
 
 def tcav_section(ctx: DemoContext) -> Section | None:
-    """Section builder for the demo: the watermark concept tested for every class."""
-    from ..report.html import Section, esc
-
+    """The watermark concept tested for every class of the shortcut model."""
     if ctx.clever_hans is None or "shortcut" not in ctx.models or ctx.shortcut_class is None:
         return None
     names = ctx.clever_hans.class_names
@@ -97,7 +89,7 @@ def tcav_section(ctx: DemoContext) -> Section | None:
     per_class, sets = (20, 12) if ctx.quick else (40, 20)
     model = ctx.models["shortcut"].model
     layer, results = watermark_tcav(model, names, size, per_class=per_class, random_sets=sets)
-    runs = len(next(iter(results.values())).scores)
+    compared = len(next(iter(results.values())).scores)
     body = '<div class="card">' + tcav_table(results, names, ctx.shortcut_class) + "</div>"
     return Section(
         "Concepts (TCAV)",
@@ -107,7 +99,7 @@ def tcav_section(ctx: DemoContext) -> Section | None:
         f"<code>{esc(layer)}</code> of {esc(ctx.models['shortcut'].name)}, learned from "
         "generated images with the watermark stamped on against plain ones. The TCAV score is "
         "the fraction of clean test images of a class whose class score rises along that "
-        f"direction; it is compared over {runs} random sets with random-vs-random directions "
+        f"direction; it is compared over {compared} random sets with random-vs-random directions "
         "by a one-sided t-test (α = 0.05). The watermark should matter to the shortcut class "
         "only.",
     )

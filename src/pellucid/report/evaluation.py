@@ -1,4 +1,4 @@
-"""The demo report's evaluation section: faithfulness and localisation of every method.
+"""The report's Evaluation section: faithfulness and localisation of every method.
 
 It scores the attributions the report already computed for the gallery (no method runs
 twice) with region perturbation (AOPC, MoRF; Samek et al. 2017), deletion (Petsiuk et al.
@@ -11,11 +11,9 @@ from __future__ import annotations
 import torch
 
 from ..explanation import Explanation
-from ..report.demo import DemoContext, MethodRun
-from ..report.html import Section, esc, table
-from .base import METRICS
-from .baseline import RandomAttribution
-from .evaluate import evaluate
+from ..metrics import METRICS, RandomAttribution, evaluate
+from .context import DemoContext, MethodResult
+from .html import Section, esc, table
 
 #: (metric, settings): regions of 4×4 pixels, one per step over the first fifth of the image
 DEMO_METRICS = {
@@ -35,12 +33,12 @@ def evaluation_section(ctx: DemoContext) -> Section | None:
     with torch.no_grad():
         output = model(data.images)
     target = output.argmax(1)
-    runs = [r for r in ctx.explain("main", "gallery", data.images) if r.ok]
+    results = [r for r in ctx.explain("main", "gallery", data.images) if r.ok]
     random = RandomAttribution()(model, data.images, target)
     rows = []
-    for run in [MethodRun("random", random.attribution, 0.0), *runs]:
-        explanation = Explanation(run.attribution, output, target, run.method)
-        cells = [f"<b>{esc(run.method)}</b>"]
+    for result in [MethodResult("random", random.attribution, 0.0), *results]:
+        explanation = Explanation(result.attribution, output, target, result.method)
+        cells = [f"<b>{esc(result.method)}</b>"]
         for metric, settings in DEMO_METRICS.items():
             result = evaluate(model, data.images, target, explanation, [metric], data.masks,
                               **settings)[metric]
@@ -60,3 +58,6 @@ def evaluation_section(ctx: DemoContext) -> Section | None:
         "masks. The random attribution is the baseline every method has to beat. "
         "docs/evaluation.md has the full study with sanity checks.",
     )
+
+
+__all__ = ["DEMO_METRICS", "evaluation_section"]

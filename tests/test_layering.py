@@ -1,0 +1,120 @@
+"""The layers of docs/design.md, enforced: which package of pellucid may import which.
+
+Every module under ``src/pellucid`` is parsed (function-local imports included) and each
+``pellucid`` import is checked against ``ALLOWED``. Applications (``cli``, ``report``) sit on
+top: no library package may import them, and the library may not import the generated
+world (``data``, ``models``) that the applications are built on.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import pellucid
+
+ROOT = Path(pellucid.__file__).parent
+CORE = "core"  # the top-level modules: api, method, task, targets, guard, layers, ...
+APPLICATIONS = {"cli", "report"}
+
+#: package -> the packages its modules may import (a package may always import itself)
+ALLOWED: dict[str, set[str]] = {
+    CORE: set(),
+    "perturb": {CORE},
+    "attribution": {CORE, "perturb"},
+    "lrp": {CORE, "perturb"},
+    "metrics": {CORE, "perturb"},
+    "features": {CORE, "perturb"},
+    "concepts": {CORE, "perturb"},
+    "viz": {CORE},
+    "data": {CORE},
+    "models": {CORE, "data"},
+    "report": {CORE, "perturb", "attribution", "lrp", "metrics", "features", "concepts", "viz",
+               "data", "models"},
+    "cli": {CORE, "perturb", "attribution", "lrp", "metrics", "features", "concepts", "viz",
+            "data", "models", "report"},
+}
+#: the package's ``__init__`` is the public facade: it imports what registers methods/metrics
+FACADE_ALLOWED = {CORE, "attribution", "lrp", "metrics"}
+
+
+def package_of(module: str) -> str:
+    """``pellucid.lrp.rules`` -> ``lrp``; ``pellucid.task`` -> core."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "facade"
+    candidate = ROOT / parts[1]
+    return parts[1] if candidate.is_dir() else CORE
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    rel = path.relative_to(root.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> list[str]:
+    """Every ``pellucid`` module that ``path`` imports, relative imports resolved."""
+    tree = ast.parse(path.read_text(), str(path))
+    here = module_name(path, root).split(".")
+    is_package = path.name == "__init__.py"
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here if is_package else here[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                stem = ".".join(base + ([node.module] if node.module else []))
+            else:
+                stem = node.module or ""
+            if node.module is None or (root / "/".join(stem.split(".")[1:])).is_dir():
+                # ``from . import x`` or ``from pkg import submodule`` imports submodules
+                found += [f"{stem}.{alias.name}" for alias in node.names]
+            found.append(stem)
+    return [m for m in found if m == "pellucid" or m.startswith("pellucid.")]
+
+
+MODULES = sorted(ROOT.rglob("*.py"))
+
+
+def test_every_package_has_a_layer():
+    packages = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert packages <= set(ALLOWED), f"add {packages - set(ALLOWED)} to ALLOWED and design.md"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_follow_the_layers(path):
+    source = package_of(module_name(path))
+    allowed = FACADE_ALLOWED if source == "facade" else ALLOWED[source] | {source}
+    wrong = sorted(
+        {m for m in imported_modules(path) if package_of(m) not in allowed and m != "pellucid"}
+    )
+    if source != "facade" and source not in APPLICATIONS:
+        wrong += sorted(m for m in imported_modules(path) if m == "pellucid")
+    assert not wrong, f"{module_name(path)} ({source}) may not import {wrong}"
+
+
+def test_no_library_package_imports_an_application():
+    library = [p for p in MODULES if package_of(module_name(p)) not in APPLICATIONS]
+    offenders = {
+        module_name(p): sorted(m for m in imported_modules(p) if package_of(m) in APPLICATIONS)
+        for p in library
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_the_checker_sees_relative_and_local_imports(tmp_path):
+    """The checker itself: function-local relative imports of an application are found."""
+    root = tmp_path / "pellucid"
+    for package in ("metrics", "report", "cli"):
+        (root / package).mkdir(parents=True)
+    probe = root / "metrics" / "probe.py"
+    probe.write_text("def f():\n    from ..report import html\n    from .. import cli\n")
+    assert set(imported_modules(probe, root)) >= {"pellucid.report.html", "pellucid.cli"}
+    assert package_of("pellucid.report.html") == "report"
