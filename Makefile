@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
 bench: $(STAMP)
-	$(PY) benchmarks/methods.py
+	$(PY) -m benchmarks.methods
 
 clean:
 	rm -rf $(VENV) demo-report .pytest_cache .ruff_cache

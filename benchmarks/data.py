@@ -1,6 +1,6 @@
 """Time the data generators: 10 000 shapes images of 64×64 (target: under 30 s here).
 
-    .venv/bin/python benchmarks/data.py [N]
+    python -m benchmarks.data [N]
 """
 
 from __future__ import annotations

@@ -12,27 +12,23 @@ For each method it reports, as ratios to one forward pass plus an input-gradient
   rule-modified weights, kept in the engine's weight cache, which is cleared before it), the
   first call's time minus a later call's.
 
-Run: ``python benchmarks/lrp.py [--methods lrp.epsilon,lrp.epsilon_plus] [--repeats 2]``.
+Run: ``python -m benchmarks.lrp [--methods lrp.epsilon,lrp.epsilon_plus] [--repeats 2]``.
 Other processes sharing the CPU inflate every number; compare ratios, not seconds.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
+from tests.helpers.architectures import resnet50_shaped, vgg16_shaped
 
 import pellucid
 import pellucid.lrp
 from pellucid.guard import preserved
 from pellucid.targets import Target
 from pellucid.task import Task
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from architectures import resnet50_shaped, vgg16_shaped
 
 DEFAULT_METHODS = ("lrp.epsilon", "lrp.epsilon_plus", "lrp.epsilon_gamma_box",
                    "lrp.epsilon_alpha2_beta1", "guided_backprop", "deeplift")

@@ -1,7 +1,7 @@
 """Cost of every attribution method relative to one forward+backward pass.
 
-    python benchmarks/methods.py                 # VGG-16 and ResNet-50 shapes, batch 8, 224²
-    python benchmarks/methods.py --size 64 --batch 4 --models resnet50   # a quick look
+    python -m benchmarks.methods                 # VGG-16 and ResNet-50 shapes, batch 8, 224²
+    python -m benchmarks.methods --size 64 --batch 4 --models resnet50   # a quick look
 
 Every method runs with the budget of ``method.cheap(x, evaluations=...)`` (integration
 steps and noise samples = evaluations, 25 RISE masks and 8 coalitions per evaluation,
@@ -21,10 +21,10 @@ import math
 from functools import partial
 
 import torch
+from tests.helpers.architectures import resnet50_shaped, vgg16_shaped
 
 import pellucid
-from _measure import forward_backward, forward_only, timed
-from architectures import resnet50_shaped, vgg16_shaped
+from benchmarks._measure import forward_backward, forward_only, timed
 from pellucid import attribution
 from pellucid.attribution.perturbation import window_starts
 from pellucid.method import Method

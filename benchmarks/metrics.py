@@ -1,7 +1,7 @@
 """Cost of pixel flipping against the forward passes it needs, measured in the same run.
 
-    python benchmarks/metrics.py                       # 64 images 3×32×32, 100 steps, small CNN
-    python benchmarks/metrics.py --size 32 --model small --repeats 3
+    python -m benchmarks.metrics                       # 64 images 3×32×32, 100 steps, small CNN
+    python -m benchmarks.metrics --size 32 --model small --repeats 3
 
 Pixel flipping with L steps on B images evaluates the model on B·(L+1) perturbed images,
 ``batch_size`` rows per forward pass. The reference is the same number of no-grad forward
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import pellucid
-from _measure import timed
+from benchmarks._measure import timed
 from pellucid.metrics import evaluate
 from pellucid.perturb import BASELINES
 
@@ -45,7 +45,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     if args.model == "vgg16":
-        from architectures import vgg16_shaped
+        from tests.helpers.architectures import vgg16_shaped
 
         model = vgg16_shaped().eval().to(args.device)
     else:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-import architectures as arch
+from tests.helpers import architectures as arch
 
 NAMES = list(arch.ZOO_INPUT_SIZES)
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import pellucid
-from models import Conv1dNet, ResNetish, VGGish, randomise_batchnorm
 from pellucid.layers import capture, find_layer, last_spatial_layer
+from tests.helpers.models import Conv1dNet, ResNetish, VGGish, randomise_batchnorm
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 POOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}

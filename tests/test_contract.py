@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import pellucid
-from models import reference_models
 from pellucid.method import Method
+from tests.helpers.models import reference_models
 
 MODELS = reference_models()
 
@@ -148,3 +148,14 @@ def test_cheap_sets_batch_size_and_references_only_when_given():
     given = own.cheap(IMAGES, references=IMAGES, batch_size=2)
     assert given.batch_size == 2 and given.references is IMAGES
     assert pellucid.get_method("rise").cheap(IMAGES, batch_size=3).batch_size == 3
+
+
+@pytest.mark.parametrize("evaluations", [0, -3, 2.5, True, "8"])
+def test_cheap_rejects_a_budget_that_is_not_a_positive_int(evaluations):
+    with pytest.raises(ValueError, match="evaluations must be a positive int"):
+        pellucid.get_method("integrated_gradients").cheap(IMAGES, evaluations=evaluations)
+
+
+def test_cheap_leaves_single_pass_methods_unchanged():
+    gradient = pellucid.get_method("gradient")
+    assert gradient.cheap(IMAGES, evaluations=3, batch_size=5) is gradient

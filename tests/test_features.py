@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy import stats
-from tests.models import ResNetish, randomise_batchnorm
 from torch import nn
 
 from pellucid.features import (
@@ -38,6 +37,7 @@ from pellucid.features import (
 from pellucid.features.regularisers import rotation, transform_images
 from pellucid.layers import tensor_output
 from pellucid.task import Forward
+from tests.helpers.models import ResNetish, randomise_batchnorm
 
 
 def linear_score(w: torch.Tensor) -> nn.Module:

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import pellucid
-from models import Conv1dNet, ResNetish, VGGish, mlp, randomise_batchnorm
 from pellucid.attribution.fullgrad import effective_bias
+from tests.helpers.models import Conv1dNet, ResNetish, VGGish, mlp, randomise_batchnorm
 
 
 def relu_bn_net() -> nn.Module:

@@ -11,8 +11,8 @@ import torch
 
 import pellucid
 import pellucid.lrp
-from architectures import zoo
 from pellucid.lrp import Composite, Epsilon
+from tests.helpers.architectures import zoo
 
 METHODS = [
     "lrp.zero", "lrp.epsilon", "lrp.epsilon_plus", "lrp.epsilon_plus_flat",

@@ -12,7 +12,6 @@ from torch import nn
 
 import pellucid
 import pellucid.lrp
-from models import VGGish, randomise_batchnorm
 from pellucid.lrp import (
     CONV,
     FIRST,
@@ -29,6 +28,7 @@ from pellucid.lrp.composites import RELEVANCE
 from pellucid.lrp.engine import WEIGHT_CACHE
 from pellucid.lrp.tape import record
 from pellucid.lrp.weight_cache import WeightCache
+from tests.helpers.models import VGGish, randomise_batchnorm
 
 
 def _sums(e):

@@ -160,7 +160,7 @@ def test_lrp_zero_equals_gradient_times_input_on_bias_free_relu_net():
 
 def test_lrp_zero_equals_gradient_times_input_with_biases_and_batchnorm():
     """On ReLU nets LRP-0 = gradient × input holds with biases too (piecewise linear)."""
-    from models import ResNetish, randomise_batchnorm
+    from tests.helpers.models import ResNetish, randomise_batchnorm
 
     model = randomise_batchnorm(ResNetish()).double().eval()
     x = torch.randn(3, 3, 12, 12, dtype=torch.float64)

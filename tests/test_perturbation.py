@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 import pellucid
-from models import Conv1dNet, mlp
 from pellucid.attribution.masking import masked_scores
 from pellucid.attribution.perturbation import Rise
 from pellucid.attribution.surrogate import Lime
 from pellucid.targets import Target
 from pellucid.task import Task
+from tests.helpers.models import Conv1dNet, mlp
 
 METHODS = ("occlusion", "rise", "lime", "kernel_shap")
 

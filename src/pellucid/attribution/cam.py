@@ -46,17 +46,10 @@ class _LayerCam(Method):
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         check_spatial_input(x, self.name)
-        recorded = task.first_forward_at(x)
-        if recorded is not None:
-            (name,) = recorded.layers
-        else:
-            name = self.layer if self.layer is not None else _automatic_layer(task, x)
+        recorded = task.first_forward_at(x) or self.first_pass(task, x)
+        (name,) = recorded.layers
+        recorded.layer(name)  # the one error for a layer that did not run
         found = layer_gradients(task, x, [name], recorded=recorded)
-        if not found.outputs[name]:
-            raise ValueError(
-                f"layer {name!r} did not run in the model's forward pass; pick a layer "
-                "that the forward pass uses (or leave layer=None)"
-            )
         # a layer that runs several times is explained at its last call
         activation, grad = found.outputs[name][-1], found.grads[name][-1]
         _check_feature_map(name, activation, x)

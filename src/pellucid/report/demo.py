@@ -10,14 +10,13 @@ a crash.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from .. import list_methods
+from .._deprecation import deprecated_names
 from .context import DemoContext, MethodResult
 from .html import Section, esc, page
 from .sections import SECTIONS, SectionBuilder
@@ -106,22 +105,13 @@ def build_sections(ctx: DemoContext, builders: Sequence[SectionBuilder]) -> list
     return built
 
 
-#: deprecated names and what replaced them
-_RENAMED = {"run_demo": write_demo_report, "MethodRun": MethodResult}
-
-
-def __getattr__(name: str) -> Any:
-    """The deprecated aliases ``run_demo`` (:func:`write_demo_report`) and ``MethodRun``
-    (:class:`~pellucid.report.context.MethodResult`), with a DeprecationWarning."""
-    if name in _RENAMED:
-        new = _RENAMED[name]
-        warnings.warn(
-            f"pellucid.report.{name} is deprecated; use pellucid.report.{new.__name__}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return new
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_names(
+    "pellucid.report",
+    {
+        "run_demo": ("pellucid.report.write_demo_report", lambda: write_demo_report),
+        "MethodRun": ("pellucid.report.MethodResult", lambda: MethodResult),
+    },
+)
 
 
 __all__ = [

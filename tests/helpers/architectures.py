@@ -8,8 +8,8 @@ copy the layout and the forward code of the originals; every builder takes ``num
 size knob so tests can build small versions. ``zoo()`` returns small models in eval mode with
 random BatchNorm statistics, each with an example input.
 
-Model code only: this module must not import pellucid. It needs ``tests/`` on ``sys.path``
-(pytest does that; benchmark scripts insert it) for ``models.randomise_batchnorm``.
+Model code only: this module must not import pellucid. Tests and benchmarks import it as
+``tests.helpers.architectures``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models import randomise_batchnorm
+from .models import randomise_batchnorm
 
 
 def _init_weights(model: nn.Module, conv_mode: str = "fan_out",
