@@ -206,3 +206,83 @@ def test_method_objects_are_callable_and_settings_are_recorded(model):
     e2 = pellucid.explain(model, x, 1, method=IntegratedGradients(steps=3), steps=5,
                           rule="riemann_middle")
     assert torch.allclose(e.attribution, e2.attribution)
+
+
+# --- the core's shared pieces: Forward, Task.start, row_chunks, private_copy, deprecations
+
+
+def test_forward_layer_is_the_last_call_and_names_missing_layers():
+    from pellucid.task import Forward
+
+    first, last = torch.zeros(1), torch.ones(1)
+    forward = Forward(torch.zeros(1, 2), torch.zeros(1, 3), {"a": [first, last], "idle": []})
+    assert forward.layer("a") is last
+    with pytest.raises(ValueError, match="'idle' did not run"):
+        forward.layer("idle")
+    with pytest.raises(KeyError, match="'b' was not captured"):
+        forward.layer("b")
+
+
+def test_task_start_resolves_the_target_on_its_first_pass_and_keeps_it():
+    from pellucid.task import Forward, Task
+
+    model = nn.Linear(3, 2).eval()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
+        model.bias.zero_()
+    x = torch.tensor([[2.0, 1.0, 0.0], [0.0, 5.0, 0.0]])
+    task = Task.start(model, x, None)
+    assert task.target.classes.tolist() == [0, 1]  # the predicted classes
+    assert task.first_forward_at(x) is task.first_forward
+    assert torch.equal(task.first_forward.output, model(x))
+    calls = []
+
+    def first_pass(unresolved, inputs):
+        calls.append(unresolved.target)
+        return Forward(inputs, unresolved.output(inputs), state="kept")
+
+    task = Task.start(model, x, 1, first_pass=first_pass)
+    assert len(calls) == 1 and task.first_forward.state == "kept"
+    assert task.score(x).tolist() == [1.0, 5.0]
+    with pytest.raises(ValueError, match="out of range"):
+        Task.start(model, x, 7)
+
+
+def test_row_chunks_cover_every_row_once_in_order():
+    from pellucid.batching import expanded_rows, row_chunks
+
+    chunks = list(row_chunks(10, 4))
+    assert [c.tolist() for c in chunks] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    sample, variant = zip(*expanded_rows(3, 2, 4))
+    assert torch.cat(sample).tolist() == [0, 1, 2, 0, 1, 2]
+    assert torch.cat(variant).tolist() == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        list(row_chunks(3, 0))
+
+
+def test_private_copy_follows_float_buffers_of_a_model_without_parameters():
+    from pellucid.method import private_copy
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("scale", torch.ones(3, dtype=torch.float64))
+
+        def forward(self, x):
+            return x * self.scale
+
+    x = torch.ones(2, 3)
+    copy = private_copy(x, Scaled())
+    assert copy.dtype == torch.float64 and copy is not x and x.dtype == torch.float32
+    e = pellucid.explain(Scaled().eval(), x, target=0, method="gradient_x_input")
+    assert e.attribution.tolist() == [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]  # x₀ · ∂(x₀ s₀)/∂x₀
+
+
+def test_deprecated_names_warn_and_name_the_replacement():
+    from pellucid._deprecation import deprecated_names
+
+    getattr_ = deprecated_names("pellucid.somewhere", {"Old": ("pellucid.New", lambda: 42)})
+    with pytest.warns(DeprecationWarning, match=r"somewhere.Old is deprecated; use pellucid.New"):
+        assert getattr_("Old") == 42
+    with pytest.raises(AttributeError, match="has no attribute 'Other'"):
+        getattr_("Other")
