@@ -4,7 +4,7 @@
     python -m benchmarks.literature --n 32 --train 1500 --epochs 4   # a quicker look
 
 - AOPC, MoRF region perturbation with uniform noise (Samek et al. 2017), and deletion /
-  insertion (Petsiuk et al. 2018) for the random baseline, gradient, gradient×input, IG,
+  insertion (Petsiuk et al. 2018) for the random attribution, gradient, gradient×input, IG,
   SmoothGrad, Grad-CAM, occlusion and the LRP composites;
 - localisation on the ground-truth object masks (Arras et al. 2022);
 - sanity checks: cascading model parameter randomisation and the random logit test
@@ -198,9 +198,9 @@ def report(args, origin, accuracy, faithfulness, localisation, sanity, skipped, 
         unclear = [m for m in aopc if m != "random"
                    and (lambda d: d[0] <= 2 * d[1])(paired(faithfulness, m, "random", region))]
         findings.append(
-            "- **Random baseline.** Paired over our images, every method beats the random "
+            "- **Random attribution.** Paired over our images, every method beats the random "
             "ranking in AOPC by more than 2 standard errors." if not unclear else
-            "- **Random baseline.** Not better than the random ranking in AOPC by more than 2 "
+            "- **Random attribution.** Not better than the random ranking in AOPC by more than 2 "
             f"standard errors (paired): {', '.join(unclear)}; the papers find every method "
             "ahead of random, so this disagrees.")
     if "guided_backprop" in randomised and "gradient" in randomised:
