@@ -49,6 +49,13 @@ def check_per_sample(value: Any, rows: int, what: str) -> Tensor:
     return value
 
 
+def check_positive_int(value: Any, name: str, meaning: str = "") -> None:
+    """A count setting must be an int >= 1 (not a bool); the error names it and its meaning."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        said = f" ({meaning})" if meaning else ""
+        raise ValueError(f"{name} must be a positive int{said}, got {value!r}")
+
+
 def check_finite(t: Tensor, what: str) -> None:
     """Raise a ValueError naming ``what`` when ``t`` holds NaN or Inf."""
     if t.is_floating_point() and not bool(t.isfinite().all()):

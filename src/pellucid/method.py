@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
-from .checks import check_inputs
+from .checks import check_inputs, check_positive_int
 from .explanation import Explanation
 from .guard import preserved
 from .outputs import OutputSelector
@@ -89,11 +89,7 @@ class Method:
             >>> ig.steps
             8
         """
-        if isinstance(evaluations, bool) or not isinstance(evaluations, int) or evaluations < 1:
-            raise ValueError(
-                f"evaluations must be a positive int (model evaluations per sample), got "
-                f"{evaluations!r}"
-            )
+        check_positive_int(evaluations, "evaluations", "model evaluations per sample")
         changes = self.budget(x, evaluations, references)
         if batch_size is not None and "batch_size" in self.settings():
             changes["batch_size"] = batch_size

@@ -45,8 +45,7 @@ class _LayerCam(Method):
         return captured_forward(task, x, [name])
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        check_spatial_input(x, self.name)
-        recorded = task.first_forward_at(x) or self.first_pass(task, x)
+        recorded = task.first_forward_at(x) or self.first_pass(task, x)  # checks x is spatial
         (name,) = recorded.layers
         recorded.layer(name)  # the one error for a layer that did not run
         found = layer_gradients(task, x, [name], recorded=recorded)

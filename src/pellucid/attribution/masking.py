@@ -21,12 +21,6 @@ from ..task import Task
 MaskSource = Callable[[Tensor], Tensor]
 
 
-def check_count(value: int, what: str) -> None:
-    """A count setting (masks, coalitions) must be a positive int."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"samples must be a positive int ({what}), got {value!r}")
-
-
 def score_at_input(task: Task, x: Tensor) -> Tensor:
     """f(x) per sample, reusing the first forward pass when it was made on ``x``."""
     first = task.first_forward_at(x)

@@ -22,11 +22,12 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
+from ..checks import check_positive_int
 from ..method import Method, register_method
 from ..perturb import BaselineSpec, make_fill
 from ..spatial import LINEAR_MODES, positive_sizes, sizes_per_dim, upsample
 from ..task import Task
-from .masking import MaskSource, check_count, masked_scores, score_at_input
+from .masking import MaskSource, masked_scores, score_at_input
 from .surrogate import KernelShap, Lime
 
 __all__ = ["KernelShap", "Lime", "Occlusion", "Rise"]
@@ -170,7 +171,7 @@ class Rise(Method):
         return {"samples": MASKS_PER_EVALUATION * evaluations, "cells": cells}
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        check_count(self.samples, "the number of masks")
+        check_positive_int(self.samples, "samples", "the number of masks")
         if not 0 < self.p <= 1:
             raise ValueError(f"p is the probability of keeping a cell, in (0, 1]; got {self.p}")
         fill = make_fill(self.fill, x, self.blur_sigma)

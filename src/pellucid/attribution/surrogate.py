@@ -28,10 +28,11 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
+from ..checks import check_positive_int
 from ..method import Method, register_method
 from ..perturb import BaselineSpec, feature_groups, make_fill
 from ..task import Task
-from .masking import check_count, masked_scores, score_at_input
+from .masking import masked_scores, score_at_input
 
 #: coalitions per model evaluation budgeted by ``cheap``
 COALITIONS_PER_EVALUATION = 8
@@ -82,7 +83,7 @@ class _Surrogate(Method):
         raise NotImplementedError
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        check_count(self.samples, "the number of coalitions")
+        check_positive_int(self.samples, "samples", "the number of coalitions")
         groups = feature_groups(x, self.feature_mask, self.patch)
         z, weights = self.coalitions(groups.count)
         fill = make_fill(self.fill, x, self.blur_sigma)

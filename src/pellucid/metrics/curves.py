@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..checks import check_positive_int
 from ..perturb import BaselineSpec, make_baseline
 from .base import Case
 from .maps import Patch, group_sums, patch_groups, ranks
@@ -45,8 +46,7 @@ def perturbation_curve(
     step K has taken the fraction ``until`` of the groups.
     """
     x = case.forward.inputs
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_positive_int(steps, "steps")
     if not 0 < until <= 1:
         raise ValueError(f"until is the fraction of regions removed at the end, in (0, 1]; "
                          f"got {until!r}")
