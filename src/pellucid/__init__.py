@@ -8,7 +8,7 @@ torch.Size([5, 4])
 """
 
 from . import attribution as _attribution  # noqa: F401  (registers the methods)
-from . import layers, lrp
+from . import errors, layers, lrp
 from .api import describe_methods, explain, get_method, list_methods
 from .explanation import Explanation
 from .method import Method, register_method
@@ -22,6 +22,7 @@ __all__ = [
     "__version__",
     "benchmark",
     "describe_methods",
+    "errors",
     "evaluate",
     "explain",
     "get_method",
