@@ -150,10 +150,28 @@ def test_cheap_sets_batch_size_and_references_only_when_given():
     assert pellucid.get_method("rise").cheap(IMAGES, batch_size=3).batch_size == 3
 
 
-@pytest.mark.parametrize("evaluations", [0, -3, 2.5, True, "8"])
-def test_cheap_rejects_a_budget_that_is_not_a_positive_int(evaluations):
-    with pytest.raises(ValueError, match="evaluations must be a positive int"):
+@pytest.mark.parametrize(
+    ("evaluations", "error"),
+    [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError), ("8", TypeError),
+     (float("nan"), TypeError)],
+)
+def test_cheap_rejects_a_budget_that_is_not_a_positive_int(evaluations, error):
+    with pytest.raises(error, match="evaluations must be a positive int") as raised:
         pellucid.get_method("integrated_gradients").cheap(IMAGES, evaluations=evaluations)
+    assert raised.value.argument == "evaluations"
+
+
+@pytest.mark.parametrize(
+    ("given", "argument"),
+    [({"batch_size": 0}, "batch_size"), ({"batch_size": True}, "batch_size"),
+     ({"batch_size": 2.0}, "batch_size"), ({"references": [[0.0]]}, "references")],
+)
+def test_cheap_checks_batch_size_and_references(given, argument):
+    from pellucid.errors import PellucidError
+
+    with pytest.raises(PellucidError, match=argument) as raised:
+        pellucid.get_method("expected_gradients").cheap(IMAGES, **given)
+    assert raised.value.argument == argument
 
 
 def test_cheap_leaves_single_pass_methods_unchanged():

@@ -85,7 +85,7 @@ def test_callable_target_explains_a_logit_difference(model):
     ("target", "message"),
     [
         (3, "out of range for a model with 3 outputs"),
-        (-1, "out of range"),
+        (-1, "negative indices are not wrapped"),
         ([0, 1], "batch has 3 samples"),
         (torch.tensor([0.0, 1.0, 2.0]), "class indices"),
         (lambda out: out, "one score per sample"),
@@ -113,10 +113,13 @@ def test_bad_inputs_get_clear_errors(model, inputs, message):
         pellucid.explain(model, inputs)
 
 
-def test_nan_output_is_reported():
+def test_nan_output_is_reported_as_the_models_fault():
+    from pellucid.errors import ModelError
+
     model = nn.Sequential(nn.Linear(4, 3), nn.Threshold(1e9, float("nan"))).eval()
-    with pytest.raises(ValueError, match="model output contain"):
+    with pytest.raises(ModelError, match="outputs of the model contain 6 NaN") as error:
         pellucid.explain(model, torch.randn(2, 4))
+    assert error.value.argument == "model"
 
 
 def test_output_selection_for_tuples_dicts_and_hf_objects():

@@ -9,6 +9,7 @@ import torch
 
 from pellucid.data import ImageSet, add_watermark, clever_hans, digits, shapes, watermark
 from pellucid.data.geometry import POLYGONS, polygon_area, rasterise
+from pellucid.errors import ArgumentError, ArgumentTypeError, UnknownNameError
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +142,56 @@ def test_bad_settings_are_named() -> None:
         shapes(4, background="plaid")
     with pytest.raises(ValueError, match="shortcut_class"):
         clever_hans(4, shortcut_class=9)
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "argument"),
+    [
+        ({"n": -1}, ArgumentError, "n"),
+        ({"n": 2.5}, ArgumentTypeError, "n"),
+        ({"n": True}, ArgumentTypeError, "n"),
+        ({"size": -1}, ArgumentError, "size"),
+        ({"size": 4}, ArgumentError, "size"),
+        ({"seed": "1"}, ArgumentTypeError, "seed"),
+        ({"seed": 1.0}, ArgumentTypeError, "seed"),
+        ({"seed": None}, ArgumentTypeError, "seed"),
+        ({"distractors": -1}, ArgumentError, "distractors"),
+        ({"background": "texure"}, UnknownNameError, "background"),
+        ({"classes": 1}, ArgumentError, "classes"),
+        ({"classes": "circle"}, ArgumentTypeError, "classes"),
+        ({"classes": ("circle", "circle")}, ArgumentError, "classes"),
+        ({"distractor_kinds": ("circle",)}, ArgumentError, "distractor_kinds"),
+        ({"distractor_kinds": ("rin",)}, UnknownNameError, "distractor_kinds"),
+        ({"object_radius": (0.3, 0.6)}, ArgumentError, "object_radius"),
+        ({"object_radius": (0.3, 0.2)}, ArgumentError, "object_radius"),
+        ({"distractor_radius": (0.0, 0.1)}, ArgumentError, "distractor_radius"),
+        ({"distractor_radius": 0.1}, ArgumentError, "distractor_radius"),
+    ],
+)
+def test_generator_settings_are_named(settings, error, argument) -> None:
+    args = {"n": 4, **settings}
+    with pytest.raises(error) as caught:
+        shapes(**args)
+    assert caught.value.argument == argument and argument in str(caught.value)
+
+
+def test_zero_images_is_an_empty_set_and_clever_hans_checks_its_settings() -> None:
+    empty = shapes(0, size=16)
+    assert empty.images.shape == (0, 3, 16, 16) and len(empty) == 0
+    for settings, argument in [
+        ({"watermark_prob_train": float("nan")}, "watermark_prob_train"),
+        ({"watermark_prob_train": 1.5}, "watermark_prob_train"),
+        ({"n_test": -1}, "n_test"),
+        ({"shortcut_class": -1}, "shortcut_class"),
+        ({"size": 8}, "size"),
+    ]:
+        with pytest.raises(ArgumentError) as caught:
+            clever_hans(4, **settings)
+        assert caught.value.argument == argument and argument in str(caught.value)
+    data = shapes(3, size=16)
+    with pytest.raises(ArgumentError, match="where"):
+        add_watermark(data, torch.ones(2, dtype=torch.bool))
+    with pytest.raises(ArgumentError, match="where"):
+        add_watermark(data, torch.ones(3))
+    with pytest.raises(ArgumentError, match="labels"):
+        ImageSet(data.images, data.labels[:2], None, data.class_names)

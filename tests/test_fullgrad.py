@@ -12,6 +12,7 @@ from torch import nn
 
 import pellucid
 from pellucid.attribution.fullgrad import effective_bias
+from pellucid.errors import ArgumentError
 from tests.helpers.models import Conv1dNet, ResNetish, VGGish, mlp, randomise_batchnorm
 
 
@@ -165,3 +166,90 @@ def test_attribution_is_non_negative_with_the_input_shape(build, shape) -> None:
     assert e.attribution.flatten(1).amax(1).gt(0).all()
     if x.ndim > 2:  # one map repeated over the input channels
         torch.testing.assert_close(e.attribution, e.attribution[:, :1].expand_as(x))
+
+
+# ---------------------------------------------------------------- the reference implementation
+
+
+def test_align_corners_upsamples_a_layer_map_as_bilinear_interpolation_by_hand() -> None:
+    # x = 0 makes the input term constant (ψ = 0); one 4×4 convolution on 5×5 inputs gives a
+    # 2×2 map z with ∂f/∂z = v (a bias-free linear head) and bias b = 1, so the layer map is
+    # ψ(v) = [[0, 1/3], [2/3, 1]] for v = [[0, 1], [2, 3]]. Corner-aligned bilinear
+    # interpolation to 5×5 samples it at (i/4, j/4): (1 − s)t/3 + s(1 − t)2/3 + st = (j + 2i)/12.
+    conv = nn.Conv2d(1, 1, 4)
+    head = nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        conv.bias.fill_(1.0)
+        head.weight.copy_(torch.tensor([[0.0, 1.0, 2.0, 3.0]]))
+    model = nn.Sequential(conv, nn.Flatten(), head).double().eval()
+    x = torch.zeros(1, 1, 5, 5, dtype=torch.float64)
+    i, j = torch.meshgrid(torch.arange(5.0), torch.arange(5.0), indexing="ij")
+
+    aligned = pellucid.explain(model, x, 0, method="fullgrad", align_corners=True)
+    torch.testing.assert_close(aligned.attribution[0, 0], ((j + 2 * i) / 12).double())
+
+    # align_corners=False (the default) samples at (i + ½)/2.5 − ½, clamped to [0, 1]
+    default = pellucid.explain(model, x, 0, method="fullgrad")
+    s, t = ((i + 0.5) / 2.5 - 0.5).clamp(0, 1), ((j + 0.5) / 2.5 - 0.5).clamp(0, 1)
+    torch.testing.assert_close(default.attribution[0, 0], (t / 3 + 2 * s / 3).double())
+
+
+def reference_fullgrad(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """idiap/fullgrad-saliency's FullGrad.saliency, restated: biases of Conv2d, Linear and
+    BatchNorm2d (β − μγ/√(σ² + ε)), gradients at their outputs, ψ with eps 1e-6 in the
+    denominator, each layer's channels upsampled with align_corners=True, then summed."""
+    outputs = []
+    biased = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))]
+    handles = [m.register_forward_hook(lambda m, i, o: outputs.append((m, o))) for m in biased]
+    xg = x.clone().requires_grad_(True)
+    try:
+        out = model(xg)
+    finally:
+        for h in handles:
+            h.remove()
+    score = out[torch.arange(len(x)), target].sum()
+    grads = torch.autograd.grad(score, [xg] + [o for _, o in outputs])
+
+    def post(t: torch.Tensor) -> torch.Tensor:
+        t = t.abs()
+        t = t - t.flatten(1).min(1).values.view(-1, 1, 1, 1)
+        return t / (t.flatten(1).max(1).values.view(-1, 1, 1, 1) + 1e-6)
+
+    cam = post(grads[0] * x).sum(1, keepdim=True)
+    for (m, _), g in zip(outputs, grads[1:]):
+        if isinstance(m, nn.BatchNorm2d):
+            b = m.bias - m.running_mean * m.weight / torch.sqrt(m.running_var + m.eps)
+        else:
+            b = m.bias
+        if g.ndim == 4:
+            term = post(g * b.view(1, -1, 1, 1))
+            cam = cam + F.interpolate(term, size=x.shape[2:], mode="bilinear",
+                                      align_corners=True).sum(1, keepdim=True)
+    return cam.detach()
+
+
+def test_align_corners_and_rescale_eps_reproduce_the_reference_implementation() -> None:
+    torch.manual_seed(6)
+    model = randomise_batchnorm(nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 4),
+    ), seed=7).double().eval()
+    x = torch.randn(3, 3, 12, 12, dtype=torch.float64)
+    target = torch.tensor([0, 3, 1])
+    expected = reference_fullgrad(model, x, target)
+
+    e = pellucid.explain(model, x, target, method="fullgrad", align_corners=True,
+                         rescale_eps=1e-6)
+    torch.testing.assert_close(e.attribution, expected.expand_as(x))
+    # today's defaults differ: the half-pixel grid and no eps
+    default = pellucid.explain(model, x, target, method="fullgrad")
+    assert (default.attribution - e.attribution).abs().max() > 1e-3
+
+
+def test_align_corners_needs_a_linear_interpolation() -> None:
+    with pytest.raises(ArgumentError, match="align_corners=True applies") as error:
+        pellucid.get_method("fullgrad", interpolation="nearest", align_corners=True)
+    assert error.value.argument == "align_corners"
+    pellucid.get_method("fullgrad", interpolation="bicubic", align_corners=True)
+    pellucid.get_method("fullgrad", interpolation="bilinear", align_corners=True)

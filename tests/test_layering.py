@@ -41,10 +41,13 @@ FACADE_ALLOWED = {CORE, "attribution", "lrp", "metrics"}
 
 
 def package_of(module: str) -> str:
-    """``pellucid.lrp.rules`` -> ``lrp``; ``pellucid.task`` -> core."""
+    """``pellucid.lrp.rules`` -> ``lrp``; ``pellucid.task`` -> core; ``pellucid.__main__``
+    (what ``python -m pellucid`` runs) -> ``cli``."""
     parts = module.split(".")
     if len(parts) == 1:
         return "facade"
+    if parts[1] == "__main__":
+        return "cli"
     candidate = ROOT / parts[1]
     return parts[1] if candidate.is_dir() else CORE
 

@@ -13,12 +13,14 @@ import torch
 from torch import nn
 
 import pellucid
+from pellucid.errors import ArgumentError, ArgumentTypeError
 from pellucid.lrp import (
     AlphaBeta,
     Composite,
     Epsilon,
     Flat,
     Gamma,
+    SignalTakesAll,
     WSquare,
     ZBox,
     Zero,
@@ -52,21 +54,34 @@ def _stab(z, eps):
     return z + eps * torch.where(z >= 0, 1.0, -1.0).double()
 
 
+def _bias_part(b, convention, part):
+    """The bias that joins the ``part`` contributions under a bias convention."""
+    if convention == "none":
+        return torch.zeros_like(b)
+    return b if convention == "signed" else part(b)
+
+
 def reference(rule, M, b, x, r):
     """Relevance at the input of one layer, for one sample, from the rule's formula."""
     C = M * x[None, :]  # C_kj = x_j M_kj
     pos, neg = C.clamp(min=0), C.clamp(max=0)
     if isinstance(rule, Epsilon):  # includes Zero
-        z = C.sum(1) + b
+        z = C.sum(1) + (b if rule.bias == "signed" else 0.0)
         return (C * _div(r, _stab(z, rule.epsilon))[:, None]).sum(0)
-    if isinstance(rule, Gamma):
-        Cg = C + rule.gamma * pos
-        z = Cg.sum(1) + b + rule.gamma * b.clamp(min=0)
-        return (Cg * _div(r, _stab(z, rule.epsilon))[:, None]).sum(0)
+    if isinstance(rule, Gamma):  # the generalised rule: contributions of z_k's own sign
+        z = C.sum(1) + (0.0 if rule.bias == "none" else b)
+        up = z >= 0
+        same = torch.where(up[:, None], pos, neg)
+        same_bias = torch.where(up, b.clamp(min=0), b.clamp(max=0))
+        denominator = z + rule.gamma * (same.sum(1) + (same_bias if rule.bias == "split" else 0))
+        Cg = C + rule.gamma * same
+        return (Cg * _div(r, _stab(denominator, rule.epsilon))[:, None]).sum(0)
     if isinstance(rule, (AlphaBeta, ZPlus)):
         alpha, beta = (rule.alpha, rule.beta) if isinstance(rule, AlphaBeta) else (1.0, 0.0)
-        rp = (pos * _div(r, pos.sum(1))[:, None]).sum(0)
-        rn = (neg * _div(r, neg.sum(1))[:, None]).sum(0)
+        bp, bn = _bias_part(b, rule.bias, lambda v: v.clamp(min=0)), _bias_part(
+            b, rule.bias, lambda v: v.clamp(max=0))
+        rp = (pos * _div(r, pos.sum(1) + bp)[:, None]).sum(0)
+        rn = (neg * _div(r, neg.sum(1) + bn)[:, None]).sum(0)
         return alpha * rp - beta * rn
     if isinstance(rule, ZBox):
         low = torch.as_tensor(rule.low, dtype=torch.float64).expand_as(x).reshape(-1)
@@ -84,11 +99,20 @@ def reference(rule, M, b, x, r):
 
 RULES = {
     "zero": Zero(),
+    "zero_bias_none": Zero(bias="none"),
     "epsilon": Epsilon(0.1),
     "gamma": Gamma(0.25),
+    "gamma_bias_none": Gamma(0.25, bias="none"),
+    "gamma_bias_signed": Gamma(0.25, bias="signed"),
+    "gamma_large": Gamma(4.0, epsilon=0.0),
     "alpha2beta1": AlphaBeta(2.0, 1.0),
+    "alpha2beta1_bias_split": AlphaBeta(2.0, 1.0, bias="split"),
     "alpha1beta0": AlphaBeta(1.0, 0.0),
+    "alpha1beta0_bias_signed": AlphaBeta(1.0, 0.0, bias="signed"),
+    "alpha2beta1_bias_signed": AlphaBeta(2.0, 1.0, bias="signed"),
     "zplus": ZPlus(),
+    "zplus_bias_split": ZPlus(bias="split"),
+    "zplus_bias_signed": ZPlus(bias="signed"),
     "zbox": ZBox(low=-1.5, high=2.0),
     "wsquare": WSquare(),
     "flat": Flat(),
@@ -106,6 +130,8 @@ def test_rule_matches_matrix_reference(layer_name, rule_name, sign):
     x = torch.randn(*shape, dtype=torch.float64)
     if sign == "nonnegative":
         x = x.abs()
+    if isinstance(rule, ZBox):  # z^B is defined inside its bounds
+        x = x.clamp(rule.low, rule.high)
     n_out = layer(x[:1]).numel()
     weights = torch.randn(n_out, dtype=torch.float64)  # the score Σ_k c_k z_k → R = z ⊙ c
     score = lambda out: (out.flatten(1) * weights).sum(1)  # noqa: E731
@@ -120,9 +146,9 @@ def test_rule_matches_matrix_reference(layer_name, rule_name, sign):
 def test_zbox_accepts_per_channel_tensor_bounds():
     torch.manual_seed(2)
     layer = nn.Conv2d(2, 3, 3, padding=1).double().eval()
-    x = torch.randn(2, 2, 4, 4, dtype=torch.float64)
     low = torch.tensor([-1.0, -2.0], dtype=torch.float64).view(2, 1, 1)
     high = torch.tensor([1.0, 3.0], dtype=torch.float64).view(2, 1, 1)
+    x = torch.max(torch.min(torch.randn(2, 2, 4, 4, dtype=torch.float64), high), low)
     e = pellucid.explain(layer, x, target=0, method="lrp",
                          composite=Composite(default=ZBox(low=low, high=high)))
     M, b = _dense(layer, (2, 4, 4))
@@ -230,3 +256,129 @@ def test_worked_example_by_hand():
     r_plus = pellucid.explain(model, x, target=0, method="lrp",
                               composite=Composite(default=ZPlus())).attribution
     torch.testing.assert_close(r_plus, torch.tensor([[1.8, 7.2]]))
+
+
+# ---------------------------------------------------------------------------------------------
+# bias conventions, by hand
+# ---------------------------------------------------------------------------------------------
+
+
+def _one_unit(bias: float) -> nn.Module:
+    """z = 2 x₁ − x₂ + b."""
+    layer = nn.Linear(2, 1).double().eval()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[2.0, -1.0]], dtype=torch.float64))
+        layer.bias.fill_(bias)
+    return layer
+
+
+@pytest.mark.parametrize(("rule", "bias", "expected"), [
+    # x = (1, 1): contributions c = (2, -1), R = z = 1 + b.
+    # z⁺: R_x = (2 / (2 + b⁺), 0) · R, with b⁺ = 0 (none), max(b, 0) (split), b (signed)
+    (ZPlus(), 0.5, (1.5, 0.0)),
+    (ZPlus(bias="split"), 0.5, (2 / 2.5 * 1.5, 0.0)),
+    (ZPlus(bias="signed"), 0.5, (2 / 2.5 * 1.5, 0.0)),
+    (ZPlus(), -0.5, (0.5, 0.0)),
+    (ZPlus(bias="split"), -0.5, (0.5, 0.0)),
+    (ZPlus(bias="signed"), -0.5, (2 / 1.5 * 0.5, 0.0)),
+    # α2β1: R_x = 2·(2/(2 + b⁺), 0)·R − 1·(0, −1/(−1 + b⁻))·R
+    (AlphaBeta(2.0, 1.0), 0.5, (3.0, -1.5)),
+    (AlphaBeta(2.0, 1.0, bias="split"), 0.5, (2 * 2 / 2.5 * 1.5, -1.5)),
+    (AlphaBeta(2.0, 1.0, bias="split"), -0.5, (1.0, -1 / 1.5 * 0.5)),
+    (AlphaBeta(1.0, 0.0, bias="signed"), -0.5, (2 / 1.5 * 0.5, 0.0)),
+    # signed (iNNvestigate): b in both denominators, 2 + 0.5 and −1 + 0.5
+    (AlphaBeta(2.0, 1.0, bias="signed"), 0.5, (2 * 2 / 2.5 * 1.5, -1 / 0.5 * 1.5)),
+    # LRP-0: R_x = c / (z or z − b) · R
+    (Zero(), 0.5, (2.0, -1.0)),
+    (Zero(bias="none"), 0.5, (3.0, -1.5)),
+])
+def test_bias_conventions_by_hand(rule, bias, expected):
+    e = pellucid.explain(_one_unit(bias), torch.ones(1, 2, dtype=torch.float64), target=0,
+                         method="lrp", composite=Composite(default=rule))
+    torch.testing.assert_close(e.attribution, torch.tensor([expected], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("method", ["lrp.epsilon_plus", "lrp.epsilon_alpha2_beta1"])
+def test_named_composites_pass_the_bias_convention(method):
+    """The z⁺/αβ convolutions of the named composites take ``bias`` (ε keeps its own)."""
+    from pellucid.lrp import composites
+
+    build = {"lrp.epsilon_plus": composites.epsilon_plus,
+             "lrp.epsilon_alpha2_beta1": composites.epsilon_alpha2_beta1}[method]
+    for convention in ("none", "split"):
+        composite = build(bias=convention)
+        rules = [r for r in composite.layers.values() if isinstance(r, (ZPlus, AlphaBeta))]
+        assert rules and all(r.bias == convention for r in rules)
+    assert composites.epsilon_gamma_box().layers[composites.CONV].bias == "split"
+
+
+# ---------------------------------------------------------------------------------------------
+# settings are checked where the rule is built
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("build", "argument", "error"), [
+    (lambda: Epsilon(float("nan")), "epsilon", ArgumentError),
+    (lambda: Epsilon(float("inf")), "epsilon", ArgumentError),
+    (lambda: Epsilon(-1e-3), "epsilon", ArgumentError),
+    (lambda: Epsilon("0.1"), "epsilon", ArgumentTypeError),
+    (lambda: Epsilon(True), "epsilon", ArgumentTypeError),
+    (lambda: Epsilon(bias="split"), "bias", ArgumentError),
+    (lambda: Zero(bias=None), "bias", ArgumentTypeError),
+    (lambda: Gamma(-0.1), "gamma", ArgumentError),
+    (lambda: Gamma(float("nan")), "gamma", ArgumentError),
+    (lambda: Gamma(epsilon=float("inf")), "epsilon", ArgumentError),
+    (lambda: Gamma(bias="positive"), "bias", ArgumentError),
+    (lambda: AlphaBeta(2.0, 2.0), "alpha", ArgumentError),
+    (lambda: AlphaBeta(0.5, -0.5), "alpha", ArgumentError),
+    (lambda: AlphaBeta(float("nan"), 1.0), "alpha", ArgumentError),
+    (lambda: AlphaBeta(2.0, float("inf")), "beta", ArgumentError),
+    (lambda: AlphaBeta(2.0, 1.0, bias=True), "bias", ArgumentTypeError),
+    (lambda: ZPlus(bias="b+"), "bias", ArgumentError),
+    (lambda: ZBox(low=1.0, high=0.0), "low", ArgumentError),
+    (lambda: ZBox(low=torch.tensor([0.0, 2.0]).view(2, 1, 1),
+                  high=torch.tensor([1.0, 1.0]).view(2, 1, 1)), "low", ArgumentError),
+    (lambda: ZBox(low=torch.zeros(3, 1, 1), high=torch.ones(2, 1, 1)), "low", ArgumentError),
+    (lambda: ZBox(low=float("nan")), "low", ArgumentError),
+    (lambda: ZBox(high=torch.tensor([1.0, float("inf")])), "high", ArgumentError),
+    (lambda: ZBox(low="0"), "low", ArgumentTypeError),
+    (lambda: ZBox(high=torch.tensor([True])), "high", ArgumentTypeError),
+    (lambda: SignalTakesAll(epsilon=-1.0), "epsilon", ArgumentError),
+    (lambda: Composite(default=Epsilon), "default", ArgumentTypeError),
+    (lambda: Composite({nn.Conv2d: "gamma"}), "layers", ArgumentTypeError),
+    (lambda: Composite({0: Epsilon()}), "layers", ArgumentTypeError),
+    (lambda: Composite([Epsilon()]), "layers", ArgumentTypeError),
+])
+def test_bad_settings_name_the_setting(build, argument, error):
+    with pytest.raises(error) as raised:
+        build()
+    assert raised.value.argument == argument
+    assert argument in str(raised.value)
+
+
+def test_good_settings_are_kept_as_numbers():
+    assert Epsilon(0).epsilon == 0.0 and Gamma(1).gamma == 1.0
+    assert ZBox(low=-1, high=torch.ones(3, 1, 1)).low == -1.0
+    assert AlphaBeta(1, 0, bias="signed").bias == "signed"
+
+
+def test_zbox_bound_of_the_wrong_shape_is_a_clear_error():
+    layer = nn.Conv2d(2, 3, 3).double().eval()
+    x = torch.rand(2, 2, 5, 5, dtype=torch.float64)
+    rule = ZBox(low=torch.zeros(5, 1, 1, dtype=torch.float64), high=1.0)
+    with pytest.raises(ArgumentError, match=r"low has shape \(5, 1, 1\)") as raised:
+        pellucid.explain(layer, x, target=0, method="lrp", composite=Composite(default=rule))
+    assert raised.value.argument == "low"
+
+
+@pytest.mark.parametrize(("low", "high", "argument"), [(0.2, 1.0, "low"), (0.0, 0.8, "high")])
+def test_zbox_inputs_outside_the_bounds_are_an_error(low, high, argument):
+    """Outside [low, high] the z^B terms change sign and the denominator can vanish: an
+    error, not a silently wrong map (e.g. pixel bounds [0, 1] on normalised inputs)."""
+    layer = nn.Conv2d(2, 3, 3).double().eval()
+    x = torch.rand(2, 2, 5, 5, dtype=torch.float64)
+    with pytest.raises(ArgumentError, match=f"{argument}=None") as raised:
+        pellucid.explain(layer, x, target=0, method="deep_taylor", low=low, high=high)
+    assert raised.value.argument == argument
+    inside = pellucid.explain(layer, x, target=0, method="deep_taylor", low=0.0, high=1.0)
+    assert torch.isfinite(inside.attribution).all()

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from pellucid import Explanation
+from pellucid.errors import ArgumentError
 from pellucid.metrics import (
     METRICS,
     Metric,
@@ -62,7 +63,7 @@ def test_model_and_inputs_are_untouched_by_every_metric(name, snapshot, untouche
     settings = {"train_fn": lambda a, b: tiny_cnn()} if name in NEEDS_TRAINING else {}
     if name.startswith("faithfulness") and name != "faithfulness.roar":
         settings["steps" if "correlation" not in name and "infidelity" not in name
-                 else "batch_size"] = 5
+                 else "batch_size"] = 4  # region perturbation: 4 patches of 4×4
     before = snapshot(model)
     result = evaluate(model, x, torch.tensor([0, 1, 2]), "gradient", name, masks=masks,
                       **settings)[name]
@@ -111,10 +112,12 @@ def test_errors_name_the_problem():
     with pytest.raises(TypeError, match="no chosen metric has the setting"):
         evaluate(model, x, 0, "gradient", "complexity.sparseness", steps=3)
     handmade = Explanation(torch.rand(2, 3, 8, 8), torch.zeros(2, 3), torch.zeros(2).long(), "x")
-    with pytest.raises(ValueError, match="re-runs the explanation method"):
+    with pytest.raises(ArgumentError, match="re-runs the explanation method") as error:
         evaluate(model, x, 0, handmade, "robustness.max_sensitivity")
-    with pytest.raises(ValueError, match="attribution has shape"):
+    assert error.value.argument == "explanation_or_method"
+    with pytest.raises(ArgumentError, match="explanation_or_method has shape") as error:
         evaluate(model, x[:1], 0, handmade, "complexity.sparseness")
+    assert error.value.argument == "explanation_or_method"
 
 
 def test_roar_on_data_whose_class_lives_in_a_known_region():

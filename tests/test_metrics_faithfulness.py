@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from pellucid import Explanation
+from pellucid.errors import ArgumentError, PellucidError
 from pellucid.metrics import evaluate
 
 B, C, H, W = 4, 2, 3, 4  # images of 12 locations, 2 channels
@@ -210,3 +211,131 @@ def test_until_stops_after_a_fraction_of_the_regions():
     torch.testing.assert_close(part.curves, full[:, :4])  # 3 of 12 locations, one per step
     torch.testing.assert_close(part.x_axis, torch.tensor([0, 1, 2, 3.0],
                                                          dtype=torch.float64) / 12)
+
+
+def linear_regressor(flat: bool) -> nn.Module:
+    """f(x) = w·x + b with one output per sample: (B, 1), or (B,) when ``flat``."""
+    torch.manual_seed(11)
+    layers = [nn.Flatten(), nn.Linear(C * H * W, 1)]
+    if flat:
+        layers.append(nn.Flatten(0))
+    return nn.Sequential(*layers).double().eval()
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_deletion_on_a_one_output_regressor_scores_the_raw_output(flat):
+    model = linear_regressor(flat)
+    x = torch.randn(B, C, H, W, dtype=torch.float64)
+    w = model[1].weight.detach().view(C, H, W)
+    perfect, reversed_ = w * x, -w * x
+    target = (lambda out: out) if flat else None
+    scores = {}
+    for name, attribution in (("perfect", perfect), ("reversed", reversed_)):
+        result = evaluate(model, x, target, given(attribution, x), "faithfulness.deletion",
+                          steps=H * W)["faithfulness.deletion"]
+        # the closed form: f after zeroing locations in order of decreasing Σ_c w⊙x
+        expected = deletion_curve_by_hand(
+            nn.Sequential(nn.Flatten(), model[1]), x, attribution, 0, 0.0)
+        torch.testing.assert_close(result.curves, expected)
+        assert result.extras["probability"] is False
+        scores[name] = result.scores
+    # a softmax of one value would be 1.0 for both; the raw curve tells them apart
+    assert (scores["perfect"] < scores["reversed"]).all()
+
+
+def test_probability_true_on_one_output_is_an_error_and_auto_follows_the_output():
+    x = torch.randn(B, C, H, W, dtype=torch.float64)
+    with pytest.raises(ArgumentError, match="probability=True") as error:
+        evaluate(linear_regressor(False), x, None, "gradient", "faithfulness.pixel_flipping",
+                 steps=4, probability=True)
+    assert error.value.argument == "probability"
+    logits = linear_image_model(12)
+    attribution = torch.randn(x.shape, dtype=torch.float64)
+    # auto on a classifier's logits: the softmax over the 3 classes of the hand-made logits
+    by_class = torch.stack(
+        [deletion_curve_by_hand(logits, x, attribution, c, 0.0) for c in range(3)], -1)
+    auto = evaluate(logits, x, 1, given(attribution, x), "faithfulness.deletion",
+                    steps=H * W)["faithfulness.deletion"]
+    assert auto.extras["probability"] is True
+    torch.testing.assert_close(auto.curves, by_class.softmax(-1)[..., 1])
+    # a model that already outputs probabilities is scored as it is, not softmaxed again
+    probabilities = nn.Sequential(*logits, nn.Softmax(1)).eval()
+    result = evaluate(probabilities, x, 1, given(attribution, x), "faithfulness.deletion",
+                      steps=H * W)["faithfulness.deletion"]
+    assert result.extras["probability"] is False
+    torch.testing.assert_close(result.curves, by_class.softmax(-1)[..., 1])
+
+
+@pytest.mark.parametrize(("settings", "argument"), [
+    ({"steps": 13}, "steps"),  # 12 locations
+    ({"until": 0.01}, "until"),  # none removed
+    ({"until": 0.0}, "until"),
+    ({"until": float("nan")}, "until"),
+    ({"steps": 0}, "steps"),
+    ({"steps": 2.0}, "steps"),
+    ({"order": "morff"}, "order"),
+    ({"fill": float("nan")}, "fill"),
+    ({"fill": torch.full((C, H, W), float("inf"))}, "fill"),
+    ({"blur_sigma": -1.0}, "blur_sigma"),
+    ({"patch": 0}, "patch"),
+    ({"probability": "yes"}, "probability"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"seed": 1.5}, "seed"),
+])
+def test_pixel_flipping_settings_that_would_give_a_wrong_curve_are_errors(settings, argument):
+    model = linear_image_model()
+    x = torch.randn(2, C, H, W, dtype=torch.float64)
+    with pytest.raises(PellucidError) as error:
+        evaluate(model, x, 0, "gradient", "faithfulness.pixel_flipping", **settings)
+    assert error.value.argument == argument and argument in str(error.value)
+
+
+def test_steps_default_to_one_region_per_step_up_to_100():
+    model = linear_image_model()
+    x = torch.randn(2, C, H, W, dtype=torch.float64)
+    result = evaluate(model, x, 0, "gradient", "faithfulness.pixel_flipping")
+    assert result["faithfulness.pixel_flipping"].x_axis.tolist() == [
+        k / (H * W) for k in range(H * W + 1)]
+    big = torch.randn(1, 1, 16, 16, dtype=torch.float64)
+    wide = nn.Sequential(nn.Flatten(), nn.Linear(256, 2)).double().eval()
+    assert len(evaluate(wide, big, 0, "gradient", "faithfulness.deletion")[
+        "faithfulness.deletion"].x_axis) == 101
+
+
+@pytest.mark.parametrize(("metric", "settings", "argument"), [
+    ("faithfulness.correlation", {"subset_size": H * W}, "subset_size"),
+    ("faithfulness.correlation", {"subsets": 1}, "subsets"),
+    ("faithfulness.correlation", {"subset_size": 0}, "subset_size"),
+    ("faithfulness.infidelity", {"perturbations": 0}, "perturbations"),
+    ("faithfulness.infidelity", {"perturbations": 1}, "perturbations"),
+    ("faithfulness.infidelity", {"noise": float("nan")}, "noise"),
+    ("faithfulness.infidelity", {"noise": 0.0}, "noise"),
+    ("axiomatic.completeness", {"baseline": float("nan")}, "baseline"),
+    ("robustness.max_sensitivity", {"draws": 0}, "draws"),
+    ("robustness.avg_sensitivity", {"radius": float("inf")}, "radius"),
+    ("robustness.continuity", {"max_shift": H}, "max_shift"),
+    ("robustness.continuity", {"max_shift": 0}, "max_shift"),
+    ("faithfulness.roar", {"fractions": (0.5, 1.0)}, "fractions"),
+    ("faithfulness.roar", {"fractions": ()}, "fractions"),
+    ("faithfulness.roar", {"test_fraction": 0.0}, "test_fraction"),
+    ("faithfulness.roar", {"train_fn": "train"}, "train_fn"),
+])
+def test_degenerate_metric_settings_are_errors_naming_the_setting(metric, settings, argument):
+    model = linear_image_model()
+    x = torch.randn(2, C, H, W, dtype=torch.float64)
+    with pytest.raises(PellucidError) as error:
+        evaluate(model, x, 0, "gradient", metric, **settings)
+    assert error.value.argument == argument and argument in str(error.value)
+
+
+def test_infidelity_with_one_draw_and_no_scaling_is_the_squared_error_of_that_draw():
+    model = linear_image_model(13)
+    x = torch.randn(B, C, H, W, dtype=torch.float64)
+    attribution = torch.randn(x.shape, dtype=torch.float64)
+    result = evaluate(model, x, 0, given(attribution, x), "faithfulness.infidelity",
+                      perturbations=1, optimal_scale=False, noise=0.3, seed=4)
+    draw = 0.3 * torch.randn((1, C, H, W), generator=torch.Generator().manual_seed(4),
+                             dtype=torch.float64)
+    w = weights(model, 0)
+    expected = ((attribution * draw).flatten(1).sum(1) - (w * draw).sum()).square()
+    torch.testing.assert_close(result["faithfulness.infidelity"].scores, expected)

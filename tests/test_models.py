@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from pellucid.data import ImageSet
+from pellucid.errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from pellucid.models import (
     DEMO_MODELS,
     BasicBlock,
@@ -108,3 +109,70 @@ def test_a_missing_weights_file_is_trained_saved_and_then_loaded(tmp_path, monke
     again = load_pretrained("tiny", directory=tmp_path, progress=False)
     x = torch.rand(3, 3, 16, 16)
     assert torch.equal(first(x), again(x))
+
+
+def test_predict_moves_the_images_to_the_models_dtype() -> None:
+    """A float64 model given float32 images (and the reverse) predicts as on matching ones."""
+    model = nn.Linear(3, 2).eval()
+    x = torch.randn(7, 3)
+    labels = model(x).argmax(1)
+    assert accuracy(model, x.double(), labels, batch_size=3) == 1.0
+    assert accuracy(model.double(), x, labels) == 1.0
+
+
+def separable(n: int = 16) -> ImageSet:
+    images = torch.rand(n, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    return ImageSet(images, torch.arange(n) % 2, None, ("a", "b"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "argument"),
+    [
+        ({"epochs": 0}, ArgumentError, "epochs"),
+        ({"epochs": 1.5}, ArgumentTypeError, "epochs"),
+        ({"lr": 0.0}, ArgumentError, "lr"),
+        ({"lr": float("nan")}, ArgumentError, "lr"),
+        ({"batch_size": 0}, ArgumentError, "batch_size"),
+        ({"seed": "0"}, ArgumentTypeError, "seed"),
+        ({"dataset": separable(0)}, ArgumentError, "dataset"),
+        ({"dataset": [(torch.zeros(1, 4, 4), 0)]}, ArgumentTypeError, "dataset"),
+        ({"dataset": ImageSet(torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 5]), None,
+                              ("a", "b"))}, ArgumentError, "dataset"),
+        ({"model": "cnn"}, ArgumentTypeError, "model"),
+    ],
+)
+def test_train_settings_are_named(settings, error, argument) -> None:
+    args = {"model": small_cnn(1, 2, width=2), "dataset": separable(), "epochs": 1,
+            "progress": False, **settings}
+    with pytest.raises(error) as caught:
+        train(**args)
+    assert caught.value.argument == argument and argument in str(caught.value)
+
+
+def test_a_diverging_loss_is_named_and_accuracy_checks_labels() -> None:
+    model = small_cnn(1, 2, width=2)
+    with pytest.raises(ArgumentError, match="lr") as caught:
+        train(model, separable(), epochs=2, lr=1e30, batch_size=4, progress=False)
+    assert caught.value.argument == "lr"
+    with pytest.raises(ArgumentError, match="labels"):
+        accuracy(model, torch.rand(3, 1, 4, 4), torch.tensor([0, 1]))
+    with pytest.raises(ArgumentError, match="labels"):
+        accuracy(model, torch.rand(2, 1, 4, 4), torch.tensor([0.0, 1.0]))
+
+
+def test_architecture_and_recipe_settings_are_named() -> None:
+    for build, argument in [
+        (lambda: small_cnn(0, 5), "in_channels"),
+        (lambda: vgg_style(classes=0), "classes"),
+        (lambda: vgg_style(widths=()), "widths"),
+        (lambda: resnet_style(widths=(16, -1)), "widths"),
+        (lambda: small_cnn(width=2.5), "width"),
+        (lambda: DemoModel("x", "vgg", (16,), "shapes"), "architecture"),
+        (lambda: DemoModel("x", "vgg_style", (16,), "digits"), "data"),
+        (lambda: DemoModel("x", "vgg_style", (16,), "shapes", epochs=0), "epochs"),
+    ]:
+        with pytest.raises((ArgumentError, ArgumentTypeError)) as caught:
+            build()
+        assert caught.value.argument == argument and argument in str(caught.value)
+    with pytest.raises(UnknownNameError, match="Did you mean 'shapes_vgg'"):
+        load_pretrained("shapes_vg")

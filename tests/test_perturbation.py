@@ -19,6 +19,7 @@ import pellucid
 from pellucid.attribution.masking import masked_scores
 from pellucid.attribution.perturbation import Rise
 from pellucid.attribution.surrogate import Lime
+from pellucid.errors import ArgumentError, PellucidError
 from pellucid.targets import Target
 from pellucid.task import Task
 from tests.helpers.models import Conv1dNet, mlp
@@ -97,14 +98,30 @@ def test_occlusion_overlapping_windows_average_the_drops():
     torch.testing.assert_close(e.attribution[0], expected)
 
 
-def test_occlusion_last_window_reaches_the_end_and_gaps_get_zero():
+def test_occlusion_last_window_reaches_the_end():
     model = FlatLinear((7,)).eval()
     x = randn(1, 7)
-    e = pellucid.explain(model, x, target=2, method="occlusion", window=2, stride=3)
+    e = pellucid.explain(model, x, target=2, method="occlusion", window=3, stride=3)
     c = model.weight(2, (7,)) * x[0]
-    # windows [0, 2), [3, 5), and [5, 7) added so that the last element is covered; 2 is in none
-    expected = torch.stack([c[0:2].sum()] * 2 + [torch.zeros((), dtype=c.dtype)]
-                           + [c[3:5].sum()] * 2 + [c[5:7].sum()] * 2)
+    # windows [0, 3), [3, 6), and [4, 7) added so that the last element is covered:
+    # elements 4 and 5 get the mean drop of the two windows that cover them
+    first, middle, last = c[0:3].sum(), c[3:6].sum(), c[4:7].sum()
+    expected = torch.stack([first] * 3 + [middle] + [(middle + last) / 2] * 2 + [last])
+    torch.testing.assert_close(e.attribution[0], expected)
+
+
+def test_occlusion_stride_larger_than_the_window():
+    model = FlatLinear((5,)).eval()
+    # windows [0, 2) and [3, 5): element 2 is in none, which is an error, not a silent 0
+    with pytest.raises(ArgumentError, match="stride 3 is larger than the window 2") as error:
+        pellucid.explain(model, randn(1, 5), target=2, method="occlusion", window=2, stride=3)
+    assert error.value.argument == "stride"
+    # on 4 elements the last window [2, 4) closes the gap: allowed, exact
+    x = randn(1, 4)
+    e = pellucid.explain(model := FlatLinear((4,)).eval(), x, target=1, method="occlusion",
+                         window=2, stride=3)
+    c = model.weight(1, (4,)) * x[0]
+    expected = torch.stack([c[0:2].sum()] * 2 + [c[2:4].sum()] * 2)
     torch.testing.assert_close(e.attribution[0], expected)
 
 
@@ -289,7 +306,8 @@ def test_masked_scores_chunks_masks_and_accumulates():
 
     task = Task(model, Target(classes=torch.tensor([0, 2])), rows=2)
     centre = torch.tensor([1.0, -1.0], dtype=torch.float64)
-    scores, total = masked_scores(task, x, fill, source, 10, 4, accumulate=True, centre=centre)
+    scores, total = masked_scores(task, x, fill, source, 10, 4, method="test", accumulate=True,
+                                  centre=centre)
     assert max(asked) <= 3 and sum(asked) >= 10  # masks made per chunk of 4 rows
     rows = fill[:, None] + all_masks * (x - fill)[:, None]  # (B, n, D)
     out = model(rows.reshape(20, 4)).reshape(2, 10, 3).detach()
@@ -346,7 +364,7 @@ def test_underdetermined_fits_are_still_batch_invariant(method, settings):
         ("occlusion", {"window": 0}, "positive int"),
         ("occlusion", {"window": 2, "stride": (1, 1, 1)}, "one entry per window dim"),
         ("occlusion", {"fill": "gray"}, "unknown fill"),
-        ("occlusion", {"fill": True}, "unknown fill"),
+        ("occlusion", {"fill": True}, "fill must be one of"),
         ("occlusion", {"fill": "uniform"}, "unknown fill"),
         ("rise", {"fill": torch.zeros(5, 1)}, "does not broadcast"),
         ("rise", {"p": 0.0}, "probability"),
@@ -362,7 +380,7 @@ def test_underdetermined_fits_are_still_batch_invariant(method, settings):
 def test_clear_errors_on_images(method, settings, message, snapshot, untouched):
     model = FlatLinear((2, 8, 8)).eval()
     before = snapshot(model)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(PellucidError, match=message):
         pellucid.explain(model, randn(2, 2, 8, 8), target=0, method=method, **settings)
     untouched(model, before)
 
@@ -372,7 +390,7 @@ def test_clear_errors_on_tabular_inputs():
     x = randn(2, 5)
     with pytest.raises(ValueError, match=r"none \(tabular"):
         pellucid.explain(model, x, target=0, method="kernel_shap", patch=2)
-    with pytest.raises(ValueError, match="blur needs spatial"):
+    with pytest.raises(ValueError, match="'blur' blurs over spatial"):
         pellucid.explain(model, x, target=0, method="occlusion", fill="blur")
     with pytest.raises(TypeError, match="integer group labels"):
         pellucid.explain(model, x, target=0, method="lime", feature_mask=torch.zeros(5))

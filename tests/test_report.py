@@ -33,7 +33,7 @@ def test_report_has_every_section_and_inlines_its_images(tmp_path):
     attributions = html.split('<section id="evaluation">')[0]
     assert attributions.count("<figure") == (3 + 2) * (2 + 3)
     assert attributions.count('class="failed"') == 3 + 2
-    assert "KeyError: &quot;unknown method &#x27;no_such_method&#x27;" in html
+    assert "UnknownNameError: unknown method &#x27;no_such_method&#x27;" in html
     assert "ms/img" in html and "20.0%" in html  # a method time and a model accuracy
     images = re.findall(r'<img[^>]* src="([^"]*)"', html)
     assert images and all(src.startswith("data:image/png;base64,") for src in images)

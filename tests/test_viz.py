@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import pellucid
+from pellucid.errors import ArgumentError
 from pellucid.viz import (
     COLORMAPS,
     grid,
@@ -137,5 +138,6 @@ def test_grid_and_png_round_trip(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="cannot read"):
         read_image(tmp_path / "junk.png")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ArgumentError, match="no image file at path") as missing:
         read_image(tmp_path / "missing.png")
+    assert missing.value.argument == "path"

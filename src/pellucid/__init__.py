@@ -13,6 +13,7 @@ from .api import describe_methods, explain, get_method, list_methods
 from .explanation import Explanation
 from .method import Method, register_method
 from .metrics import benchmark, evaluate, list_metrics
+from .task import per_sample, shared
 
 __version__ = "0.1.0"
 
@@ -30,5 +31,7 @@ __all__ = [
     "list_methods",
     "list_metrics",
     "lrp",
+    "per_sample",
     "register_method",
+    "shared",
 ]

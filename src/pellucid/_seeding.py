@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import torch
 
+from .checks import check_seed
+
 
 def generator(seed: int | None) -> torch.Generator:
-    """A CPU generator: random draws are made on the CPU so results match across devices."""
+    """A CPU generator: random draws are made on the CPU so results match across devices.
+
+    ``seed`` None draws a fresh seed; anything but an int or None is an ``ArgumentTypeError``
+    naming ``seed``.
+    """
+    check_seed(seed)
     gen = torch.Generator()
     if seed is None:
         gen.seed()
     else:
-        gen.manual_seed(seed)
+        gen.manual_seed(int(seed))
     return gen

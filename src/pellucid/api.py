@@ -8,9 +8,11 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from .errors import ArgumentTypeError
 from .explanation import Explanation
 from .method import METHODS, Method
 from .outputs import OutputSelector
+from .registry import check_settings
 from .targets import TargetSpec
 
 
@@ -29,14 +31,21 @@ def explain(
     Args:
         model: any ``torch.nn.Module``; it is left exactly as it was.
         inputs: a floating tensor with the batch first (images, sequences, tabular, volumes).
-        target: an int, one class per sample, ``None`` (the predicted class), or a callable
-            mapping the model output to one score per sample.
-        method: a registered name (see :func:`list_methods`) or a method object.
+        target: an int ≥ 0, one class per sample, ``None`` (the predicted class; the output
+            itself for a model with one output), or a callable mapping the model output to
+            one score per sample (see :mod:`pellucid.targets`).
+        method: a registered name (see :func:`list_methods`) or a method object (an
+            instance, not the class).
         output: which tensor to explain when the model returns a tuple or dict
             (an index, a key, an attribute name, or a callable).
-        model_kwargs: extra arguments for ``model``; tensors with one row per sample follow
-            the rows when a method expands the batch.
+        model_kwargs: extra arguments for ``model``. Tensors (B, …) with two or more
+            dimensions follow the rows when a method expands the batch, other values are
+            shared; mark a 1-D tensor of length B with :func:`pellucid.per_sample` or
+            :func:`pellucid.shared` (see :mod:`pellucid.task`).
         **settings: the method's settings, e.g. ``steps=64`` for Integrated Gradients.
+
+    Raises a :class:`~pellucid.errors.PellucidError` naming the argument to change for
+    any input it cannot explain exactly (see ``docs/errors.md``).
 
     Example:
         >>> import torch, pellucid
@@ -50,9 +59,22 @@ def explain(
 
 
 def as_method(method: str | Method, **settings: Any) -> Method:
-    """A method object from a registered name or an object, configured with ``settings``."""
+    """A method object from a registered name or an object, configured with ``settings``.
+
+    A method class (``IntegratedGradients`` instead of ``IntegratedGradients()``) or
+    ``None`` is an :class:`~pellucid.errors.ArgumentTypeError` naming ``method``.
+    """
+    if isinstance(method, type) and issubclass(method, Method):
+        raise ArgumentTypeError(
+            "method",
+            f"method is the class {method.__name__}; pass an instance, {method.__name__}(...), "
+            f"or its registered name, method={method.name!r}",
+        )
     if isinstance(method, Method):
-        return dataclasses.replace(method, **settings) if settings else method
+        if settings:
+            check_settings(method, settings, f"method {method.name!r}")
+            return dataclasses.replace(method, **settings)
+        return method
     return get_method(method, **settings)
 
 

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from .checks import check_positive_int
+
 DEFAULT_BATCH_SIZE = 64
 
 
@@ -38,10 +40,9 @@ def expanded_rows(
 
 def check_batch_size(batch_size: int | None) -> int:
     """The rows per forward pass; ``None`` means the default."""
-    size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"batch_size must be a positive int (rows per forward pass), got {size!r}")
-    return size
+    if batch_size is None:
+        return DEFAULT_BATCH_SIZE
+    return check_positive_int(batch_size, "batch_size", "rows per forward pass")
 
 
 def broadcast_like(values: Tensor, x: Tensor) -> Tensor:

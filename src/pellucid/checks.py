@@ -1,67 +1,275 @@
-"""Validation of inputs and outputs, with errors that say what to change."""
+"""Validation of inputs, outputs and settings, with errors that say what to change.
+
+Every check raises a :mod:`pellucid.errors` class whose ``argument`` names what the user
+should change and whose message contains that name, the problem and the fix.
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
+from collections.abc import Sequence
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
+from torch.nn.parameter import UninitializedParameter
+
+from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    ModelError,
+    PellucidError,
+    UnsupportedModelError,
+)
+from .registry import suggest
 
 
-def check_inputs(inputs: Any) -> None:
-    """Inputs must be a floating tensor with the batch first and only finite values."""
+def check_model(model: Any) -> None:
+    """The model must be an ``nn.Module`` whose weights exist: not lazy, not on ``meta``."""
+    if not isinstance(model, nn.Module):
+        what = f"the class {model.__name__}" if isinstance(model, type) else type(model).__name__
+        raise ArgumentTypeError(
+            "model",
+            f"model must be a torch.nn.Module (an instance), got {what}; wrap a function "
+            "in an nn.Module whose forward calls it",
+        )
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if isinstance(tensor, UninitializedParameter):
+            raise UnsupportedModelError(
+                "model",
+                f"the model has the uninitialised lazy parameter {name!r}; run one forward "
+                "pass on a real batch first (model(x)) so that its shape is known",
+            )
+        if tensor.is_meta:
+            raise UnsupportedModelError(
+                "model",
+                f"the model's {name!r} is on the meta device and holds no values; load real "
+                "weights first (model.to_empty(device=...) then model.load_state_dict(...))",
+            )
+
+
+def check_eager(model: nn.Module, needs: str) -> None:
+    """Hooks and the rule engine need the eager module, not a TorchScript or compiled one.
+
+    ``needs`` says what needs it (e.g. ``"layer hooks"``), for the message.
+    """
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UnsupportedModelError(
+            "model",
+            f"the model is a TorchScript module, and {needs} cannot work on it; pass the "
+            "eager nn.Module it was scripted or traced from",
+        )
+    original = getattr(model, "_orig_mod", None)
+    if isinstance(original, nn.Module) and type(model).__name__ == "OptimizedModule":
+        raise UnsupportedModelError(
+            "model",
+            f"the model is a torch.compile'd module, and {needs} cannot work on it; pass the "
+            "eager module (model._orig_mod, or the module before torch.compile)",
+        )
+
+
+def check_inputs(inputs: Any, argument: str = "inputs") -> None:
+    """Inputs must be a real floating tensor with the batch first and only finite values."""
     if not isinstance(inputs, Tensor):
-        raise TypeError(
-            f"inputs must be a torch.Tensor with the batch dimension first, got "
-            f"{type(inputs).__name__}; convert with torch.as_tensor(...)"
+        raise ArgumentTypeError(
+            argument,
+            f"{argument} must be a torch.Tensor with the batch dimension first, got "
+            f"{type(inputs).__name__}; convert with torch.as_tensor(...)",
+        )
+    if inputs.is_meta:
+        raise ArgumentError(
+            argument,
+            f"{argument} are on the meta device and hold no values; pass real data "
+            "(e.g. torch.randn(...) or a batch from your dataset)",
+        )
+    if inputs.layout is not torch.strided:
+        raise ArgumentError(
+            argument,
+            f"{argument} have layout {inputs.layout}; pass a dense tensor ({argument}.to_dense())",
         )
     if inputs.ndim < 2:
-        raise ValueError(
-            f"inputs have shape {tuple(inputs.shape)}; the batch dimension must come first "
-            "(a single sample x becomes x.unsqueeze(0))"
+        raise ArgumentError(
+            argument,
+            f"{argument} have shape {tuple(inputs.shape)}; the batch dimension must come first "
+            "(a single sample x becomes x.unsqueeze(0))",
         )
     if inputs.shape[0] == 0:
-        raise ValueError("inputs hold an empty batch (0 samples)")
+        raise ArgumentError(
+            argument, f"{argument} hold an empty batch (0 samples); pass at least one sample"
+        )
+    if inputs.is_complex():
+        raise ArgumentTypeError(
+            argument,
+            f"{argument} have the complex dtype {inputs.dtype}; attributions need real "
+            f"floating-point inputs (e.g. explain {argument}.real and {argument}.imag as "
+            "two channels)",
+        )
     if not inputs.is_floating_point():
-        raise TypeError(
-            f"inputs have dtype {inputs.dtype}; attributions need floating-point inputs. "
-            "Convert with inputs.float(); for token ids, explain the embedding output instead"
+        raise ArgumentTypeError(
+            argument,
+            f"{argument} have dtype {inputs.dtype}; attributions need floating-point inputs. "
+            f"Convert with {argument}.float(); for token ids, explain the embedding output instead",
         )
-    check_finite(inputs, "inputs")
+    check_finite(inputs, argument)
 
 
-def check_output(out: Tensor, rows: int) -> None:
-    """The model output must have one row per input row and only finite values."""
+def check_output(out: Any, rows: int) -> None:
+    """The selected model output must be a real floating tensor with one row per input row
+    and only finite values (a NaN output is the model's fault: :class:`ModelError`)."""
+    if not isinstance(out, Tensor):
+        raise ArgumentTypeError(
+            "output",
+            f"the selected model output is a {type(out).__name__}, not a tensor; pass output= "
+            "(an index, a key or a callable) to pick the tensor to explain",
+        )
     if out.ndim == 0 or out.shape[0] != rows:
-        raise ValueError(
+        raise ArgumentError(
+            "output",
             f"the model output has shape {tuple(out.shape)} for a batch of {rows} samples; "
-            "the output must have the batch dimension first (pass output= to select it)"
+            "the output must have the batch dimension first (pass output= to select it)",
         )
-    check_finite(out, "the model output")
+    if not out.is_floating_point():
+        raise ModelError(
+            "model",
+            f"the model output has dtype {out.dtype}; attributions need a floating-point "
+            "output (scores or logits), so return them from the model, not e.g. argmax "
+            "labels (or pick a floating tensor with output=)",
+        )
+    check_finite(
+        out, "the outputs of the model", argument="model", error=ModelError,
+        fix="the model produced them: check its weights and forward pass for overflow, "
+        "log(0) or 0/0 (e.g. run it in float64), or explain a finite output",
+    )
 
 
-def check_per_sample(value: Any, rows: int, what: str) -> Tensor:
-    """A user callable's result must be a tensor of one value per sample, shape (rows,)."""
+def check_per_sample(value: Any, rows: int, what: str, argument: str | None = None) -> Tensor:
+    """A user callable's result must be a tensor of one value per sample, shape (rows,).
+
+    ``argument`` (default ``what``) names the argument that holds the callable.
+    """
+    name = what if argument is None else argument
     if not isinstance(value, Tensor) or value.shape != (rows,):
-        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(
-            f"{what} must return one score per sample, shape ({rows},); it returned {got}"
+        got = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+        said = "" if name in what else f" ({name})"
+        raise ArgumentError(
+            name,
+            f"{what}{said} must return one score per sample, a tensor of shape ({rows},); "
+            f"it returned {got}",
         )
     return value
 
 
-def check_positive_int(value: Any, name: str, meaning: str = "") -> None:
-    """A count setting must be an int >= 1 (not a bool); the error names it and its meaning."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        said = f" ({meaning})" if meaning else ""
-        raise ValueError(f"{name} must be a positive int{said}, got {value!r}")
+def check_positive_int(value: Any, name: str, meaning: str = "") -> int:
+    """A count setting must be an int >= 1 (not a bool); the error names it and its meaning.
+
+    Returns the value as an ``int`` (NumPy and torch integer scalars are accepted).
+    """
+    said = f" ({meaning})" if meaning else ""
+    number = _as_int(value)
+    if number is None:
+        raise ArgumentTypeError(name, f"{name} must be a positive int{said}, got {value!r}")
+    if number < 1:
+        raise ArgumentError(name, f"{name} must be a positive int{said}, got {value!r}")
+    return number
 
 
-def check_finite(t: Tensor, what: str) -> None:
-    """Raise a ValueError naming ``what`` when ``t`` holds NaN or Inf."""
-    if t.is_floating_point() and not bool(t.isfinite().all()):
+def check_finite_number(
+    value: Any,
+    name: str,
+    minimum: float | None = None,
+    *,
+    maximum: float | None = None,
+    inclusive: bool = True,
+    meaning: str = "",
+) -> float:
+    """A real setting must be a finite number (not a bool or str), within the bounds.
+
+    ``minimum``/``maximum`` are inclusive unless ``inclusive=False`` (then a value equal
+    to a bound is rejected too). Returns the value as a ``float``.
+    """
+    said = f" ({meaning})" if meaning else ""
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(name, f"{name} must be a real number{said}, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ArgumentError(name, f"{name} must be a finite number{said}, got {value!r}")
+    low = minimum is not None and (number < minimum or (not inclusive and number == minimum))
+    high = maximum is not None and (number > maximum or (not inclusive and number == maximum))
+    if low or high:
+        sign = ("≥", "≤") if inclusive else (">", "<")
+        bounds = " and ".join(
+            f"{s} {b}" for s, b in zip(sign, (minimum, maximum), strict=True) if b is not None
+        )
+        raise ArgumentError(name, f"{name} must be {bounds}{said}, got {value!r}")
+    return number
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> None:
+    """``value`` must be one of the names ``choices``; a typo gets the closest names."""
+    listed = ", ".join(map(repr, choices))
+    if not isinstance(value, str):
+        raise ArgumentTypeError(name, f"{name} must be one of {listed}; got {value!r}")
+    if value not in choices:
+        hint = suggest(value, list(choices))
+        raise ArgumentError(name, f"unknown {name} {value!r}.{hint} Use one of {listed}")
+
+
+def check_bool(value: Any, name: str, *, none: bool = False) -> None:
+    """A switch must be ``True`` or ``False`` (or ``None`` where ``none``): a truthy string
+    or number is a mistake."""
+    if not isinstance(value, bool) and not (none and value is None):
+        allowed = "True, False or None" if none else "True or False"
+        raise ArgumentTypeError(name, f"{name} must be {allowed}, got {value!r}")
+
+
+def check_seed(value: Any, name: str = "seed") -> None:
+    """A seed is an int in [0, 2⁶⁴) or ``None`` (negative seeds would wrap around)."""
+    if value is None:
+        return
+    number = _as_int(value)
+    if number is None:
+        raise ArgumentTypeError(name, f"{name} must be an int or None, got {value!r}")
+    if not 0 <= number < 2**64:
+        raise ArgumentError(name, f"{name} must be an int in 0..2**64-1 or None, got {value!r}")
+
+
+def check_finite(
+    t: Tensor,
+    what: str,
+    *,
+    argument: str | None = None,
+    error: type[PellucidError] = ArgumentError,
+    fix: str = "clean them (e.g. torch.nan_to_num) before explaining",
+) -> None:
+    """Raise ``error`` (default :class:`ArgumentError`) when ``t`` holds NaN or Inf.
+
+    ``what`` describes the tensor in the message; ``argument`` (default ``what``) is the
+    argument to change, ``fix`` says how. Model outputs pass ``argument="model",
+    error=ModelError``.
+    """
+    if (t.is_floating_point() or t.is_complex()) and not bool(t.isfinite().all()):
         n_nan = int(t.isnan().sum())
         n_inf = int(t.isinf().sum())
-        raise ValueError(
-            f"{what} contain {n_nan} NaN and {n_inf} Inf values; clean them "
-            "(e.g. torch.nan_to_num) before explaining"
-        )
+        name = what if argument is None else argument
+        said = "" if name in what else f" ({name})"
+        raise error(name, f"{what}{said} contain {n_nan} NaN and {n_inf} Inf values; {fix}")
+
+
+def _as_int(value: Any) -> int | None:
+    """``value`` as an int if it is an integer (not a bool), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, Tensor):
+        if value.numel() != 1 or value.is_floating_point() or value.is_complex():
+            return None
+        return int(value.item())
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+

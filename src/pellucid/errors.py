@@ -21,6 +21,7 @@ __all__ = [
     "ArgumentTypeError",
     "ModelError",
     "PellucidError",
+    "UnknownNameError",
     "UnsupportedModelError",
 ]
 
@@ -35,6 +36,13 @@ class PellucidError(Exception):
 
 class ArgumentError(PellucidError, ValueError):
     """An argument or setting has a bad value: wrong shape, range, NaN, inconsistent."""
+
+
+class UnknownNameError(ArgumentError, KeyError):
+    """A name (of a method, metric, layer, colormap, …) that is not registered; the message
+    suggests close names. Also a ``KeyError``, so ``except KeyError`` keeps working."""
+
+    __str__ = Exception.__str__  # not KeyError's repr-quoting
 
 
 class ArgumentTypeError(PellucidError, TypeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,9 @@ class Explanation:
         method: the registered name of the method.
         settings: the method's settings.
         extras: method-specific diagnostics, e.g. ``completeness_gap`` (B,) or ``layer_map``.
+        target_spec: the target callable when ``target=`` was one (``target`` is then -1),
+            else None (the classes are in ``target``). Pass ``target_spec`` if not None,
+            else ``target``, to explain or evaluate the same score again.
     """
 
     attribution: Tensor
@@ -27,6 +31,7 @@ class Explanation:
     method: str
     settings: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    target_spec: Callable[[Tensor], Tensor] | None = None
 
     def __repr__(self) -> str:
         shape = "×".join(str(s) for s in self.attribution.shape)

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .checks import check_model
+from .errors import ModelError
+
 _HOOK_DICTS = (
     "_forward_hooks",
     "_forward_hooks_with_kwargs",
@@ -119,11 +122,11 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 def preserved(model: nn.Module) -> Iterator[ModelSnapshot]:
     """Run a block and restore ``model`` afterwards, on every exit path.
 
-    Warns when the model is in train mode: dropout and batch statistics then make the
-    explanation random and batch-dependent (call ``model.eval()`` first).
+    Checks the model first (:func:`~pellucid.checks.check_model`). Warns when it is in
+    train mode: dropout and batch statistics then make the explanation random and
+    batch-dependent (call ``model.eval()`` first).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     if model.training:
         warnings.warn(
             "the model is in train mode: dropout and batch statistics make explanations "
@@ -138,7 +141,9 @@ def preserved(model: nn.Module) -> Iterator[ModelSnapshot]:
     finally:
         written = snapshot.restore()
         if written and not failed:
-            raise RuntimeError(
-                f"parameters {written} were modified in place during the call; this is a bug "
-                "in pellucid or in the model's forward, please report it"
+            raise ModelError(
+                "model",
+                f"the model's parameters {written} were modified in place during the call; "
+                "the model's forward must not write to its parameters (if it does not, this "
+                "is a bug in pellucid, please report it)",
             )

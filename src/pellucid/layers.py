@@ -20,9 +20,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .checks import check_eager
+from .errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from .guard import preserved
 from .registry import suggest
-from .task import Forward, Task
+from .task import Forward, Task, require_graph
 
 LayerRef = str | nn.Module
 
@@ -33,9 +35,10 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
     if name in modules:
         return modules[name]
     hint = suggest(name, [n for n in modules if n])
-    raise ValueError(
-        f"the model has no layer {name!r}.{hint} Layer names are the dotted names of "
-        "dict(model.named_modules()), e.g. 'features.3' or 'layer4.1.conv2'"
+    raise UnknownNameError(
+        "layer",
+        f"the model has no layer {name!r}.{hint} Layer names (layer=) are the dotted names "
+        "of dict(model.named_modules()), e.g. 'features.3' or 'layer4.1.conv2'",
     )
 
 
@@ -44,12 +47,22 @@ def layer_name(model: nn.Module, layer: LayerRef) -> str:
     if isinstance(layer, str):
         find_layer(model, layer)
         return layer
-    for name, module in model.named_modules():
-        if module is layer:
-            return name
-    raise ValueError(
-        f"the {type(layer).__name__} given as a layer is not a submodule of the model; "
-        "pass one of its submodules or a dotted name from model.named_modules()"
+    if not isinstance(layer, nn.Module):
+        raise ArgumentTypeError(
+            "layer",
+            f"layer must be a dotted name from model.named_modules() or a submodule of the "
+            f"model, got {type(layer).__name__}",
+        )
+    names = [name for name, module in model.named_modules() if module is layer]
+    if names:
+        return names[0]
+    same_kind = [n for n, m in model.named_modules() if n and type(m) is type(layer)][:5]
+    hint = f" Its {type(layer).__name__} layers are: {same_kind}." if same_kind else ""
+    raise ArgumentError(
+        "layer",
+        f"the {type(layer).__name__} given as layer is not a submodule of the model (a copy, "
+        f"or a module of another model?).{hint} Pass one of the model's own submodules or "
+        "a dotted name from model.named_modules()",
     )
 
 
@@ -73,6 +86,7 @@ def capture(
         >>> seen["0"][0].shape
         torch.Size([1, 2, 3, 3])
     """
+    check_eager(model, "layer hooks")
     refs = [layers] if isinstance(layers, (str, nn.Module)) else list(layers)
     captured: dict[str, list[Any]] = {}
     handles = []
@@ -123,6 +137,7 @@ def last_spatial_layer(
 
         return hook
 
+    check_eager(model, "finding the last spatial layer with hooks")
     with preserved(model):
         try:
             for name, module in model.named_modules():
@@ -134,10 +149,11 @@ def last_spatial_layer(
             for handle in handles:
                 handle.remove()
     if not finished:
-        raise ValueError(
+        raise ArgumentError(
+            "layer",
             f"no layer of the model outputs a spatial feature map (N×C×L, N×C×H×W or "
             f"N×C×D×H×W with more than one position) for inputs of shape {tuple(x.shape)}; "
-            "pass layer='<dotted name>' explicitly"
+            "pass layer='<dotted name>' explicitly",
         )
     return finished[-1]
 
@@ -168,9 +184,10 @@ def captured_forward(task: Task, x: Tensor, layers: Sequence[LayerRef]) -> Forwa
 def tensor_output(name: str, out: Any) -> Tensor:
     """``out``, the output of layer ``name``, if it is a tensor; else a clear error."""
     if not isinstance(out, Tensor):
-        raise TypeError(
+        raise ArgumentTypeError(
+            "layer",
             f"layer {name!r} returns a {type(out).__name__}, not a tensor; "
-            "pick a layer (or a submodule of it) whose output is a tensor"
+            "pick a layer (or a submodule of it) whose output is a tensor",
         )
     return out
 
@@ -199,6 +216,7 @@ def layer_gradients(
     xg, captured = recorded.inputs, recorded.layers
     with torch.enable_grad():
         scores = task.target.score(recorded.output)
+        require_graph(scores)
         flat = [out for outs in captured.values() for out in outs]
         wanted = ([xg] if with_input else []) + [t for t in flat if t.requires_grad]
         found = iter(torch.autograd.grad(scores.sum(), wanted, allow_unused=True) if wanted else [])

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
+from .batching import check_batch_size
 from .checks import check_inputs, check_positive_int
 from .explanation import Explanation
 from .guard import preserved
@@ -89,10 +90,13 @@ class Method:
             >>> ig.steps
             8
         """
-        check_positive_int(evaluations, "evaluations", "model evaluations per sample")
+        check_inputs(x, "x")
+        if references is not None:
+            check_inputs(references, "references")
+        evaluations = check_positive_int(evaluations, "evaluations", "model evaluations per sample")
         changes = self.budget(x, evaluations, references)
         if batch_size is not None and "batch_size" in self.settings():
-            changes["batch_size"] = batch_size
+            changes["batch_size"] = check_batch_size(batch_size)
         return dataclasses.replace(self, **changes) if changes else self
 
     def budget(self, x: Tensor, evaluations: int, references: Tensor | None) -> dict[str, Any]:
@@ -131,6 +135,7 @@ class Method:
             method=self.name,
             settings=self.settings(),
             extras=extras,
+            target_spec=task.target.fn,
         )
 
 

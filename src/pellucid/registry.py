@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from .errors import ArgumentTypeError, UnknownNameError
+
 T = TypeVar("T")
 
 
@@ -42,6 +44,20 @@ def suggest(name: str, candidates: list[str], n: int = 3) -> str:
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
+def check_settings(cls: Any, settings: dict[str, Any], what: str) -> None:
+    """Every key of ``settings`` must be a field of the dataclass ``cls`` (``what`` names it);
+    an ``ArgumentTypeError`` (a ``TypeError``) naming the first unknown one otherwise."""
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(settings) - valid)
+    if unknown:
+        hint = suggest(unknown[0], sorted(valid))
+        raise ArgumentTypeError(
+            unknown[0],
+            f"{what} has no setting {', '.join(map(repr, unknown))}.{hint} "
+            f"Its settings are: {', '.join(sorted(valid)) or 'none'}",
+        )
+
+
 class Registry(Generic[T]):
     """Names to objects, for one kind of thing (``kind`` appears in error messages)."""
 
@@ -61,30 +77,39 @@ class Registry(Generic[T]):
 
         return decorate
 
-    def get(self, name: str) -> T:
-        """The object registered as ``name``; a ``KeyError`` with suggestions otherwise."""
+    def get(self, name: str, argument: str | None = None) -> T:
+        """The object registered as ``name``.
+
+        Raises :class:`~pellucid.errors.UnknownNameError` (a ``KeyError``) with close-match
+        suggestions for an unknown name, and ``ArgumentTypeError`` for a name that is not a
+        string; ``argument`` (default: the registry's kind) names the argument in both.
+        """
+        argument = argument or self.kind
+        if not isinstance(name, str):
+            shown = f"the class {name.__name__}" if isinstance(name, type) else repr(name)
+            raise ArgumentTypeError(
+                argument,
+                f"{argument} must be the name of a {self.kind} (a str, see "
+                f"pellucid.list_{self.kind}s()), got {shown}",
+            )
         try:
             return self._entries[name].obj
         except KeyError:
             hint = suggest(name, list(self._entries))
-            raise KeyError(
-                f"unknown {self.kind} {name!r}.{hint} "
-                f"See pellucid.list_{self.kind}s() for all names."
+            raise UnknownNameError(
+                argument,
+                f"unknown {argument} {name!r}.{hint} "
+                f"See pellucid.list_{self.kind}s() for all names.",
             ) from None
 
     def build(self, name: str, **settings: Any) -> Any:
         """An instance of the dataclass registered as ``name``, configured with ``settings``.
 
-        An unknown setting raises a ``TypeError`` that lists the valid ones.
+        An unknown setting raises an ``ArgumentTypeError`` (a ``TypeError``) naming it,
+        with close matches, and listing the valid ones.
         """
         cls = self.get(name)
-        valid = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(settings) - valid)
-        if unknown:
-            raise TypeError(
-                f"{self.kind} {name!r} has no setting {', '.join(map(repr, unknown))}; "
-                f"its settings are: {', '.join(sorted(valid)) or 'none'}"
-            )
+        check_settings(cls, settings, f"{self.kind} {name!r}")
         return cls(**settings)  # type: ignore[operator]
 
     def names(self, pattern: str = "*") -> list[str]:
@@ -99,4 +124,4 @@ class Registry(Generic[T]):
         return name in self._entries
 
 
-__all__: list[str] = ["Entry", "Registry", "first_line", "suggest"]
+__all__: list[str] = ["Entry", "Registry", "check_settings", "first_line", "suggest"]

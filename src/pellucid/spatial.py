@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .checks import check_positive_int
+from .errors import ArgumentError
+
 #: the linear interpolation of maps with 1, 2 or 3 spatial dimensions
 LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 #: every interpolation a map may be resized with; :func:`interpolations` gives those that fit
@@ -28,19 +31,21 @@ def spatial_dims(x: Tensor) -> tuple[int, ...]:
 def check_spatial_input(x: Tensor, method: str) -> None:
     """Maps need inputs N×C×L, N×C×H×W or N×C×D×H×W to be drawn on."""
     if not 3 <= x.ndim <= 5:
-        raise ValueError(
+        raise ArgumentError(
+            "inputs",
             f"{method} draws a map over spatial dimensions, so it needs inputs N×C×L, N×C×H×W "
             f"or N×C×D×H×W; the inputs have shape {tuple(x.shape)}. For tabular inputs use "
-            "a gradient method (e.g. method='integrated_gradients')"
+            "a gradient method (e.g. method='integrated_gradients')",
         )
 
 
 def positive_sizes(value: int | tuple[int, ...], count: int, argument: str) -> tuple[int, ...]:
     """A size setting as a tuple: an int repeated ``count`` times, or a tuple of ints >= 1."""
-    sizes = (value,) * count if isinstance(value, int) else tuple(value)
-    if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
-        raise ValueError(f"{argument} must be a positive int or a tuple of them, got {value!r}")
-    return sizes
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        return (check_positive_int(value, argument, "or a tuple of them"),) * count
+    if not value:
+        raise ArgumentError(argument, f"{argument} must be a positive int or a tuple of them")
+    return tuple(check_positive_int(s, argument, f"each entry of {value!r}") for s in value)
 
 
 def sizes_per_dim(
@@ -50,7 +55,9 @@ def sizes_per_dim(
     ``dims`` (the sizes of the dims it applies to): an int is repeated, a tuple must match."""
     sizes = positive_sizes(value, len(dims), argument)
     if len(sizes) != len(dims):
-        raise ValueError(f"{argument} {value!r} needs one entry per {what}, {tuple(dims)}")
+        raise ArgumentError(
+            argument, f"{argument} {value!r} needs one entry per {what}, {tuple(dims)}"
+        )
     return sizes
 
 
@@ -63,21 +70,29 @@ def interpolations(dims: int) -> tuple[str, ...]:
     )
 
 
-def upsample(maps: Tensor, size: tuple[int, ...] | torch.Size, mode: str = "auto") -> Tensor:
+def upsample(
+    maps: Tensor, size: tuple[int, ...] | torch.Size, mode: str = "auto",
+    argument: str = "interpolation",
+) -> Tensor:
     """Resize maps N×C×S to the spatial ``size``; ``"auto"`` is (bi/tri)linear by dimension.
 
     Other modes are those of ``torch.nn.functional.interpolate`` that fit the dimension
     (``nearest``, ``nearest-exact``, ``area``, ``bicubic`` for 2-D); linear and bicubic
-    modes do not align corners.
+    modes do not align corners. ``argument`` names the setting that chose ``mode``.
     """
     dims = maps.ndim - 2
     if dims not in LINEAR_MODES:
-        raise ValueError(f"maps can be drawn in 1 to 3 spatial dimensions, not {dims}")
+        raise ArgumentError(
+            "layer",
+            f"maps can be drawn in 1 to 3 spatial dimensions, not {dims}; pick a layer (layer=) "
+            "whose output is N×C×L, N×C×H×W or N×C×D×H×W",
+        )
     allowed = interpolations(dims)
     if mode not in allowed:
-        raise ValueError(
-            f"interpolation {mode!r} does not fit {dims}-D maps; "
-            f"use one of {', '.join(sorted(allowed))}"
+        raise ArgumentError(
+            argument,
+            f"{argument} {mode!r} does not fit {dims}-D maps; "
+            f"use one of {', '.join(sorted(allowed))}",
         )
     linear = LINEAR_MODES[dims]
     chosen = linear if mode == "auto" else mode

@@ -4,6 +4,13 @@ Methods receive a :class:`Task` and a private copy of the inputs; they never see
 user's tensors. ``Task.take`` gives the task for an expanded batch (steps of Integrated
 Gradients, noisy copies of SmoothGrad, perturbed copies of occlusion), repeating the
 per-sample target and per-sample model arguments along with the rows.
+
+Model arguments (``model_kwargs``) are per-sample or shared. A tensor whose first
+dimension equals the batch (B, …) with at least two dimensions is per-sample; anything
+else is shared (passed unchanged to every forward pass). A 1-D tensor of length B > 1 is
+ambiguous (per-sample scalars, or a shared vector whose length happens to equal the
+batch) and raises an error: wrap it in :func:`per_sample` or :func:`shared` to say which.
+Either wrapper also overrides the rule for any other value.
 """
 
 from __future__ import annotations
@@ -16,8 +23,40 @@ import torch
 from torch import Tensor, nn
 
 from .checks import check_output
+from .errors import ArgumentError, ArgumentTypeError, ModelError
 from .outputs import OutputSelector, select_output
 from .targets import Target, TargetSpec, resolve_target
+
+
+@dataclass(frozen=True, eq=False)
+class _Marked:
+    value: Any
+
+
+class PerSample(_Marked):
+    """A model argument with one row per sample: it follows the rows (see :func:`per_sample`)."""
+
+
+class Shared(_Marked):
+    """A model argument shared by all samples: passed unchanged (see :func:`shared`)."""
+
+
+def per_sample(value: Tensor) -> PerSample:
+    """Mark a ``model_kwargs`` tensor as per-sample: row i belongs to sample i.
+
+    >>> import torch
+    >>> timesteps = per_sample(torch.tensor([10, 20, 30]))  # one diffusion step per sample
+    """
+    return PerSample(value)
+
+
+def shared(value: Any) -> Shared:
+    """Mark a ``model_kwargs`` value as shared by all samples (never indexed by row).
+
+    >>> import torch
+    >>> weights = shared(torch.tensor([0.2, 0.3, 0.5]))  # a vector that is not per sample
+    """
+    return Shared(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +100,22 @@ class Task:
     rows: int = 0
     #: the call's first forward pass (see ``Method.first_pass``)
     first_forward: Forward | None = None
+    #: the names of the per-sample model arguments (worked out from ``model_kwargs`` when
+    #: None; ``model_kwargs`` then holds the values without their :func:`per_sample` /
+    #: :func:`shared` wrappers)
+    per_sample: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.per_sample is None:
+            kwargs, names = split_model_kwargs(self.model_kwargs, self.rows)
+            object.__setattr__(self, "model_kwargs", kwargs)
+            object.__setattr__(self, "per_sample", names)
+
+    def marked_kwargs(self) -> dict[str, Any]:
+        """The model arguments wrapped as :func:`per_sample` or :func:`shared`, to pass on
+        to another call without losing which is which."""
+        names = self.per_sample or frozenset()
+        return {k: (PerSample if k in names else Shared)(v) for k, v in self.model_kwargs.items()}
 
     @classmethod
     def start(
@@ -78,7 +133,7 @@ class Task:
         ``first_pass(task, x)`` makes that pass (default: the selected output without
         gradients); it is kept as ``first_forward`` so that later steps can reuse it.
         """
-        unresolved = cls(model, Target(), select, dict(model_kwargs or {}), x.shape[0])
+        unresolved = cls(model, Target(), select, model_kwargs or {}, x.shape[0])
         if first_pass is None:
             with torch.no_grad():
                 first = Forward(x, unresolved.output(x))
@@ -96,6 +151,8 @@ class Task:
         """
         out = select_output(self.model(x.clone(), **self.model_kwargs), self.select)
         check_output(out, x.shape[0])
+        if out.is_inference() and not torch.is_inference_mode_enabled():
+            raise ModelError("model", _NO_GRAPH.format(how="torch.inference_mode()"))
         return out
 
     def score(self, x: Tensor) -> Tensor:
@@ -111,6 +168,7 @@ class Task:
             else:
                 xg = x.detach().requires_grad_(True)
                 scores = self.score(xg)
+            require_graph(scores)
             (grad,) = torch.autograd.grad(scores.sum(), xg)
         return grad, scores.detach()
 
@@ -121,9 +179,9 @@ class Task:
 
     def take(self, index: Tensor) -> Task:
         """The task for rows ``index`` of this batch (with repetition)."""
+        names = self.per_sample or frozenset()
         kwargs = {
-            k: v[index.to(v.device)] if _per_sample(v, self.rows) else v
-            for k, v in self.model_kwargs.items()
+            k: v[index.to(v.device)] if k in names else v for k, v in self.model_kwargs.items()
         }
         target = self.target.take(index) if self.target is not None else None
         return replace(
@@ -131,6 +189,60 @@ class Task:
         )
 
 
-def _per_sample(value: Any, rows: int) -> bool:
-    """Model arguments that are tensors with one row per sample follow the rows."""
-    return isinstance(value, Tensor) and value.ndim > 0 and value.shape[0] == rows
+_NO_GRAPH = (
+    "the model output has no autograd graph: the model's forward runs under {how} (or "
+    "detaches its result), so no gradient reaches the inputs; remove it from forward() "
+    "(pellucid switches gradients on and off itself) and pass the model"
+)
+
+
+def require_graph(scores: Tensor) -> None:
+    """The explained scores must be in the autograd graph for a gradient to exist; a
+    :class:`~pellucid.errors.ModelError` naming the model's ``no_grad`` otherwise."""
+    if not scores.requires_grad:
+        how = "torch.inference_mode()" if scores.is_inference() else "torch.no_grad()"
+        raise ModelError("model", _NO_GRAPH.format(how=how))
+
+
+def split_model_kwargs(given: Any, rows: int) -> tuple[dict[str, Any], frozenset[str]]:
+    """(the model arguments without wrappers, the names of the per-sample ones).
+
+    See the module docstring for the rule; a wrapped value follows its wrapper.
+    """
+    if given is None:
+        return {}, frozenset()
+    if not isinstance(given, Mapping) or not all(isinstance(k, str) for k in given):
+        raise ArgumentTypeError(
+            "model_kwargs",
+            f"model_kwargs must be a dict from argument names to values, got "
+            f"{type(given).__name__}; e.g. model_kwargs={{'attention_mask': mask}}",
+        )
+    kwargs, names = {}, set()
+    for key, value in given.items():
+        if isinstance(value, _Marked):
+            kwargs[key] = value.value
+            if isinstance(value, PerSample):
+                _check_rows(key, value.value, rows)
+                names.add(key)
+            continue
+        kwargs[key] = value
+        if isinstance(value, Tensor) and value.ndim > 0 and value.shape[0] == rows:
+            if value.ndim == 1 and rows > 1:
+                raise ArgumentError(
+                    "model_kwargs",
+                    f"model_kwargs[{key!r}] has shape ({rows},), the batch size, so it could be "
+                    f"one value per sample or a shared vector; say which with "
+                    f"pellucid.per_sample(...) or pellucid.shared(...)",
+                )
+            names.add(key)
+    return kwargs, frozenset(names)
+
+
+def _check_rows(key: str, value: Any, rows: int) -> None:
+    if not isinstance(value, Tensor) or value.ndim == 0 or value.shape[0] != rows:
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ArgumentError(
+            "model_kwargs",
+            f"model_kwargs[{key!r}] is marked per_sample but is {shape}, not a tensor with "
+            f"one row per sample ({rows}, …); mark it shared(...) or give one row per sample",
+        )

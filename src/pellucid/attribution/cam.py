@@ -16,23 +16,37 @@ CAM (Zhou et al. 2016) divided by the number of positions.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from ..errors import ArgumentError, ArgumentTypeError
 from ..layers import captured_forward, last_spatial_layer, layer_gradients
 from ..method import Method, register_method
-from ..spatial import check_spatial_input, upsample
+from ..spatial import INTERPOLATIONS, check_spatial_input, upsample
 from ..task import Forward, Task
+from .rows import check_finite_values
+from .validation import check_bool, check_choice, check_eager_layers, check_interpolation
 
 
 @dataclass(frozen=True, eq=False)
 class _LayerCam(Method):
-    layer: str | None = None
+    layer: str | nn.Module | None = None
     relu: bool = True
     interpolation: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.layer is not None and not isinstance(self.layer, (str, nn.Module)):
+            raise ArgumentTypeError(
+                "layer",
+                f"layer must be a dotted layer name (a key of dict(model.named_modules())), "
+                f"a submodule of the model, or None; got {self.layer!r}",
+            )
+        check_bool(self.relu, "relu")
+        check_choice(self.interpolation, "interpolation", INTERPOLATIONS)
 
     def channel_weights(self, activation: Tensor, grad: Tensor) -> Tensor:
         """One weight per sample and channel, (N, C)."""
@@ -41,6 +55,8 @@ class _LayerCam(Method):
     def first_pass(self, task: Task, x: Tensor) -> Forward:
         """The call's first forward, with the explained layer captured (reused by attribute)."""
         check_spatial_input(x, self.name)
+        check_interpolation(self.interpolation, x.ndim - 2)
+        check_eager_layers(task.model, self.name)
         name = self.layer if self.layer is not None else _automatic_layer(task, x)
         return captured_forward(task, x, [name])
 
@@ -52,6 +68,7 @@ class _LayerCam(Method):
         # a layer that runs several times is explained at its last call
         activation, grad = found.outputs[name][-1], found.grads[name][-1]
         _check_feature_map(name, activation, x)
+        check_finite_values(grad, self.name, "gradients", f"layer {name!r}")
         weights = self.channel_weights(activation, grad)
         layer_map = torch.einsum("nc,nc...->n...", weights, activation)
         if self.relu:
@@ -68,17 +85,26 @@ def _automatic_layer(task: Task, x: Tensor) -> str:
 
 def _check_feature_map(name: str, activation: Tensor, x: Tensor) -> None:
     if activation.ndim < 3 or activation.shape[0] != x.shape[0]:
-        raise ValueError(
+        raise ArgumentError(
+            "layer",
             f"layer {name!r} outputs shape {tuple(activation.shape)} for a batch of "
             f"{x.shape[0]}, which is not a feature map N×C×S; pick a convolutional layer "
-            "(or leave layer=None to use the last spatial layer)"
+            "(or leave layer=None to use the last spatial layer)",
+        )
+    if math.prod(activation.shape[2:]) == 1:
+        raise ArgumentError(
+            "layer",
+            f"layer {name!r} outputs a single position {tuple(activation.shape)}, so its map "
+            "would be one value spread over the whole input; pick a layer with a spatial "
+            "output (or leave layer=None to use the last spatial layer)",
         )
     if activation.ndim != x.ndim:
-        raise ValueError(
+        raise ArgumentError(
+            "layer",
             f"layer {name!r} outputs a {activation.ndim - 2}-D feature map "
             f"{tuple(activation.shape)} but the inputs {tuple(x.shape)} are "
             f"{x.ndim - 2}-D, so the map cannot be drawn on them; pick a layer with the "
-            "inputs' number of spatial dimensions"
+            "inputs' number of spatial dimensions",
         )
 
 
@@ -87,9 +113,9 @@ def _check_feature_map(name: str, activation: Tensor, x: Tensor) -> None:
 class GradCAM(_LayerCam):
     """Grad-CAM: feature maps weighted by their mean gradient (Selvaraju et al. 2017).
 
-    Settings: ``layer`` (a dotted name; None picks the last layer with a spatial output),
-    ``relu`` (keep only positive evidence), ``interpolation`` (``"auto"`` is linear,
-    bilinear or trilinear). ``extras``: ``layer_map`` (N×S at the layer) and ``layer``.
+    Settings: ``layer`` (a dotted name or a submodule; None picks the last layer with a
+    spatial output), ``relu`` (keep only positive evidence), ``interpolation`` (``"auto"``
+    is linear, bilinear or trilinear). ``extras``: ``layer_map`` (N×S at the layer) and ``layer``.
     """
 
     def channel_weights(self, activation: Tensor, grad: Tensor) -> Tensor:

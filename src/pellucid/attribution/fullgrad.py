@@ -10,7 +10,8 @@ map aggregates both parts:
 
     S = ψ(∇ₓf ⊙ x) + Σ_l Σ_c ψ(∂f/∂z_l ⊙ b_l),
 
-ψ = absolute value, then a min-max rescaling to [0, 1] per sample; each layer's map is
+ψ = absolute value, then a min-max rescaling to [0, 1] per sample (the reference code
+adds 1e-6 to the span: ``rescale_eps``); each layer's map is
 summed over its channels and upsampled to the input size, the input term is summed over
 the input channels, and S is repeated over the input channels. Layers are found by
 structure: convolutions of any dimension (transposed too) and linear layers with a bias,
@@ -24,16 +25,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..batching import broadcast_like
+from ..checks import check_finite_number
+from ..errors import ArgumentError
 from ..layers import captured_forward, layer_gradients
 from ..method import Method, register_method
-from ..spatial import upsample
+from ..spatial import INTERPOLATIONS, LINEAR_MODES, upsample
 from ..task import Forward, Task
+from .rows import check_finite_values
+from .validation import check_bool, check_choice, check_eager_layers, check_interpolation
 
 #: the bias runs along the channel dimension (convolutions, normalisations) or the last one
 CHANNEL, LAST = 1, -1
+#: the interpolations that ``align_corners=True`` applies to
+ALIGNABLE = ("auto", *LINEAR_MODES.values(), "bicubic")
 
 
 def effective_bias(module: nn.Module) -> tuple[Tensor, int] | None:
@@ -67,12 +75,16 @@ def bias_layers(model: nn.Module) -> dict[str, tuple[Tensor, int]]:
     return {name: bias for name, bias in found if bias is not None}
 
 
-def rescale(maps: Tensor) -> Tensor:
-    """ψ: |maps| min-max rescaled to [0, 1] per sample (all zeros for a constant map)."""
+def rescale(maps: Tensor, eps: float = 0.0) -> Tensor:
+    """ψ: |maps| min-max rescaled per sample, (|m| − min) / (max − min + eps).
+
+    With ``eps = 0`` the values span [0, 1] exactly (all zeros for a constant map); the
+    reference implementation adds ``eps = 1e-6``.
+    """
     magnitude = maps.abs()
     flat = magnitude.flatten(1)
     low = flat.amin(1)
-    span = flat.amax(1) - low
+    span = flat.amax(1) - low + eps
     span = torch.where(span > 0, span, torch.ones_like(span))
     return (magnitude - broadcast_like(low, maps)) / broadcast_like(span, maps)
 
@@ -83,22 +95,47 @@ class FullGrad(Method):
     """FullGrad: ψ(∇ₓf ⊙ x) plus the per-layer bias-gradient maps (Srinivas & Fleuret 2019).
 
     Settings: ``interpolation`` for the layer maps (``"auto"``: linear, bilinear or
-    trilinear). ``extras``: ``completeness_gap`` = ∇ₓf·x + Σ bias terms − f(x) per sample
-    (≈ 0 for piecewise-linear networks), ``bias_layers`` (the layers that contributed).
+    trilinear); ``align_corners`` for the linear and bicubic modes (``True`` in the
+    reference implementation, idiap/fullgrad-saliency); ``rescale_eps`` added to the
+    span in ψ (``1e-6`` there). ``FullGrad(align_corners=True, rescale_eps=1e-6)``
+    reproduces the reference on the layers it handles (Conv2d, BatchNorm2d, Linear).
+    Compiled (``torch.compile``) and TorchScript models are refused: their graphs skip the
+    hooks that record the bias layers. ``extras``: ``completeness_gap`` = ∇ₓf·x + Σ bias
+    terms − f(x) per sample (≈ 0 for piecewise-linear networks), ``bias_layers`` (the
+    layers that contributed).
     Tabular inputs N×D get ψ(∇ₓf ⊙ x) per feature (there are no maps to draw).
     """
 
     interpolation: str = "auto"
+    align_corners: bool = False
+    rescale_eps: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_choice(self.interpolation, "interpolation", INTERPOLATIONS)
+        check_bool(self.align_corners, "align_corners")
+        if self.align_corners and self.interpolation not in ALIGNABLE:
+            raise ArgumentError(
+                "align_corners",
+                f"align_corners=True applies to the linear and bicubic interpolations, not "
+                f"{self.interpolation!r}; use interpolation='auto' (or "
+                f"{', '.join(map(repr, ALIGNABLE[1:]))}), or align_corners=False",
+            )
+        check_finite_number(self.rescale_eps, "rescale_eps", 0,
+                            meaning="added to the span max − min of each map in ψ")
 
     def first_pass(self, task: Task, x: Tensor) -> Forward:
         """The call's first forward, with every bias layer captured (reused by attribute)."""
+        check_eager_layers(task.model, self.name)
+        if x.ndim >= 3:
+            check_interpolation(self.interpolation, x.ndim - 2)
         return captured_forward(task, x, list(bias_layers(task.model)))
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        check_eager_layers(task.model, self.name)  # also when called without first_pass
         biases = bias_layers(task.model)
         recorded = task.first_forward_at(x)
         found = layer_gradients(task, x, list(biases), with_input=True, recorded=recorded)
-        input_term = found.input_grad * x
+        input_term = check_finite_values(found.input_grad * x, self.name, "gradients", "the inputs")
         total = input_term.flatten(1).sum(1)
         maps = []
         for name, (bias, dim) in biases.items():
@@ -106,17 +143,27 @@ class FullGrad(Method):
                 shape = [1] * grad.ndim
                 shape[dim] = -1
                 contribution = grad * bias.to(grad).view(shape)
+                check_finite_values(contribution, self.name, "bias gradients", f"layer {name!r}")
                 total = total + contribution.flatten(1).sum(1)
                 if dim == CHANNEL and grad.ndim == x.ndim >= 3:
-                    maps.append(rescale(contribution).sum(1, keepdim=True))
-        saliency = rescale(input_term)
+                    maps.append(rescale(contribution, self.rescale_eps).sum(1, keepdim=True))
+        saliency = rescale(input_term, self.rescale_eps)
         if x.ndim >= 3:
             saliency = saliency.sum(1, keepdim=True)
             for layer_map in maps:
-                saliency = saliency + upsample(layer_map, x.shape[2:], self.interpolation)
+                saliency = saliency + self.resize(layer_map, x.shape[2:])
             saliency = saliency.expand_as(x).contiguous()
         extras = {
             "completeness_gap": total - found.scores,
             "bias_layers": [name for name in biases if found.outputs[name]],
         }
         return saliency, extras
+
+    def resize(self, layer_map: Tensor, size: torch.Size) -> Tensor:
+        """A layer map resized to the inputs: :func:`spatial.upsample`, or with
+        ``align_corners=True`` the corner-aligned linear (or bicubic) interpolation."""
+        if not self.align_corners or layer_map.shape[2:] == size:
+            return upsample(layer_map, size, self.interpolation)
+        dims = layer_map.ndim - 2
+        mode = LINEAR_MODES[dims] if self.interpolation == "auto" else self.interpolation
+        return F.interpolate(layer_map, size=tuple(size), mode=mode, align_corners=True)

@@ -13,8 +13,11 @@ from typing import Any
 
 from torch import Tensor
 
+from ..errors import ArgumentError
 from ..method import Method, register_method
 from ..task import Task
+from .rows import check_finite_values
+from .validation import check_bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,6 +29,7 @@ class _GradientBased(Method):
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         grad, _ = task.gradient(x)
+        check_finite_values(grad, self.name, "gradients", "the inputs it explains")
         return self.transform(grad, x.detach()), {}
 
 
@@ -53,14 +57,25 @@ class Saliency(_GradientBased):
     """The absolute gradient |∂f/∂x|; ``max_over_channels`` takes maxᶜ |∂f/∂xᶜ| (Simonyan 2014).
 
     With ``max_over_channels=True`` the channel maximum (dimension 1) is repeated over the
-    channels, so that the attribution keeps the input's shape.
+    channels, so that the attribution keeps the input's shape; tabular inputs N×D have no
+    channels, and the setting is an error there.
     """
 
     max_over_channels: bool = False
 
+    def __post_init__(self) -> None:
+        check_bool(self.max_over_channels, "max_over_channels")
+
     def transform(self, grad: Tensor, x: Tensor) -> Tensor:
         magnitude = grad.abs()
-        if self.max_over_channels and grad.ndim > 2:
+        if self.max_over_channels:
+            if grad.ndim < 3:
+                raise ArgumentError(
+                    "max_over_channels",
+                    f"max_over_channels takes the maximum over the channels of N×C×… inputs, "
+                    f"but inputs of shape {tuple(grad.shape)} are tabular (N×D: no channels); "
+                    "use max_over_channels=False",
+                )
             magnitude = magnitude.amax(dim=1, keepdim=True).expand_as(grad).contiguous()
         return magnitude
 

@@ -23,18 +23,31 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
-from ..batching import broadcast_like, expanded_rows
+from ..batching import broadcast_like, check_batch_size, expanded_rows
+from ..checks import check_positive_int
+from ..errors import ArgumentError, ArgumentTypeError
 from ..method import Method, register_method
-from ..perturb import BaselineSpec, make_baseline
+from ..perturb import BaselineSpec, check_baseline, make_baseline
 from ..task import Task
+from .rows import check_finite_values, take_rows
+from .validation import check_choice, check_seed, check_sigma
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre")
+#: the rows the path methods create, as their errors name them
+PATH, DRAWS = "integration points", "points between random references and the inputs"
+
+
+def check_rule(rule: str, steps: int) -> None:
+    """``steps`` is a positive int and ``rule`` one of :data:`RULES` that can use it."""
+    check_positive_int(steps, "steps", "integration steps")
+    check_choice(rule, "rule", RULES)
+    if rule == "riemann_trapezoid" and steps < 2:
+        raise ArgumentError("steps", "the trapezoid rule needs steps >= 2 (both ends of the path)")
 
 
 def quadrature(rule: str, steps: int) -> tuple[Tensor, Tensor]:
     """Nodes αₖ in [0, 1] and weights wₖ (Σ wₖ = 1) of a quadrature rule, in float64."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_rule(rule, steps)
     k = np.arange(steps, dtype=np.float64)
     weights = np.full(steps, 1.0 / steps)
     if rule == "riemann_left":
@@ -44,16 +57,12 @@ def quadrature(rule: str, steps: int) -> tuple[Tensor, Tensor]:
     elif rule == "riemann_middle":
         alphas = (k + 0.5) / steps
     elif rule == "riemann_trapezoid":
-        if steps < 2:
-            raise ValueError("the trapezoid rule needs steps >= 2")
         alphas = k / (steps - 1)
         weights = np.full(steps, 1.0 / (steps - 1))
         weights[[0, -1]] *= 0.5
-    elif rule == "gauss_legendre":
+    else:  # gauss_legendre
         nodes, w = np.polynomial.legendre.leggauss(steps)
         alphas, weights = (nodes + 1) / 2, w / 2
-    else:
-        raise ValueError(f"unknown integration rule {rule!r}; use one of {', '.join(RULES)}")
     return torch.from_numpy(alphas), torch.from_numpy(weights)
 
 
@@ -75,6 +84,13 @@ class IntegratedGradients(Method):
     seed: int = 0
     batch_size: int | None = None
 
+    def __post_init__(self) -> None:
+        check_rule(self.rule, self.steps)
+        check_baseline(self.baseline)
+        check_sigma(self.blur_sigma)
+        check_seed(self.seed)
+        check_batch_size(self.batch_size)
+
     def budget(
         self, x: Tensor, evaluations: int, references: Tensor | None
     ) -> dict[str, Any]:
@@ -88,7 +104,8 @@ class IntegratedGradients(Method):
         path_grad = torch.zeros_like(x)
         for sample, step in expanded_rows(len(x), self.steps, self.batch_size, x.device):
             points = baseline[sample] + broadcast_like(alphas[step], x) * delta[sample]
-            grad, _ = task.take(sample).gradient(points)
+            grad, _ = take_rows(task, sample, self.name, PATH).gradient(points)
+            check_finite_values(grad, self.name, "gradients", PATH)
             path_grad.index_add_(0, sample, grad * broadcast_like(weights[step], x))
         attribution = delta * path_grad
         with torch.no_grad():
@@ -114,6 +131,20 @@ class ExpectedGradients(Method):
     seed: int = 0
     batch_size: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.references is not None:
+            references = as_references(self.references)
+            if references.ndim < 2 or len(references) == 0:
+                raise ArgumentError(
+                    "references",
+                    f"references must be a batch (R, ...) of R >= 1 reference inputs, got "
+                    f"shape {tuple(references.shape)}",
+                )
+            check_baseline(references, "references")
+        check_positive_int(self.samples, "samples", "random references drawn per sample")
+        check_seed(self.seed)
+        check_batch_size(self.batch_size)
+
     def budget(
         self, x: Tensor, evaluations: int, references: Tensor | None
     ) -> dict[str, Any]:
@@ -130,20 +161,36 @@ class ExpectedGradients(Method):
         for sample, draw in expanded_rows(len(x), self.samples, self.batch_size, x.device):
             ref = refs[pick[draw]]
             delta = x[sample] - ref
-            grad, _ = task.take(sample).gradient(ref + broadcast_like(alphas[draw], x) * delta)
+            points = ref + broadcast_like(alphas[draw], x) * delta
+            grad, _ = take_rows(task, sample, self.name, DRAWS).gradient(points)
+            check_finite_values(grad, self.name, "gradients", DRAWS)
             total.index_add_(0, sample, grad * delta)
         return total / self.samples, {}
 
     def _references(self, x: Tensor) -> Tensor:
         if self.references is None:
-            raise ValueError(
+            raise ArgumentError(
+                "references",
                 "expected_gradients needs references=<tensor (R, ...)>, e.g. a batch of "
-                "training inputs, to draw baselines from"
+                "training inputs, to draw baselines from",
             )
-        refs = torch.as_tensor(self.references).to(device=x.device, dtype=x.dtype)
+        refs = as_references(self.references).to(device=x.device, dtype=x.dtype)
         if refs.shape[1:] != x.shape[1:]:
-            raise ValueError(
+            raise ArgumentError(
+                "references",
                 f"references have sample shape {tuple(refs.shape[1:])} but the inputs have "
-                f"{tuple(x.shape[1:])}; give references of shape (R, *inputs.shape[1:])"
+                f"{tuple(x.shape[1:])}; give references of shape (R, *inputs.shape[1:])",
             )
         return refs
+
+
+def as_references(references: Any) -> Tensor:
+    """The ``references`` setting as a tensor, or an error naming it."""
+    try:
+        return torch.as_tensor(references)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ArgumentTypeError(
+            "references",
+            f"references must be a tensor (R, ...) of reference inputs, got a "
+            f"{type(references).__name__} ({error})",
+        ) from None

@@ -16,9 +16,12 @@ from torch import Tensor
 
 from ..batching import broadcast_like, expanded_rows
 from ..task import Task
+from .rows import take_rows
 
 #: variant indices (n,) -> masks (n, *mask_shape), mask_shape broadcastable to one sample
 MaskSource = Callable[[Tensor], Tensor]
+#: the rows the perturbation methods create, as their errors name them
+MASKED = "masked copies"
 
 
 def score_at_input(task: Task, x: Tensor) -> Tensor:
@@ -38,6 +41,7 @@ def masked_scores(
     n_masks: int,
     batch_size: int | None,
     *,
+    method: str,
     masks_keep: bool = True,
     accumulate: bool = False,
     centre: Tensor | None = None,
@@ -46,6 +50,8 @@ def masked_scores(
 
     Args:
         masks: gives the masks for a range of mask indices; called once per chunk.
+        method: the method's name, for the error of a target callable that fails on the
+            masked copies.
         masks_keep: the masks mark what is kept (RISE, LIME, KernelSHAP); with ``False``
             they mark what is filled (occlusion windows), x̃ = x + M ⊙ (fill − x).
         accumulate: also return Σₙ (sₙ − c_b) Mₙ per sample b, shape (B, *mask_shape),
@@ -64,7 +70,7 @@ def masked_scores(
             chunk = masks(torch.arange(first, int(variant[-1]) + 1, device=x.device))
             mask = chunk.to(x)[variant - first]
             kept = mask if masks_keep else 1 - mask
-            s = task.take(sample).score(fill[sample] + kept * delta[sample])
+            s = take_rows(task, sample, method, MASKED).score(fill[sample] + kept * delta[sample])
             scores[sample, variant] = s
             if accumulate:
                 weight = s if centre is None else s - centre[sample]

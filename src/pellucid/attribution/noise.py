@@ -16,15 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from .._seeding import generator
-from ..batching import broadcast_like, expanded_rows
-from ..method import Method, register_method
+from ..batching import broadcast_like, check_batch_size, expanded_rows
+from ..checks import check_finite_number, check_positive_int
+from ..errors import ArgumentError, ArgumentTypeError
+from ..method import METHODS, Method, register_method
 from ..task import Task
+from .rows import check_finite_values, take_rows
+from .validation import check_seed
+
+NOISY = "noisy copies"
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +41,36 @@ class _NoiseWrapper(Method):
     seed: int = 0
     batch_size: int | None = None
     base_settings: Mapping[str, Any] = field(default_factory=dict)
+
+    #: the fewest noisy copies whose statistic means something
+    min_samples: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, (str, Method)):
+            raise ArgumentTypeError(
+                "base",
+                f"base must be a method name (e.g. 'gradient') or a method object (e.g. "
+                f"pellucid.get_method('gradient')), got {self.base!r}",
+            )
+        if not isinstance(self.base_settings, Mapping):
+            raise ArgumentTypeError(
+                "base_settings",
+                f"base_settings must be a mapping of the base method's settings, got "
+                f"{type(self.base_settings).__name__}",
+            )
+        if isinstance(self.base, str):
+            METHODS.get(self.base, "base")  # an unknown name, with close names
+        self.base_method()  # an unknown or bad base setting fails here, by name
+        check_positive_int(self.samples, "samples", "noisy copies per sample")
+        if self.samples < self.min_samples:
+            raise ArgumentError(
+                "samples",
+                f"{self.name} needs samples >= {self.min_samples}: the variance of a single "
+                "noisy copy is zero everywhere; use e.g. samples=16",
+            )
+        check_finite_number(self.noise, "noise", 0, meaning="σ as a fraction of the input range")
+        check_seed(self.seed)
+        check_batch_size(self.batch_size)
 
     def combine(self, mean: Tensor, mean_square: Tensor) -> Tensor:
         raise NotImplementedError
@@ -54,10 +90,6 @@ class _NoiseWrapper(Method):
         return {"samples": evaluations, "base_settings": {**self.base_settings, **base_budget}}
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        if not isinstance(self.samples, int) or self.samples < 1:
-            raise ValueError(f"samples must be a positive int, got {self.samples!r}")
-        if self.noise < 0:
-            raise ValueError(f"noise must be >= 0 (a fraction of the input range): {self.noise}")
         base = self.base_method()
         flat = x.flatten(1)
         sigma = broadcast_like(self.noise * (flat.amax(1) - flat.amin(1)), x)
@@ -66,7 +98,8 @@ class _NoiseWrapper(Method):
         total, total_sq = torch.zeros_like(x), torch.zeros_like(x)
         for sample, draw in expanded_rows(len(x), self.samples, self.batch_size, x.device):
             noisy = x[sample] + sigma[sample] * eps[draw]
-            attribution, _ = base.attribute(task.take(sample), noisy)
+            attribution, _ = base.attribute(take_rows(task, sample, self.name, NOISY), noisy)
+            check_finite_values(attribution, self.name, f"{base.name} attributions", NOISY)
             total.index_add_(0, sample, attribution)
             total_sq.index_add_(0, sample, attribution.square())
         mean, mean_square = total / self.samples, total_sq / self.samples
@@ -94,7 +127,17 @@ class SmoothGradSquared(_NoiseWrapper):
 @register_method("vargrad")
 @dataclass(frozen=True, eq=False)
 class VarGrad(_NoiseWrapper):
-    """VarGrad: the variance of a base method over noisy copies (Adebayo et al. 2018)."""
+    """VarGrad: the variance of a base method over noisy copies (Adebayo et al. 2018).
+
+    Needs ``samples >= 2`` and ``noise > 0``: otherwise the variance is zero everywhere.
+    """
+
+    min_samples = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_finite_number(self.noise, "noise", 0, inclusive=False,
+                            meaning="without noise the variance is zero")
 
     def combine(self, mean: Tensor, mean_square: Tensor) -> Tensor:
         return (mean_square - mean.square()).clamp_min(0)

@@ -22,13 +22,16 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
-from ..checks import check_positive_int
+from ..batching import check_batch_size
+from ..checks import check_finite_number, check_positive_int
+from ..errors import ArgumentError
 from ..method import Method, register_method
 from ..perturb import BaselineSpec, make_fill
 from ..spatial import LINEAR_MODES, positive_sizes, sizes_per_dim, upsample
 from ..task import Task
 from .masking import MaskSource, masked_scores, score_at_input
 from .surrogate import KernelShap, Lime
+from .validation import check_fill_settings, check_seed
 
 __all__ = ["KernelShap", "Lime", "Occlusion", "Rise"]
 
@@ -81,11 +84,12 @@ class Occlusion(Method):
     """Occlusion (Zeiler & Fergus 2014): mean output drop over the windows covering an element.
 
     Aᵢ = (1/|Wᵢ|) Σ_{w ∈ Wᵢ} [f(x) − f(x with window w filled)], Wᵢ the windows covering i
-    (0 where no window covers i). Settings: ``window`` (an int for every dim but the
-    channels, or a tuple over the trailing dims; leading dims not in the tuple are covered
-    whole; ``None``: an eighth of each of those dims), ``stride`` (default the window; the
-    last window of a dim always reaches its end), ``fill`` (zero, mean, blur, a number or a
-    tensor), ``blur_sigma``, ``batch_size`` (rows per forward pass).
+    (never empty). Settings: ``window`` (an int for every dim but the channels, or a tuple
+    over the trailing dims; leading dims not in the tuple are covered whole; ``None``: an
+    eighth of each of those dims), ``stride`` (default the window; the last window of a dim
+    always reaches its end; a stride that leaves elements no window covers is an error),
+    ``fill`` (zero, mean, blur, a number or a tensor), ``blur_sigma``, ``batch_size`` (rows
+    per forward pass).
     """
 
     window: Size = None
@@ -93,6 +97,13 @@ class Occlusion(Method):
     fill: BaselineSpec = "zero"
     blur_sigma: float = 5.0
     batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("window", "stride"):
+            if getattr(self, name) is not None:
+                positive_sizes(getattr(self, name), 1, name)
+        check_fill_settings(self.fill, self.blur_sigma)
+        check_batch_size(self.batch_size)
 
     def budget(
         self, x: Tensor, evaluations: int, references: Tensor | None
@@ -119,13 +130,22 @@ class Occlusion(Method):
             factors = [covers(n, s[k], w) for n, s, k, w in zip(trailing, starts, multi, window)]
             return outer(factors, lead)
 
-        count = outer([covers(n, s, w).sum(0) for n, s, w in zip(trailing, starts, window)], lead)
+        per_dim = [covers(n, s, w).sum(0) for n, s, w in zip(trailing, starts, window)]
+        for d, (covered, n, w, st) in enumerate(zip(per_dim, trailing, window, stride)):
+            if not bool(covered.all()):
+                raise ArgumentError(
+                    "stride",
+                    f"stride {st} is larger than the window {w} along dim {lead + d + 1} (size "
+                    f"{n}), which leaves {int((covered == 0).sum())} positions that no window "
+                    "covers and that would get 0; use a stride at most the window",
+                )
         fill = make_fill(self.fill, x, self.blur_sigma)
+        centre = score_at_input(task, x)
         _, total = masked_scores(task, x, fill, window_masks, math.prod(grid), self.batch_size,
-                                 masks_keep=False, accumulate=True, centre=score_at_input(task, x))
+                                 method=self.name, masks_keep=False, accumulate=True,
+                                 centre=centre)
         assert total is not None
-        count = count.to(x)
-        attribution = torch.where(count > 0, -total / count.clamp_min(1), 0.0)
+        attribution = -total / outer(per_dim, lead).to(x)
         return attribution.expand_as(x).contiguous(), {"windows": math.prod(grid)}
 
     def _window(self, shape: torch.Size) -> tuple[int, ...]:
@@ -135,9 +155,10 @@ class Occlusion(Method):
         if len(window) > len(shape) or any(
             w > n for w, n in zip(window, shape[len(shape) - len(window) :])
         ):
-            raise ValueError(
+            raise ArgumentError(
+                "window",
                 f"window {window} does not fit in a sample of shape {tuple(shape)}; the window "
-                "spans the trailing dims, each entry at most the size of its dim"
+                "spans the trailing dims, each entry at most the size of its dim",
             )
         return window
 
@@ -151,6 +172,7 @@ class Rise(Method):
     (linear, bilinear or trilinear) to (cells + 1) × cell size and cropped at a random
     shift; it is shared by the channels. Tabular inputs N×D get i.i.d. Bernoulli(p) masks
     per feature. The ``samples`` masks are seeded and shared by all samples of a batch.
+    ``p`` is in (0, 1): with p = 1 every mask keeps everything and the map is constant.
     """
 
     samples: int = 1000
@@ -160,6 +182,15 @@ class Rise(Method):
     blur_sigma: float = 5.0
     seed: int = 0
     batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.samples, "samples", "the number of masks")
+        positive_sizes(self.cells, 1, "cells")
+        check_finite_number(self.p, "p", 0, maximum=1, inclusive=False,
+                            meaning="the probability of keeping a cell; p = 1 keeps everything")
+        check_fill_settings(self.fill, self.blur_sigma)
+        check_seed(self.seed)
+        check_batch_size(self.batch_size)
 
     def budget(
         self, x: Tensor, evaluations: int, references: Tensor | None
@@ -171,13 +202,10 @@ class Rise(Method):
         return {"samples": MASKS_PER_EVALUATION * evaluations, "cells": cells}
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        check_positive_int(self.samples, "samples", "the number of masks")
-        if not 0 < self.p <= 1:
-            raise ValueError(f"p is the probability of keeping a cell, in (0, 1]; got {self.p}")
         fill = make_fill(self.fill, x, self.blur_sigma)
         masks = self.mask_source(x)
         _, total = masked_scores(task, x, fill, masks, self.samples, self.batch_size,
-                                 accumulate=True)
+                                 method=self.name, accumulate=True)
         assert total is not None
         return (total / (self.samples * self.p)).expand_as(x).contiguous(), {}
 
@@ -189,9 +217,10 @@ class Rise(Method):
             keep = (torch.rand(self.samples, *x.shape[1:], generator=gen) < self.p).to(x)
             return lambda index: keep[index]
         if len(spatial) not in LINEAR_MODES:
-            raise ValueError(
+            raise ArgumentError(
+                "inputs",
                 f"rise upsamples masks over 1 to 3 spatial dims; inputs of shape "
-                f"{tuple(x.shape)} have {len(spatial)}"
+                f"{tuple(x.shape)} have {len(spatial)}",
             )
         cells = sizes_per_dim(self.cells, spatial, "cells")
         cell_size = [math.ceil(n / c) for n, c in zip(spatial, cells)]

@@ -28,11 +28,15 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
-from ..checks import check_positive_int
+from ..batching import check_batch_size
+from ..checks import check_finite_number, check_positive_int
+from ..errors import ArgumentError
 from ..method import Method, register_method
-from ..perturb import BaselineSpec, feature_groups, make_fill
+from ..perturb import BaselineSpec, check_group_settings, feature_groups, make_fill
+from ..spatial import positive_sizes
 from ..task import Task
 from .masking import masked_scores, score_at_input
+from .validation import check_fill_settings, check_seed
 
 #: coalitions per model evaluation budgeted by ``cheap``
 COALITIONS_PER_EVALUATION = 8
@@ -59,6 +63,15 @@ class _Surrogate(Method):
     seed: int = 0
     batch_size: int | None = None
 
+    def __post_init__(self) -> None:
+        check_group_settings(self.feature_mask, self.patch)
+        if self.patch is not None:
+            positive_sizes(self.patch, 1, "patch")
+        check_positive_int(self.samples, "samples", "the number of coalitions")
+        check_fill_settings(self.fill, self.blur_sigma)
+        check_seed(self.seed)
+        check_batch_size(self.batch_size)
+
     def budget(
         self, x: Tensor, evaluations: int, references: Tensor | None
     ) -> dict[str, Any]:
@@ -83,8 +96,17 @@ class _Surrogate(Method):
         raise NotImplementedError
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        check_positive_int(self.samples, "samples", "the number of coalitions")
         groups = feature_groups(x, self.feature_mask, self.patch)
+        if groups.count < 2:
+            blame = ("feature_mask" if self.feature_mask is not None
+                     else "patch" if self.patch is not None else "inputs")
+            raise ArgumentError(
+                blame,
+                f"{self.name} found a single feature group in inputs of shape "
+                f"{tuple(x.shape)} ({blame}={_short(getattr(self, blame, None))}), so every "
+                "element would get the same value; give a feature_mask with at least two "
+                "labels or a patch smaller than the inputs",
+            )
         z, weights = self.coalitions(groups.count)
         fill = make_fill(self.fill, x, self.blur_sigma)
         on_device = z.to(x)
@@ -93,7 +115,8 @@ class _Surrogate(Method):
             """Masks (n, *labels.shape): 1 on the elements of the groups in the coalition."""
             return on_device[index][:, groups.labels]
 
-        scores, _ = masked_scores(task, x, fill, coalition_masks, len(z), self.batch_size)
+        scores, _ = masked_scores(task, x, fill, coalition_masks, len(z), self.batch_size,
+                                  method=self.name)
         with torch.no_grad():
             empty = task.score(fill)
         observed = (scores, score_at_input(task, x), empty)
@@ -107,6 +130,11 @@ class _Surrogate(Method):
             **{k: v.to(x) if isinstance(v, Tensor) else v for k, v in fit.extras.items()},
         }
         return coef[:, groups.labels].expand_as(x).contiguous(), extras
+
+
+def _short(value: Any) -> str:
+    """A setting's value for a message: a tensor by its shape."""
+    return f"<tensor {tuple(value.shape)}>" if isinstance(value, Tensor) else repr(value)
 
 
 def integer_root(n: int, degree: int) -> int:
@@ -156,15 +184,34 @@ class Lime(_Surrogate):
     kernel_width: float = 0.25
     ridge: float = 1.0
 
-    def coalitions(self, groups: int) -> tuple[Tensor, Tensor]:
-        if self.kernel_width <= 0 or self.ridge < 0:
-            raise ValueError(
-                f"lime needs kernel_width > 0 and ridge >= 0, got {self.kernel_width}, {self.ridge}"
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.samples < 2:
+            raise ArgumentError(
+                "samples",
+                "lime needs samples >= 2: the first coalition is the input itself, and one "
+                "coalition gives a fit without slope (every coefficient 0); use e.g. 256",
             )
+        check_finite_number(self.kernel_width, "kernel_width", 0, inclusive=False,
+                            meaning="σ of the LIME kernel")
+        check_finite_number(self.ridge, "ridge", 0, meaning="the ridge penalty")
+
+    def coalitions(self, groups: int) -> tuple[Tensor, Tensor]:
         z = (torch.rand(self.samples, groups, generator=generator(self.seed)) < 0.5).double()
         z[0] = 1
         distance = 1 - (z.sum(1) / groups).sqrt()
-        return z, torch.exp(-distance.square() / self.kernel_width**2)
+        weights = torch.exp(-distance.square() / self.kernel_width**2)
+        if len(torch.unique(z[weights > 0], dim=0)) < 2:
+            tiny = len(torch.unique(z, dim=0)) > 1
+            raise ArgumentError(
+                "kernel_width" if tiny else "samples",
+                f"lime: the {self.samples} coalitions over {groups} groups leave "
+                + ("only the input itself with a weight > 0 (kernel_width "
+                   f"{self.kernel_width} underflows exp(−d²/σ²)); use a larger kernel_width"
+                   if tiny else "a single distinct coalition; use more samples")
+                + ", or every coefficient would be 0",
+            )
+        return z, weights
 
     def fit(self, z: Tensor, weights: Tensor, scores: Tensor, full: Tensor, empty: Tensor) -> Fit:
         coef, intercept = weighted_ridge(z, weights, scores, self.ridge, intercept=True)

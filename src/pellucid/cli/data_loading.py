@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .command import UsageError
+from .files import load_file
 
 
 def image_paths(source: Path) -> list[Path]:
@@ -19,7 +20,7 @@ def image_paths(source: Path) -> list[Path]:
         found = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not found:
             raise UsageError(
-                f"the folder {source} holds no image files ({', '.join(IMAGE_SUFFIXES)})"
+                f"--input {source} is a folder without image files ({', '.join(IMAGE_SUFFIXES)})"
             )
         return found
     raise UsageError(f"--input {source} does not exist")
@@ -34,7 +35,7 @@ def read_images(paths: Sequence[Path], size: Any, channels: int):
     try:
         images = [read_image(p, size, channels) for p in paths]
     except (FileNotFoundError, ValueError) as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(f"--input: {error}") from None
     shapes = {tuple(im.shape) for im in images}
     if len(shapes) > 1:
         raise UsageError(
@@ -43,8 +44,18 @@ def read_images(paths: Sequence[Path], size: Any, channels: int):
     return torch.stack(images)
 
 
+#: the keys of a data file's dict: the inputs, and optionally their labels and masks
+DATA_KEYS = ("inputs", "labels", "masks")
+
+
 def load_data(spec: str, n: int, size: int, seed: int) -> tuple:
-    """(inputs, labels[, masks]) for the ``--data`` argument."""
+    """(inputs, labels, masks) of the first ``n`` samples that ``--data`` names, None for a
+    part the data lacks: a generated data set or a file.
+
+    A file holds a tensor of inputs, a tuple (inputs, labels[, masks]), or a dict with
+    :data:`DATA_KEYS`; it is read by :func:`~.files.load_file` and checked here, so that a
+    mistake names ``--data`` and the file instead of failing inside a metric.
+    """
     if spec == "shapes":
         from pellucid.data import shapes
 
@@ -54,18 +65,66 @@ def load_data(spec: str, n: int, size: int, seed: int) -> tuple:
         from pellucid.data import digits
 
         data = digits()
-        return data.images[:n], data.labels[:n]
+        return data.images[:n], data.labels[:n], None
     path = Path(spec)
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"--data {spec!r} is neither 'shapes', 'digits' nor a file")
+    inputs, labels, masks = checked_data(load_file(path, "--data"), f"--data {path}")
+    return inputs[:n], None if labels is None else labels[:n], None if masks is None else masks[:n]
+
+
+def checked_data(loaded: Any, source: str) -> tuple:
+    """(inputs, labels, masks) from what a data file held (None for a part it lacks), or a
+    UsageError naming ``source``."""
     import torch
 
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(loaded, torch.Tensor):
-        return (loaded,)
-    if isinstance(loaded, dict) and "inputs" in loaded:
-        return tuple(loaded[k] for k in ("inputs", "labels", "masks") if loaded.get(k) is not None)
-    raise UsageError(f"{path} holds neither a tensor nor a dict with 'inputs'")
+    if isinstance(loaded, dict):
+        keys = sorted(map(str, loaded))
+        if "inputs" not in loaded or not set(keys) <= set(DATA_KEYS):
+            raise UsageError(
+                f"{source} holds a dict with the keys {keys}; it needs 'inputs' and may hold "
+                "'labels' and 'masks', nothing else"
+            )
+        named = {k: loaded[k] for k in DATA_KEYS if loaded.get(k) is not None}
+    elif isinstance(loaded, (tuple, list)) and 1 <= len(loaded) <= len(DATA_KEYS):
+        named = dict(zip(DATA_KEYS, loaded))
+    else:
+        named = {"inputs": loaded}
+    for key, value in named.items():
+        if not isinstance(value, torch.Tensor):
+            raise UsageError(
+                f"{source}: {key} is a {type(value).__name__}, not a tensor; save a tensor, "
+                "a tuple (inputs, labels[, masks]) or a dict with 'inputs', 'labels', 'masks'"
+            )
+    inputs = named["inputs"]
+    if inputs.ndim < 2 or len(inputs) == 0:
+        raise UsageError(
+            f"{source}: inputs have shape {tuple(inputs.shape)}; they need at least one "
+            "sample and the batch dimension first, (N, ...)"
+        )
+    if not inputs.is_floating_point():
+        raise UsageError(
+            f"{source}: inputs have dtype {inputs.dtype}; save floating-point inputs "
+            "(e.g. images.float() / 255)"
+        )
+    if not bool(inputs.isfinite().all()):
+        raise UsageError(f"{source}: inputs hold NaN or Inf values; clean them before saving")
+    labels = named.get("labels")
+    if labels is not None and (
+        labels.shape != (len(inputs),) or labels.is_floating_point() or labels.is_complex()
+        or labels.dtype == torch.bool
+    ):
+        raise UsageError(
+            f"{source}: labels have shape {tuple(labels.shape)} and dtype {labels.dtype}; "
+            f"they need one integer class index per sample, shape ({len(inputs)},)"
+        )
+    masks = named.get("masks")
+    if masks is not None and (masks.ndim < 2 or len(masks) != len(inputs)):
+        raise UsageError(
+            f"{source}: masks have shape {tuple(masks.shape)}; they need one mask per "
+            f"sample, ({len(inputs)}, ...)"
+        )
+    return inputs, labels, masks
 
 
-__all__ = ["image_paths", "load_data", "read_images"]
+__all__ = ["DATA_KEYS", "checked_data", "image_paths", "load_data", "read_images"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .command import Command
+from .command import Command, UsageError
+from .files import output_folder
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,9 +30,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Write the demo report to ``args.out`` and print its path; the exit status."""
+    import pellucid
     from pellucid.report.demo import write_demo_report
 
-    page = write_demo_report(args.out, quick=args.quick, methods=args.methods)
+    if args.methods is not None and not pellucid.list_methods(args.methods):
+        raise UsageError(f"--methods {args.methods!r} matches no method; see 'pellucid methods'")
+    page = write_demo_report(output_folder(args.out), quick=args.quick, methods=args.methods)
     print(f"wrote {page}")
     return 0
 

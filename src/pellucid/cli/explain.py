@@ -6,12 +6,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from .command import Command, UsageError
+from .command import Command, UsageError, positive_int, unit_float
 from .data_loading import image_paths, read_images
+from .files import output_folder
 from .model_loading import load_model
-from .settings import parse_settings
+from .settings import build_method, parse_settings
 
 DESCRIPTION = """\
 Explain a model's predictions on image files and write one heatmap PNG per image.
@@ -64,7 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--size",
-        type=int,
+        type=positive_int,
         nargs=2,
         metavar=("H", "W"),
         help="resize images to H W before explaining",
@@ -83,15 +83,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--overlay",
-        type=float,
+        type=unit_float,
         metavar="ALPHA",
         help="also write the heatmap over the image with this alpha",
     )
     parser.add_argument(
-        "--scale", type=int, default=1, help="enlarge the PNGs by this integer factor (default: 1)"
+        "--scale",
+        type=positive_int,
+        default=1,
+        help="enlarge the PNGs by this integer factor (default: 1)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=16, help="images per forward pass (default: 16)"
+        "--batch-size", type=positive_int, default=16, help="images per forward pass (default: 16)"
     )
 
 
@@ -103,17 +106,17 @@ def main(args: argparse.Namespace) -> int:
     import pellucid
     from pellucid import viz
 
-    method = _method(args.method, parse_settings(args.setting))
+    method = build_method(args.method, parse_settings(args.setting))
     _check_colormap(args.cmap)
     if args.reduce not in viz.REDUCTIONS:
         raise UsageError(
             f"unknown --reduce {args.reduce!r}; use one of {', '.join(viz.REDUCTIONS)}"
         )
-    model = load_model(args.model, args.weights)
     paths = image_paths(args.input)
+    output_folder(args.out)
+    model = load_model(args.model, args.weights)
     size = tuple(args.size) if args.size else getattr(model, "input_size", None)
     channels = args.channels or _input_channels(model)
-    args.out.mkdir(parents=True, exist_ok=True)
     chunks = [paths[i : i + args.batch_size] for i in range(0, len(paths), args.batch_size)]
     for chunk in tqdm(
         chunks,
@@ -123,10 +126,7 @@ def main(args: argparse.Namespace) -> int:
     ):
         images = read_images(chunk, size, channels)
         start = time.perf_counter()
-        try:
-            explanation = pellucid.explain(model, images, args.target, method)
-        except (ValueError, TypeError, KeyError, IndexError) as error:
-            raise UsageError(f"{args.method} failed: {error}") from None
+        explanation = pellucid.explain(model, images, args.target, method)
         seconds = time.perf_counter() - start
         heat = viz.heatmap(explanation, args.cmap, args.reduce)
         probabilities = torch.softmax(explanation.output.flatten(1).double(), dim=1)
@@ -149,18 +149,7 @@ def _check_colormap(name: str) -> None:
     try:
         viz.get_colormap(name)
     except KeyError as error:
-        raise UsageError(str(error.args[0])) from None
-
-
-def _method(name: str, settings: dict[str, Any]):
-    import pellucid
-
-    try:
-        return pellucid.get_method(name, **settings)
-    except KeyError as error:
-        raise UsageError(str(error.args[0])) from None
-    except TypeError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(f"--cmap: {error.args[0]}") from None
 
 
 def _input_channels(model) -> int:

@@ -1,7 +1,8 @@
 """The model that ``--model`` (and ``--weights``) name: a factory, a demo model or a checkpoint.
 
-Checkpoints are read with ``torch.load(weights_only=True)``, which never runs code from the
-file; a ``MODULE:FACTORY`` is imported, so its code runs.
+Checkpoints are read with ``torch.load(weights_only=True)`` (:func:`~.files.load_file`),
+which never runs code from the file; a ``MODULE:FACTORY`` is imported, so its code runs, and
+an exception it raises becomes a one-line :class:`UsageError` ("model failed: ...").
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .command import UsageError
+from .files import load_file
 
 
 def load_model(spec: str, weights: Path | None = None):
@@ -36,16 +38,33 @@ def _model_from_factory(spec: str):
     from torch import nn
 
     module_name, _, factory_name = spec.rpartition(":")
+    if not module_name or not factory_name.isidentifier():
+        raise UsageError(
+            f"--model {spec!r} is not MODULE:FACTORY (e.g. --model my_models.py:build)"
+        )
     module = _import(module_name)
     factory = getattr(module, factory_name, None)
     if factory is None:
         from pellucid.registry import suggest
 
         public = [n for n in dir(module) if not n.startswith("_")]
-        raise UsageError(f"{module_name} has no {factory_name!r}.{suggest(factory_name, public)}")
-    model = factory()
+        raise UsageError(
+            f"--model {spec}: {module_name} has no {factory_name!r}.{suggest(factory_name, public)}"
+        )
+    if not callable(factory):
+        raise UsageError(
+            f"--model {spec}: {factory_name} is a {type(factory).__name__}, "
+            "not a function that returns the model"
+        )
+    try:
+        model = factory()
+    except Exception as error:  # the user's code: shown as one line, --traceback for more
+        raise UsageError(f"--model {spec}: {model_failed(error)} (while building it)") from error
     if not isinstance(model, nn.Module):
-        raise UsageError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module")
+        raise UsageError(
+            f"--model {spec}: {factory_name}() returned {type(model).__name__}, "
+            "not a torch.nn.Module"
+        )
     return model
 
 
@@ -54,55 +73,50 @@ def _import(module_name: str):
     if module_name.endswith(".py"):
         file = Path(module_name)
         if not file.is_file():
-            raise UsageError(f"no Python file at {file}")
+            raise UsageError(f"--model: no Python file at {file}")
         spec = importlib.util.spec_from_file_location(file.stem, file)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        if spec is None or spec.loader is None:
+            raise UsageError(f"--model: cannot import {file} (not a Python file)")
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as error:  # the user's code: shown as one line
+            raise UsageError(f"--model: importing {file}: {model_failed(error)}") from error
         return module
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
         return importlib.import_module(module_name)
     except ImportError as error:
-        raise UsageError(f"cannot import {module_name!r}: {error}") from None
+        raise UsageError(f"--model: cannot import {module_name!r}: {error}") from error
+    except Exception as error:  # the module's own code raised
+        raise UsageError(f"--model: importing {module_name}: {model_failed(error)}") from error
 
 
-def _torch_load(path: Path):
-    import pickle
-
-    import torch
-
-    if not path.is_file():
-        raise UsageError(f"no checkpoint file at {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(
-            f"cannot load {path} weights-only ({first}). pellucid reads checkpoints with "
-            "torch.load(weights_only=True), which refuses pickled code: save "
-            "model.state_dict() and pass --model MODULE:FACTORY --weights FILE"
-        ) from None
+def model_failed(error: BaseException) -> str:
+    """``"model failed: <ExceptionType>: <message>"`` for an exception of the user's code."""
+    return f"model failed: {type(error).__name__}" + (f": {error}" if str(error) else "")
 
 
 def _model_from_checkpoint(path: Path):
-    _torch_load(path)
+    load_file(path, "--model")
     raise UsageError(
-        f"{path} holds weights but no architecture; pass --model MODULE:FACTORY "
+        f"--model {path} holds weights but no architecture; pass --model MODULE:FACTORY "
         f"--weights {path} (or a demo model name with --weights)"
     )
 
 
 def _load_weights(model, path: Path) -> None:
-    state = _torch_load(path)
+    state = load_file(path, "--weights")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise UsageError(f"{path} holds a {type(state).__name__}, not a state dict")
+        raise UsageError(f"--weights {path} holds a {type(state).__name__}, not a state dict "
+                         "(save model.state_dict())")
     try:
         model.load_state_dict(state)
-    except RuntimeError as error:
-        raise UsageError(f"{path} does not fit the model: {error}") from None
+    except Exception as error:  # missing/unexpected keys, shapes, a non-tensor value
+        raise UsageError(f"--weights {path} does not fit the model: {error}") from error
 
 
 def _demo_model(name: str):
@@ -124,4 +138,4 @@ def _demo_model(name: str):
     return models.load_pretrained(name)
 
 
-__all__ = ["load_model"]
+__all__ = ["load_model", "model_failed"]

@@ -9,9 +9,10 @@ import torch
 from torch import Tensor, nn
 
 from ..batching import row_chunks
-from ..checks import check_inputs
+from ..checks import check_finite, check_inputs
+from ..errors import ModelError
 from ..guard import preserved
-from ..layers import capture, find_layer, tensor_outputs
+from ..layers import LayerRef, capture, layer_name, tensor_outputs
 from ..method import private_copy
 from ..targets import Target
 from ..task import Forward, Task
@@ -19,28 +20,36 @@ from ..task import Forward, Task
 
 def layer_activations(
     model: nn.Module,
-    layer: str,
+    layer: LayerRef,
     inputs: Tensor,
     batch_size: int | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> Tensor:
-    """The output of ``layer`` (dotted name) for every row of ``inputs``, N × (layer shape).
+    """The output of ``layer`` for every row of ``inputs``, N × (layer shape).
 
-    The model runs on at most ``batch_size`` rows at a time under ``torch.no_grad``, on a
-    copy of the rows in the model's device and dtype; per-sample model arguments follow
-    the rows. If the layer runs several times in one forward pass, its last output is taken.
+    ``layer`` is a dotted name or a submodule of ``model``. The model runs on at most
+    ``batch_size`` rows at a time under ``torch.no_grad``, on a private copy of the rows in
+    the model's device and dtype (a model that writes to its input in place cannot change
+    ``inputs``); per-sample model arguments follow the rows. If the layer runs several
+    times in one forward pass, its last output is taken. Activations that are not finite
+    raise :class:`~pellucid.errors.ModelError`.
     """
-    find_layer(model, layer)
     check_inputs(inputs)
-    task = Task(model, Target(), None, dict(model_kwargs or {}), len(inputs))
     chunks = []
     with preserved(model), torch.no_grad():
+        name = layer_name(model, layer)
+        task = Task(model, Target(), None, dict(model_kwargs or {}), len(inputs))
         for rows in row_chunks(len(inputs), batch_size):
             x = private_copy(inputs[rows], model)
-            with capture(model, [layer]) as captured:
+            with capture(model, [name]) as captured:
                 output = model(x, **task.take(rows).model_kwargs)
-            chunks.append(Forward(x, output, tensor_outputs(captured)).layer(layer).detach())
-    return torch.cat(chunks)
+            chunks.append(Forward(x, output, tensor_outputs(captured)).layer(name).detach())
+    acts = torch.cat(chunks)
+    check_finite(
+        acts, f"the activations of layer {name!r}", argument="model", error=ModelError,
+        fix="the model computed them from finite inputs; check its weights and forward pass",
+    )
+    return acts
 
 
 __all__ = ["layer_activations"]

@@ -24,11 +24,13 @@ import torch
 from torch import Tensor, nn
 
 from ..batching import row_chunks
-from ..checks import check_inputs
+from ..checks import check_finite_number, check_inputs
+from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from ..guard import preserved
-from ..layers import captured_forward, find_layer, layer_gradients
+from ..layers import LayerRef, captured_forward, layer_gradients, layer_name
 from ..method import private_copy
 from ..outputs import OutputSelector
+from ..registry import suggest
 from ..targets import TargetSpec
 from ..task import Forward, Task
 from .cav import CAVSet
@@ -36,7 +38,7 @@ from .cav import CAVSet
 
 def directional_derivatives(
     model: nn.Module,
-    layer: str,
+    layer: LayerRef,
     inputs: Tensor,
     target: TargetSpec,
     vectors: Tensor,
@@ -49,28 +51,50 @@ def directional_derivatives(
     One forward and one backward pass per chunk of at most ``batch_size`` inputs serve
     every vector. ``target`` is resolved as in :func:`pellucid.explain` (a class index, one
     per input, None for the predicted class, or a callable on the output), on the model
-    output for all inputs.
+    output for all inputs. ``layer`` is a dotted name or a submodule of ``model``. The model
+    sees a private copy of ``inputs`` in its device and dtype, so a model that writes to its
+    input in place leaves ``inputs`` unchanged.
     """
-    find_layer(model, layer)
     check_inputs(inputs)
-    vectors = torch.as_tensor(vectors)
-    vectors = vectors.unsqueeze(0) if vectors.ndim == 1 else vectors
+    vectors = _check_vectors(vectors)
     chunks = []
     with preserved(model):
+        name = layer_name(model, layer)
         x = private_copy(inputs, model)
         task = Task.start(
             model, x, target, select=output, model_kwargs=model_kwargs,
             first_pass=_chunked_forward(batch_size),
         )
         for rows in row_chunks(len(x), batch_size, x.device):
-            grad = _layer_gradient(task.take(rows), x[rows], layer)
+            grad = _layer_gradient(task.take(rows), x[rows], name)
             if grad[0].numel() != vectors.shape[1]:
-                raise ValueError(
-                    f"the CAVs have {vectors.shape[1]} entries but layer {layer!r} outputs "
-                    f"{grad[0].numel()} values per example; train them on the same layer"
+                raise ArgumentError(
+                    "vectors",
+                    f"the vectors have {vectors.shape[1]} entries but layer {name!r} outputs "
+                    f"{grad[0].numel()} values per example; train them on the same layer",
                 )
             chunks.append(vectors.to(grad) @ grad.flatten(1).T)
     return torch.cat(chunks, dim=1)
+
+
+def _check_vectors(vectors: object) -> Tensor:
+    """The directions as a finite real K×D tensor (one vector D becomes 1×D)."""
+    try:
+        v = torch.as_tensor(vectors)
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(
+            "vectors",
+            f"vectors must be a tensor of directions (K×D or D), got {type(vectors).__name__}",
+        ) from None
+    if not v.is_floating_point() or v.ndim not in (1, 2) or v.numel() == 0:
+        raise ArgumentError(
+            "vectors",
+            f"vectors must be a non-empty floating tensor K×D (or one vector D), got dtype "
+            f"{v.dtype} and shape {tuple(v.shape)}; e.g. torch.stack([cav.vector for cav in cavs])",
+        )
+    if not bool(v.isfinite().all()):
+        raise ArgumentError("vectors", "vectors contain NaN or Inf; give finite directions")
+    return v.unsqueeze(0) if v.ndim == 1 else v
 
 
 def _chunked_forward(batch_size: int | None) -> Callable[[Task, Tensor], Forward]:
@@ -91,15 +115,23 @@ def _layer_gradient(task: Task, x: Tensor, layer: str) -> Tensor:
     """∂f/∂h for the output h of the last call of ``layer``, one row per row of ``x``."""
     recorded = captured_forward(task, x, [layer])
     if not recorded.layer(layer).requires_grad:
-        raise ValueError(
+        raise ArgumentError(
+            "layer",
             f"the output of layer {layer!r} does not depend on the inputs; pick a layer "
-            "between the inputs and the model output"
+            "between the inputs and the model output",
         )
     return layer_gradients(task, x, [layer], recorded=recorded).grads[layer][-1]
 
 
 def tcav_scores(derivatives: Tensor, magnitude: bool = False) -> Tensor:
     """Per row of directional derivatives (K×N): fraction positive, or Σ positive / Σ |·|."""
+    if not isinstance(derivatives, Tensor) or derivatives.ndim != 2 or derivatives.shape[1] == 0:
+        got = tuple(derivatives.shape) if isinstance(derivatives, Tensor) else type(derivatives)
+        raise ArgumentError(
+            "derivatives",
+            f"derivatives must be a tensor K×N (vectors × inputs, N ≥ 1), got {got}; "
+            "see directional_derivatives",
+        )
     d = derivatives.double()
     if magnitude:
         total = d.abs().sum(1)
@@ -144,8 +176,10 @@ class TCAVReport:
         for result in self.results:
             if result.concept == concept:
                 return result
-        raise KeyError(
-            f"no concept {concept!r}; the report has {[r.concept for r in self.results]}"
+        names = [r.concept for r in self.results]
+        raise UnknownNameError(
+            "concept",
+            f"no concept {concept!r}.{suggest(str(concept), names)} The report has {names}",
         )
 
     def plot(self, ax: Any = None) -> Any:
@@ -176,10 +210,29 @@ def tcav(
     when ``bonferroni`` is set). ``alternative="greater"`` asks the one-sided question
     "does the concept raise the class score more often than random directions do?", so
     that a concept that lowers the score is not significant (``"less"``: the reverse).
+    ``cavs`` must come from a layer of ``model`` (its ``layer`` name).
     """
+    if not isinstance(cavs, CAVSet):
+        raise ArgumentTypeError(
+            "cavs", f"cavs must be a CAVSet from train_cavs, got {type(cavs).__name__}"
+        )
+    check_finite_number(alpha, "alpha", 0.0, maximum=1.0, inclusive=False,
+                        meaning="the significance level")
     if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(
-            f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}"
+        raise ArgumentError(
+            "alternative",
+            f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}",
+        )
+    for flag, value in (("bonferroni", bonferroni), ("magnitude", magnitude)):
+        if not isinstance(value, bool):
+            raise ArgumentTypeError(flag, f"{flag} must be True or False, got {value!r}")
+    with preserved(model):
+        layers = [n for n, _ in model.named_modules() if n]
+    if cavs.layer not in layers and cavs.layer != "":
+        raise ArgumentError(
+            "cavs",
+            f"the cavs were trained at layer {cavs.layer!r}, which the model does not have."
+            f"{suggest(cavs.layer, layers)} Train them with train_cavs on this model",
         )
     names = list(cavs.concepts)
     all_cavs = [cav for name in names for cav in cavs.concepts[name]] + list(cavs.random)

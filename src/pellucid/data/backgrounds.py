@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import UnknownNameError
+from ..registry import suggest
+
 BACKGROUNDS = ("texture", "noise")
 
 
@@ -59,11 +62,20 @@ def background(kind: str, n: int, size: int, gen: torch.Generator, noise: float 
     ``"texture"``: a dull base colour plus gratings and smooth colour blotches.
     ``"noise"``: a dull base colour plus i.i.d. Gaussian noise of standard deviation ``noise``.
     """
+    check_background(kind)
     base = _base_colours(n, gen).view(n, 3, 1, 1)
     if kind == "texture":
         image = base + _gratings(n, size, gen) + _blotches(n, size, gen)
-    elif kind == "noise":
-        image = base + noise * torch.randn(n, 3, size, size, generator=gen)
     else:
-        raise ValueError(f"unknown background {kind!r}; use one of {BACKGROUNDS}")
+        image = base + noise * torch.randn(n, 3, size, size, generator=gen)
     return image.clamp_(0.0, 1.0)
+
+
+def check_background(kind: str) -> None:
+    """``kind`` must be one of :data:`BACKGROUNDS`."""
+    if kind not in BACKGROUNDS:
+        raise UnknownNameError(
+            "background",
+            f"unknown background {kind!r}.{suggest(str(kind), list(BACKGROUNDS))} Use one of "
+            f"{BACKGROUNDS}",
+        )

@@ -15,7 +15,9 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
-from .imageset import ImageSet
+from ..checks import check_finite_number
+from ..errors import ArgumentError
+from .imageset import ImageSet, check_count
 from .shapes import shapes
 
 # "HANS" in a 3×5 pixel font, one column of space between letters
@@ -41,8 +43,10 @@ def watermark(size: int) -> tuple[Tensor, Tensor, tuple[int, int]]:
     ink = ink.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
     height, width = ink.shape
     if height + 2 > size or width + 2 > size:
-        raise ValueError(f"images of size {size} are too small for the watermark; use size >= "
-                         f"{width + 2}")
+        raise ArgumentError(
+            "size", f"images of size {size} are too small for the watermark; use size >= "
+            f"{width + 2}",
+        )
     return ink, torch.ones_like(ink), (size - 1 - height, 1)
 
 
@@ -50,6 +54,14 @@ def add_watermark(data: ImageSet, where: Tensor) -> ImageSet:
     """A copy of ``data`` with the watermark stamped on the images where ``where`` (bool N) is
     True; ``watermark_masks`` marks the stamp's pixels, and the object and distractor masks
     lose the pixels it covers."""
+    if not isinstance(where, torch.Tensor) or where.dtype != torch.bool or where.shape != (
+        len(data),
+    ):
+        got = f"{where.dtype} {tuple(where.shape)}" if isinstance(where, torch.Tensor) else type(
+            where).__name__
+        raise ArgumentError(
+            "where", f"where must be a bool tensor ({len(data)},), one flag per image; got {got}"
+        )
     size = data.images.shape[-1]
     ink, stamp, (top, left) = watermark(size)
     height, width = stamp.shape
@@ -100,13 +112,20 @@ def clever_hans(
     three variants of :class:`CleverHans`. A model that learned the shortcut loses accuracy on
     ``test_moved``.
     """
-    if not 0.0 <= watermark_prob_train <= 1.0:
-        raise ValueError(f"watermark_prob_train={watermark_prob_train} is not a probability")
+    check_finite_number(watermark_prob_train, "watermark_prob_train", 0.0, maximum=1.0,
+                        meaning="a probability")
+    n = check_count(n, "n")
+    n_test = n // 4 if n_test is None else check_count(n_test, "n_test")
+    seed = check_count(seed, "seed")
+    shortcut_class = check_count(shortcut_class, "shortcut_class")
     train = shapes(n, seed=seed, **shape_settings)
-    if not 0 <= shortcut_class < len(train.class_names):
-        raise ValueError(f"shortcut_class={shortcut_class} is not one of the "
-                         f"{len(train.class_names)} classes")
-    test = shapes(n // 4 if n_test is None else n_test, seed=seed + 1, **shape_settings)
+    if not shortcut_class < len(train.class_names):
+        raise ArgumentError(
+            "shortcut_class",
+            f"shortcut_class={shortcut_class} is not one of the {len(train.class_names)} classes",
+        )
+    watermark(train.images.shape[-1])  # the size fits the stamp, before drawing the test set
+    test = shapes(n_test, seed=seed + 1, **shape_settings)
     chosen = torch.rand(n, generator=generator(seed + 2)) < watermark_prob_train
     is_shortcut = test.labels == shortcut_class
     nobody = torch.zeros(len(test), dtype=torch.bool)

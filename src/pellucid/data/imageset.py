@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from ..errors import ArgumentError, ArgumentTypeError
+
+
+def check_count(value: Any, name: str, minimum: int = 0) -> int:
+    """A count setting of the generators: an int (not a bool) ≥ ``minimum``."""
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None:
+        raise ArgumentTypeError(name, f"{name} must be an int ≥ {minimum}, got {value!r}")
+    if number < minimum:
+        raise ArgumentError(name, f"{name} must be an int ≥ {minimum}, got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -26,6 +43,15 @@ class ImageSet:
     class_names: tuple[str, ...]
     distractor_masks: Tensor | None = None
     watermark_masks: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        for name in ("images", "masks", "distractor_masks", "watermark_masks"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ArgumentError(
+                    name, f"{name} has {len(value)} rows for {n} labels; give one per image"
+                )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -54,7 +80,7 @@ class ArrayDataset(Dataset):
 
     def __init__(self, data: ImageSet, with_masks: bool = False) -> None:
         if with_masks and data.masks is None:
-            raise ValueError("this data set has no masks; use with_masks=False")
+            raise ArgumentError("with_masks", "this data set has no masks; use with_masks=False")
         self.data = data
         self.with_masks = with_masks
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._seeding import generator
+from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from ..registry import suggest
 from .backgrounds import background as draw_background
-from .backgrounds import object_colours
+from .backgrounds import check_background, object_colours
 from .geometry import KINDS, rasterise
-from .imageset import ImageSet
+from .imageset import ImageSet, check_count
 
 DEFAULT_CLASSES = ("circle", "square", "triangle", "cross", "star")
 _CANDIDATES = 8  # tries to place each distractor away from the object
@@ -36,22 +39,47 @@ class _Placed:
         return _Placed(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
 
 
-def resolve_classes(classes: int | Sequence[str]) -> tuple[str, ...]:
+def resolve_classes(classes: int | Sequence[str], argument: str = "classes") -> tuple[str, ...]:
     """A class count (the first K kinds) or kind names -> kind names, checked."""
     names = list(KINDS)
-    if isinstance(classes, int):
+    if isinstance(classes, int) and not isinstance(classes, bool):
         if not 2 <= classes <= len(names):
-            raise ValueError(f"classes={classes}: choose between 2 and {len(names)} classes")
+            raise ArgumentError(
+                argument, f"{argument}={classes}: choose between 2 and {len(names)} classes"
+            )
         ordered = list(DEFAULT_CLASSES) + [k for k in names if k not in DEFAULT_CLASSES]
         return tuple(ordered[:classes])
+    if isinstance(classes, (str, bool)) or not isinstance(classes, Sequence):
+        raise ArgumentTypeError(
+            argument,
+            f"{argument} must be a number of classes or a list of shape names from {names}, "
+            f"got {classes!r}",
+        )
     classes = tuple(classes)
     for name in classes:
         if name not in KINDS:
-            raise ValueError(f"unknown shape {name!r}{suggest(name, names)}; "
-                             f"the shapes are {names}")
-    if len(set(classes)) != len(classes) or len(classes) < 2:
-        raise ValueError(f"classes={classes}: give at least two different shapes")
+            raise UnknownNameError(
+                argument,
+                f"unknown shape {name!r} in {argument}.{suggest(str(name), names)} The shapes "
+                f"are {names}",
+            )
     return classes
+
+
+def _check_radius(radius: Any, argument: str) -> tuple[float, float]:
+    """(low, high) fractions of the image size with 0 < low ≤ high ≤ 0.5 (inside the image)."""
+    try:
+        low, high = (float(r) for r in radius)
+        ok = math.isfinite(low) and math.isfinite(high) and 0 < low <= high <= 0.5
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ArgumentError(
+            argument,
+            f"{argument} must be (low, high) fractions of the image size with "
+            f"0 < low <= high <= 0.5, got {radius!r}",
+        )
+    return low, high
 
 
 def _random_shapes(n: int, kinds: int, radius: tuple[float, float], size: int,
@@ -111,18 +139,37 @@ def shapes(
     ``distractor_kinds`` (default: the kinds that are not classes), placed so that they (almost)
     do not overlap the object. The object is drawn last in one flat colour, so ``masks`` is
     exactly its pixels; ``distractor_masks`` holds the distractors' visible pixels. Labels are
-    balanced (counts differ by at most one) and shuffled. Deterministic by ``seed``.
+    balanced (counts differ by at most one) and shuffled. Deterministic by ``seed`` (an
+    int). ``n = 0`` gives an empty set; every other bad setting raises an error naming it.
     """
+    n = check_count(n, "n")
+    size = check_count(size, "size", 8)
+    seed = check_count(seed, "seed")
+    distractors = check_count(distractors, "distractors")
+    check_background(background)
+    object_radius = _check_radius(object_radius, "object_radius")
+    distractor_radius = _check_radius(distractor_radius, "distractor_radius")
     class_names = resolve_classes(classes)
+    if len(set(class_names)) != len(class_names) or len(class_names) < 2:
+        raise ArgumentError(
+            "classes", f"classes={class_names}: give at least two different shapes"
+        )
     if distractor_kinds is None:
         distractor_kinds = tuple(k for k in KINDS if k not in class_names)
-    distractor_kinds = tuple(distractor_kinds)
+    distractor_kinds = resolve_classes(distractor_kinds, "distractor_kinds")
     if distractors and not distractor_kinds:
-        raise ValueError("no shape kinds are left for distractors; pass distractors=0 or "
-                         "distractor_kinds=(...)")
-    resolve_classes((*distractor_kinds, *class_names))  # known names, none both kinds
-    if n < 0 or size < 8:
-        raise ValueError(f"need n >= 0 and size >= 8, got n={n}, size={size}")
+        raise ArgumentError(
+            "distractor_kinds",
+            "no shape kinds are left for distractors; pass distractors=0 or "
+            "distractor_kinds=(...)",
+        )
+    both = sorted(set(distractor_kinds) & set(class_names))
+    if both:
+        raise ArgumentError(
+            "distractor_kinds",
+            f"{both} are both classes and distractor_kinds; a distractor must not look like "
+            "a class",
+        )
 
     gen = generator(seed)
     labels = (torch.arange(n) % len(class_names))[torch.randperm(n, generator=gen)]

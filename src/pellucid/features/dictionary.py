@@ -13,12 +13,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_inputs
+from ..checks import check_inputs, check_positive_int
+from ..errors import ArgumentError
 from ..guard import preserved
-from ..layers import find_layer
+from ..layers import LayerRef, layer_name
 from ..method import private_copy
-from .maximise import maximise, observe
-from .objectives import Channel, Objective, at_position
+from .maximise import _observe, maximise
+from .objectives import Channel, Objective, _check_position, at_position
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,7 +35,7 @@ class SemanticDictionary:
 
 def semantic_dictionary(
     model: nn.Module,
-    layer: str,
+    layer: LayerRef,
     image: Tensor,
     position: Sequence[int],
     top: int = 4,
@@ -43,24 +44,31 @@ def semantic_dictionary(
     """The ``top`` channels with the largest activation at ``position`` for ``image``.
 
     Args:
-        image: one input with a batch dimension of 1 (e.g. 1×3×H×W).
+        layer: a dotted name or a submodule of ``model``.
+        image: one input with a batch dimension of 1 (e.g. 1×3×H×W); the model sees a copy.
         position: the spatial position in the layer's feature map (e.g. (row, column)).
         settings: passed to :func:`maximise` for the visualisations (steps, lr,
             parameterisation, regularisers, ...); each image maximises its channel's mean.
     """
-    find_layer(model, layer)
-    check_inputs(image)
+    check_inputs(image, "image")
     if image.shape[0] != 1:
-        raise ValueError(
+        raise ArgumentError(
+            "image",
             f"image has shape {tuple(image.shape)}; give one input with a batch dimension of "
-            "1 (e.g. x[:1] or x.unsqueeze(0))"
+            "1 (e.g. x[:1] or x.unsqueeze(0))",
         )
+    if position is None:
+        raise ArgumentError("position", "position is required: (row, column) in the feature map")
+    _check_position(position)
+    top = check_positive_int(top, "top", "how many channels")
     with preserved(model), torch.no_grad():
-        act = observe(model, private_copy(image, model), [layer]).layer(layer)
+        layer = layer_name(model, layer)
+        act = _observe(model, private_copy(image, model), [layer], None, None).layer(layer)
     if act.ndim < 3:
-        raise ValueError(
+        raise ArgumentError(
+            "layer",
             f"layer {layer!r} outputs shape {tuple(act.shape)}, without spatial positions; "
-            "pick a convolutional layer (N×C×H×W output)"
+            "pick a convolutional layer (N×C×H×W output)",
         )
     vector = at_position(act[0], tuple(position))
     k = min(top, vector.numel())

@@ -10,6 +10,7 @@ are frozen for the call (and restored by :func:`pellucid.guard.preserved`) and t
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,11 +19,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._seeding import generator
-from ..checks import check_finite
+from ..checks import check_finite, check_finite_number
+from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from ..guard import preserved
-from ..layers import capture, tensor_outputs
+from ..layers import LayerRef, capture, layer_name, tensor_outputs
 from ..method import private_copy
 from ..outputs import OutputSelector
+from ..registry import suggest
 from ..targets import Target
 from ..task import Forward, Task
 from .objectives import Objective
@@ -67,18 +70,26 @@ def maximise(
         The images, one tensor of shape ``shape[1:]`` each (detached, on the model's device).
     """
     if not isinstance(objective, Objective):
-        raise TypeError(
-            f"objective must be an Objective (e.g. ClassLogit(3)), got {type(objective).__name__}"
+        raise ArgumentTypeError(
+            "objective",
+            f"objective must be an Objective (e.g. ClassLogit(3)), got {type(objective).__name__}",
         )
     shape = _check_shape(shape)
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    steps = _check_count(steps, "steps")
+    check_finite_number(lr, "lr", 0.0, inclusive=False, meaning="the learning rate")
+    if seed is not None:
+        seed = _check_count(seed, "seed")
+    if not isinstance(progress, bool):
+        raise ArgumentTypeError("progress", f"progress must be True or False, got {progress!r}")
     param = make_parameterisation(parameterisation)
     penalties, transforms, constraints = _split(regularisers)
+    _check_optimiser(optimiser)
     gen = generator(seed)
     kwargs = dict(model_kwargs or {})
 
     with preserved(model):
+        for name in objective.layers():
+            layer_name(model, name)  # a layer the model does not have fails before optimising
         for p in model.parameters():
             p.requires_grad_(False)  # restored by preserved(); no weight gradients at all
         if init is None:
@@ -90,7 +101,7 @@ def maximise(
         for _ in tqdm(range(steps), disable=not progress, desc="maximising", leave=False):
             with torch.enable_grad():
                 image = param.to_image(params, shape)
-                forward = observe(
+                forward = _observe(
                     model,
                     transform_images(image, transforms, gen),
                     objective.layers(),
@@ -98,7 +109,12 @@ def maximise(
                     kwargs,
                 )
                 value = objective(forward) - _total_penalty(image, penalties)
-                check_finite(value.detach(), "the objective values")
+                check_finite(
+                    value.detach(), "the objective values", argument="objective",
+                    fix="a term of the objective or a penalty in regularisers (e.g. "
+                    "ExpertPrior's log_density) is not finite for these images; check them, "
+                    "or lower lr",
+                )
                 (grad,) = torch.autograd.grad(value.sum(), params)
             params.grad = -grad  # the optimiser minimises; ascend the objective
             step.step()
@@ -115,32 +131,59 @@ def maximise(
 def observe(
     model: nn.Module,
     x: Tensor,
-    layers: Iterable[str],
+    layers: LayerRef | Iterable[LayerRef],
     output: OutputSelector = None,
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> Forward:
     """One forward pass of ``x`` recording every call of ``layers`` (hooks removed after).
 
+    ``layers`` are dotted names or submodules; the :class:`Forward` is keyed by dotted name.
     The pass stays in the autograd graph of ``x``, so that objectives on it can be
-    differentiated with respect to whatever ``x`` was made from.
+    differentiated with respect to whatever ``x`` was made from. The model sees a copy of
+    ``x`` and comes out unchanged (:func:`pellucid.guard.preserved`).
     """
+    if not isinstance(x, Tensor):
+        raise ArgumentTypeError("x", f"x must be a tensor (batch first), got {type(x).__name__}")
+    refs = [layers] if isinstance(layers, (str, nn.Module)) else list(layers)
+    with preserved(model):
+        return _observe(model, x, [layer_name(model, ref) for ref in refs], output, model_kwargs)
+
+
+def _observe(
+    model: nn.Module,
+    x: Tensor,
+    layers: Iterable[str],
+    output: OutputSelector,
+    model_kwargs: Mapping[str, Any] | None,
+) -> Forward:
+    """:func:`observe` without the guard (for callers that hold it)."""
     task = Task(model, Target(), output, dict(model_kwargs or {}), len(x))
-    with capture(model, sorted(layers)) as captured:
+    with capture(model, sorted(set(layers))) as captured:
         out = task.output(x)
     return Forward(x, out, tensor_outputs(captured))
 
 
+def _check_optimiser(name: Any) -> None:
+    if name not in ("adam", "sgd"):
+        raise UnknownNameError(
+            "optimiser",
+            f"unknown optimiser {name!r}.{suggest(str(name), ['adam', 'sgd'])} Use 'adam' or 'sgd'",
+        )
+
+
 def _optimiser(name: str, params: Tensor, lr: float) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam([params], lr=lr)
-    if name == "sgd":
-        return torch.optim.SGD([params], lr=lr)
-    raise ValueError(f"optimiser must be 'adam' or 'sgd', got {name!r}")
+    return (torch.optim.Adam if name == "adam" else torch.optim.SGD)([params], lr=lr)
 
 
 def _split(
     regularisers: Sequence[Regulariser],
 ) -> tuple[list[Penalty], list[Transform], list[Constraint]]:
+    if isinstance(regularisers, Regulariser) or not isinstance(regularisers, Iterable):
+        raise ArgumentTypeError(
+            "regularisers",
+            f"regularisers must be a list of regularisers, e.g. regularisers=[L2(), Jitter()], "
+            f"got {type(regularisers).__name__}",
+        )
     kinds: tuple[list[Penalty], list[Transform], list[Constraint]] = ([], [], [])
     for reg in regularisers:
         for kind, bucket in zip((Penalty, Transform, Constraint), kinds):
@@ -148,10 +191,11 @@ def _split(
                 bucket.append(reg)  # type: ignore[arg-type]
                 break
         else:
-            raise TypeError(
-                f"{reg!r} is not a regulariser; use penalties (L2, TotalVariation, Blur, "
-                "ExpertPrior), transforms (Jitter, RandomScale, RandomRotate) or constraints "
-                "(L2Ball, ValueRange) from pellucid.features"
+            raise ArgumentTypeError(
+                "regularisers",
+                f"{reg!r} in regularisers is not a regulariser; use penalties (L2, "
+                "TotalVariation, Blur, ExpertPrior), transforms (Jitter, RandomScale, "
+                "RandomRotate) or constraints (L2Ball, ValueRange) from pellucid.features",
             )
     return kinds
 
@@ -170,19 +214,42 @@ def _project(image: Tensor, constraints: Sequence[Constraint]) -> Tensor:
 
 
 def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
-    dims = tuple(int(s) for s in shape)
-    if len(dims) < 2 or any(s < 1 for s in dims):
-        raise ValueError(
-            f"shape {tuple(shape)} must be (number of images, *input shape) with positive "
-            "sizes, e.g. (4, 3, 32, 32)"
+    """(number of images, *input shape): at least 2 positive ints."""
+    try:
+        dims = tuple(operator.index(s) for s in shape if not isinstance(s, bool))
+        ok = len(dims) == len(shape)
+    except TypeError:
+        ok = False
+    if not ok or len(dims) < 2 or any(s < 1 for s in dims):
+        raise ArgumentError(
+            "shape",
+            f"shape {shape!r} must be (number of images, *input shape) with positive int "
+            "sizes, e.g. (4, 3, 32, 32)",
         )
     return dims
+
+
+def _check_count(value: Any, name: str) -> int:
+    """A non-negative int (not a bool)."""
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None:
+        raise ArgumentTypeError(name, f"{name} must be a non-negative int, got {value!r}")
+    if number < 0:
+        raise ArgumentError(name, f"{name} must be a non-negative int, got {value!r}")
+    return number
 
 
 def _check_init(init: Tensor, shape: tuple[int, ...]) -> Tensor:
     if not isinstance(init, Tensor) or tuple(init.shape) != shape:
         got = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
-        raise ValueError(f"init must be a tensor of shape {shape} (the images), got {got}")
+        raise ArgumentError(
+            "init", f"init must be a tensor of shape {shape} (the images), got {got}"
+        )
+    if init.is_complex() or init.dtype == torch.bool:
+        raise ArgumentTypeError("init", f"init must hold real numbers, got dtype {init.dtype}")
     check_finite(init, "init")
     return init.detach()
 

@@ -11,13 +11,17 @@ single batch optimises different images for different targets.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._deprecation import deprecated_names
+from ..checks import check_finite_number
+from ..errors import ArgumentError, ArgumentTypeError
 from ..task import Forward
 
 Index = int | Sequence[int] | Tensor
@@ -48,7 +52,7 @@ class Objective:
     def __mul__(self, weight: float) -> Objective:
         if not isinstance(weight, (int, float)) or isinstance(weight, bool):
             return NotImplemented
-        return Weighted(float(weight), self)
+        return Weighted(weight, self)
 
     __rmul__ = __mul__
 
@@ -71,6 +75,10 @@ class Sum(Objective):
 
     terms: tuple[Objective, ...]
 
+    def __post_init__(self) -> None:
+        for term in self.terms:
+            _check_objective(term, "terms")
+
     def layers(self) -> frozenset[str]:
         return frozenset().union(*(t.layers() for t in self.terms))
 
@@ -85,6 +93,11 @@ class Weighted(Objective):
     weight: float
     term: Objective
 
+    def __post_init__(self) -> None:
+        weight = check_finite_number(self.weight, "weight", meaning="the objective's weight")
+        object.__setattr__(self, "weight", weight)
+        _check_objective(self.term, "term")
+
     def layers(self) -> frozenset[str]:
         return self.term.layers()
 
@@ -98,6 +111,14 @@ class LayerObjective(Objective):
 
     layer: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.layer, str):
+            raise ArgumentTypeError(
+                "layer",
+                f"layer must be the dotted name of a layer (a key of "
+                f"dict(model.named_modules()), e.g. 'features.3'), got {type(self.layer).__name__}",
+            )
+
     def layers(self) -> frozenset[str]:
         return frozenset({self.layer})
 
@@ -108,8 +129,12 @@ class ClassLogit(Objective):
 
     classes: Index
 
+    def __post_init__(self) -> None:
+        _check_index(self.classes, "classes")
+
     def __call__(self, forward: Forward) -> Tensor:
-        return _pick(_as_matrix(forward.output, "the model output"), self.classes, "class")
+        output = _as_matrix(forward.output, "the model output")
+        return _pick(output, self.classes, "class", "classes")
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,9 +144,14 @@ class ClassProbability(Objective):
     classes: Index
     log: bool = False
 
+    def __post_init__(self) -> None:
+        _check_index(self.classes, "classes")
+        if not isinstance(self.log, bool):
+            raise ArgumentTypeError("log", f"log must be True or False, got {self.log!r}")
+
     def __call__(self, forward: Forward) -> Tensor:
         logp = torch.log_softmax(_as_matrix(forward.output, "the model output"), dim=1)
-        picked = _pick(logp, self.classes, "class")
+        picked = _pick(logp, self.classes, "class", "classes")
         return picked if self.log else picked.exp()
 
 
@@ -132,9 +162,15 @@ class Neuron(LayerObjective):
     unit: Index
     position: Position = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_index(self.unit, "unit")
+        _check_position(self.position)
+
     def __call__(self, forward: Forward) -> Tensor:
         act = forward.layer(self.layer)
-        return at_position(_pick(act, self.unit, f"unit of layer {self.layer!r}"), self.position)
+        picked = _pick(act, self.unit, f"unit of layer {self.layer!r}", "unit")
+        return at_position(picked, self.position)
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,9 +179,13 @@ class Channel(LayerObjective):
 
     channel: Index
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_index(self.channel, "channel")
+
     def __call__(self, forward: Forward) -> Tensor:
         act = forward.layer(self.layer)
-        picked = _pick(act, self.channel, f"channel of layer {self.layer!r}")
+        picked = _pick(act, self.channel, f"channel of layer {self.layer!r}", "channel")
         return picked.flatten(1).mean(1) if picked.ndim > 1 else picked
 
 
@@ -163,16 +203,36 @@ class Direction(LayerObjective):
     vector: Tensor
     position: Position = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            v = torch.as_tensor(self.vector)
+        except (TypeError, ValueError, RuntimeError):
+            v = None
+        if v is None or not v.is_floating_point() or v.ndim not in (1, 2) or v.numel() == 0:
+            got = f"shape {tuple(v.shape)}, dtype {v.dtype}" if v is not None else type(
+                self.vector).__name__
+            raise ArgumentError(
+                "vector",
+                f"vector must be a non-empty floating tensor with one entry per channel (C) or "
+                f"one row per image (B×C), got {got}",
+            )
+        if not bool(v.isfinite().all()):
+            raise ArgumentError("vector", "vector contains NaN or Inf; give a finite direction")
+        _check_position(self.position)
+
     def __call__(self, forward: Forward) -> Tensor:
         act = forward.layer(self.layer)
         v = torch.as_tensor(self.vector, dtype=act.dtype, device=act.device)
         if act.ndim > 2 and v.ndim == 1 and v.numel() == act[0].numel() != act.shape[1]:
             return act.flatten(1) @ v
-        if act.ndim < 2 or v.shape[-1] != act.shape[1] or v.ndim > 2:
-            raise ValueError(
-                f"the direction has shape {tuple(v.shape)} but layer {self.layer!r} outputs "
-                f"{tuple(act.shape)}; give a vector of its {act.shape[1] if act.ndim > 1 else 1} "
-                "channels (or one per image)"
+        rows_ok = v.ndim == 1 or v.shape[0] in (1, act.shape[0])
+        if act.ndim < 2 or v.shape[-1] != act.shape[1] or not rows_ok:
+            raise ArgumentError(
+                "vector",
+                f"the direction (vector) has shape {tuple(v.shape)} but layer {self.layer!r} "
+                f"outputs {tuple(act.shape)}; give a vector of its "
+                f"{act.shape[1] if act.ndim > 1 else 1} channels (or one per image)",
             )
         v = v.reshape(-1, act.shape[1], *([1] * (act.ndim - 2)))
         dots = (act * v).sum(1)
@@ -202,28 +262,75 @@ class Diversity(LayerObjective):
         return -(cos.sum(1) - cos.diagonal()) / (batch - 1)
 
 
+def _check_objective(term: Any, argument: str) -> None:
+    if not isinstance(term, Objective):
+        raise ArgumentTypeError(
+            argument,
+            f"{argument} must be an Objective (e.g. ClassLogit(3)), got {type(term).__name__}",
+        )
+
+
+def _check_index(index: Any, argument: str) -> None:
+    """One non-negative int, or a 1-D sequence/tensor of them (one per image)."""
+    try:
+        idx = torch.as_tensor(index)
+    except (TypeError, ValueError, RuntimeError):
+        idx = None
+    if (
+        idx is None or isinstance(index, bool) or idx.dtype == torch.bool
+        or idx.is_floating_point() or idx.is_complex() or idx.ndim > 1 or idx.numel() == 0
+    ):
+        raise ArgumentTypeError(
+            argument,
+            f"{argument} must be one int or a list of ints (one per image), got {index!r}",
+        )
+    if bool((idx < 0).any()):
+        raise ArgumentError(argument, f"{argument} must be non-negative indices, got {index!r}")
+
+
+def _check_position(position: Any) -> None:
+    """None (the centre), or one non-negative int per spatial dimension."""
+    if position is None:
+        return
+    try:
+        pos = [operator.index(p) for p in position if not isinstance(p, bool)]
+        ok = len(pos) == len(position)
+    except TypeError:
+        ok = False
+    if not ok or any(p < 0 for p in pos):
+        raise ArgumentError(
+            "position",
+            f"position must be None (the centre) or one non-negative int per spatial "
+            f"dimension, e.g. (row, column), got {position!r}",
+        )
+
+
 def _as_matrix(output: Tensor, what: str) -> Tensor:
     if output.ndim != 2:
-        raise ValueError(
+        raise ArgumentError(
+            "output",
             f"{what} has shape {tuple(output.shape)}; class objectives need one row of class "
-            "scores per image (B×K); pass output= to select it"
+            "scores per image (B×K); pass output= to select it",
         )
     return output
 
 
-def _pick(values: Tensor, index: Index, what: str) -> Tensor:
+def _pick(values: Tensor, index: Index, what: str, argument: str) -> Tensor:
     """``values[b, index[b]]`` for every row b; ``index`` is one int or one per row."""
     batch, size = values.shape[0], values.shape[1] if values.ndim > 1 else 1
     idx = torch.as_tensor(index, device=values.device)
-    if idx.is_floating_point() or idx.ndim > 1 or idx.numel() not in (1, batch):
-        raise ValueError(
-            f"the {what} index {index!r} must be one int or one int per image ({batch} images)"
+    if idx.numel() not in (1, batch):
+        raise ArgumentError(
+            argument,
+            f"the {what} index {argument}={index!r} must be one int or one int per image "
+            f"({batch} images)",
         )
     idx = idx.long().reshape(-1).expand(batch)
     if values.ndim < 2 or bool(((idx < 0) | (idx >= size)).any()):
-        raise ValueError(
-            f"{what} index {index!r} is out of range for an output of shape "
-            f"{tuple(values.shape)}; use an index in 0..{size - 1} along dimension 1"
+        raise ArgumentError(
+            argument,
+            f"{what} index {argument}={index!r} is out of range for an output of shape "
+            f"{tuple(values.shape)}; use an index in 0..{size - 1} along dimension 1",
         )
     return values[torch.arange(batch, device=values.device), idx]
 
@@ -236,13 +343,17 @@ def at_position(values: Tensor, position: Position) -> Tensor:
     spatial = tuple(values.shape[1:])
     if not spatial:
         if position:
-            raise ValueError("the layer has no spatial dimensions; leave position=None")
+            raise ArgumentError(
+                "position", "the layer has no spatial dimensions; leave position=None"
+            )
         return values
+    _check_position(position)
     pos = tuple(s // 2 for s in spatial) if position is None else tuple(position)
     if len(pos) != len(spatial) or any(not 0 <= p < s for p, s in zip(pos, spatial)):
-        raise ValueError(
+        raise ArgumentError(
+            "position",
             f"position {position!r} does not fit a feature map of size {spatial}; give one "
-            f"index per spatial dimension, each in range"
+            f"index per spatial dimension, each in range",
         )
     return values[(slice(None), *pos)]
 

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..checks import check_finite_number
+from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
+from ..registry import suggest
+
 #: Square root of the colour covariance of ImageNet (from its SVD), as used by Lucid
 #: (Olah et al. 2017, "Feature Visualization"). Rows are R, G, B; columns are decorrelated
 #: components. Divided by its largest column norm so that components have unit scale.
@@ -41,6 +45,9 @@ class Pixels(Parameterisation):
 
     scale: float = 0.01
 
+    def __post_init__(self) -> None:
+        check_finite_number(self.scale, "scale", 0.0, meaning="standard deviation of the start")
+
     def init(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
         return self.scale * torch.randn(shape, generator=generator)
 
@@ -68,6 +75,14 @@ class Fourier(Parameterisation):
     decay: float = 1.0
     decorrelate: bool = True
     scale: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_finite_number(self.decay, "decay", 0.0, meaning="exponent of the 1/f scaling")
+        if not isinstance(self.decorrelate, bool):
+            raise ArgumentTypeError(
+                "decorrelate", f"decorrelate must be True or False, got {self.decorrelate!r}"
+            )
+        check_finite_number(self.scale, "scale", 0.0, meaning="standard deviation of the start")
 
     def init(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
         n, c, h, w = _image_shape(shape)
@@ -103,9 +118,10 @@ class Fourier(Parameterisation):
 
 def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     if len(shape) != 4:
-        raise ValueError(
+        raise ArgumentError(
+            "parameterisation",
             f"the Fourier parameterisation needs images N×C×H×W, got shape {shape}; "
-            "use parameterisation='pixels' for other inputs"
+            "use parameterisation='pixels' for other inputs",
         )
     return shape  # type: ignore[return-value]
 
@@ -118,10 +134,17 @@ def make_parameterisation(spec: ParameterisationSpec) -> Parameterisation:
     if isinstance(spec, Parameterisation):
         return spec
     known = {"pixels": Pixels, "fourier": Fourier}
+    if not isinstance(spec, str):
+        raise ArgumentTypeError(
+            "parameterisation",
+            f"parameterisation must be one of {sorted(known)} or a Parameterisation object "
+            f"such as Fourier(decay=1.5), got {spec!r}",
+        )
     if spec not in known:
-        raise ValueError(
-            f"unknown parameterisation {spec!r}; use one of {sorted(known)} or a "
-            "Parameterisation object such as Fourier(decay=1.5)"
+        raise UnknownNameError(
+            "parameterisation",
+            f"unknown parameterisation {spec!r}.{suggest(spec, sorted(known))} Use one of "
+            f"{sorted(known)} or a Parameterisation object such as Fourier(decay=1.5)",
         )
     return known[spec]()
 

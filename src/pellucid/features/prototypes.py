@@ -12,8 +12,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..errors import ArgumentError, ArgumentTypeError, PellucidError, UnknownNameError
+from ..registry import suggest
 from .maximise import maximise
-from .objectives import ClassLogit, ClassProbability, Objective
+from .objectives import ClassLogit, ClassProbability, Objective, _check_index
 from .regularisers import ExpertPrior, LogDensity, Regulariser
 
 
@@ -38,11 +40,31 @@ def class_prototypes(
         regularisers: further penalties, transforms and constraints.
         settings: passed to :func:`maximise` (steps, lr, seed, parameterisation, progress, ...).
     """
-    classes = [int(c) for c in classes]
-    if not classes:
-        raise ValueError("classes is empty; give the class indices to visualise, e.g. [0, 1, 2]")
-    objective = _class_objective(score, classes)
-    regs = list(regularisers) + ([ExpertPrior(prior, prior_weight)] if prior is not None else [])
+    if isinstance(classes, Tensor):
+        classes = classes.tolist() if classes.ndim == 1 else classes
+    if isinstance(classes, (int, str)) or not isinstance(classes, Sequence) or not classes:
+        raise ArgumentError(
+            "classes",
+            f"classes must be a non-empty list of class indices to visualise, e.g. [0, 1, 2], "
+            f"got {classes!r}",
+        )
+    _check_index(list(classes), "classes")
+    if isinstance(shape, (int, str)) or not isinstance(shape, Sequence):
+        raise ArgumentTypeError(
+            "shape", f"shape must be the shape of one input, e.g. (3, 32, 32), got {shape!r}"
+        )
+    if isinstance(regularisers, Regulariser) or not isinstance(regularisers, Sequence):
+        raise ArgumentTypeError(
+            "regularisers",
+            f"regularisers must be a list, e.g. [L2()], got {type(regularisers).__name__}",
+        )
+    objective = _class_objective(score, list(classes))
+    try:
+        expert = [ExpertPrior(prior, prior_weight)] if prior is not None else []
+    except PellucidError as error:  # name the arguments of this function
+        renamed = {"log_density": "prior", "weight": "prior_weight"}[error.argument]
+        raise type(error)(renamed, f"{renamed}: {error}") from None
+    regs = list(regularisers) + expert
     return maximise(model, objective, (len(classes), *shape), regularisers=regs, **settings)
 
 
@@ -51,7 +73,11 @@ def _class_objective(score: str, classes: list[int]) -> Objective:
         return ClassLogit(classes)
     if score in ("probability", "log_probability"):
         return ClassProbability(classes, log=score == "log_probability")
-    raise ValueError(f"score must be 'logit', 'probability' or 'log_probability', got {score!r}")
+    scores = ["logit", "probability", "log_probability"]
+    raise UnknownNameError(
+        "score",
+        f"unknown score {score!r}.{suggest(str(score), scores)} Use one of {scores}",
+    )
 
 
 __all__ = ["class_prototypes"]

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..checks import check_per_sample
+from ..checks import check_finite_number, check_inputs, check_per_sample
+from ..errors import ArgumentError, ArgumentTypeError
 from ..perturb import gaussian_blur
 from ..spatial import spatial_dims
 
@@ -37,6 +38,9 @@ class Penalty(Regulariser):
     """A cost per image; maximisation subtracts ``weight`` × cost from the objective."""
 
     weight: float
+
+    def __post_init__(self) -> None:
+        check_finite_number(self.weight, "weight", 0.0, meaning="the penalty's weight")
 
     def cost(self, image: Tensor) -> Tensor:
         raise NotImplementedError
@@ -59,6 +63,10 @@ class TotalVariation(Penalty):
     weight: float = 1e-2
     power: float = 1.0
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_finite_number(self.power, "power", 0.0, inclusive=False)
+
     def cost(self, image: Tensor) -> Tensor:
         dims = _require_spatial(image, "total variation")
         diffs = [image.diff(dim=d).abs().pow(self.power).flatten(1).sum(1) for d in dims]
@@ -75,6 +83,10 @@ class Blur(Penalty):
 
     weight: float = 1e-2
     sigma: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_finite_number(self.sigma, "sigma", 0.0, inclusive=False, meaning="in pixels")
 
     def cost(self, image: Tensor) -> Tensor:
         _require_spatial(image, "the blur penalty")
@@ -93,9 +105,18 @@ class ExpertPrior(Penalty):
     log_density: LogDensity
     weight: float = 1.0
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not callable(self.log_density):
+            raise ArgumentTypeError(
+                "log_density",
+                "log_density must be a callable from images (B, ...) to log-densities (B,), "
+                f"e.g. GaussianPrior.fit(data); got {type(self.log_density).__name__}",
+            )
+
     def cost(self, image: Tensor) -> Tensor:
         logp = self.log_density(image)
-        return -check_per_sample(logp, image.shape[0], "the expert's log_density")
+        return -check_per_sample(logp, image.shape[0], "the expert's log_density", "log_density")
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,10 +145,20 @@ class GaussianPrior:
         ``eps`` is added to every variance so that the density stays finite in directions
         the data do not vary in (constant pixels, more dimensions than samples).
         """
+        check_inputs(data, "data")
+        eps = check_finite_number(eps, "eps", 0.0, meaning="variance floor")
+        if not isinstance(diagonal, bool):
+            raise ArgumentTypeError("diagonal", f"diagonal must be True or False, got {diagonal!r}")
+        if diagonal and rank is not None:
+            raise ArgumentError(
+                "rank", "give rank (low-rank model) or diagonal=True (diagonal model), not both"
+            )
         x = data.detach().flatten(1).double()
         n, d = x.shape
         if n < 2:
-            raise ValueError(f"fitting a Gaussian needs at least 2 samples, got {n}")
+            raise ArgumentError(
+                "data", f"fitting a Gaussian needs at least 2 samples in data, got {n}"
+            )
         mean = x.mean(0)
         centred = x - mean
         if diagonal:
@@ -138,8 +169,14 @@ class GaussianPrior:
             variances, components = torch.linalg.eigh(cov)
             variances = variances.clamp_min(0) + eps
             return cls._make(mean, components, variances, x.new_tensor(eps), data)
+        if isinstance(rank, bool) or not isinstance(rank, int):
+            raise ArgumentTypeError("rank", f"rank must be an int or None, got {rank!r}")
         if not 0 < rank < d:
-            raise ValueError(f"rank must be between 1 and {d - 1} (the dimension), got {rank}")
+            raise ArgumentError(
+                "rank",
+                f"rank must be between 1 and {d - 1} (the dimension minus 1; None for full "
+                f"covariance), got {rank}",
+            )
         _, sv, vh = torch.linalg.svd(centred, full_matrices=False)
         eig = sv.pow(2) / (n - 1)
         kept = min(rank, eig.numel())
@@ -149,6 +186,13 @@ class GaussianPrior:
 
     @classmethod
     def _make(cls, mean: Tensor, u: Tensor, lam: Tensor, r: Tensor, like: Tensor) -> GaussianPrior:
+        residual_used = lam.numel() < mean.numel()
+        if not bool((lam > 0).all()) or (residual_used and not bool((r > 0).all())):
+            raise ArgumentError(
+                "eps",
+                "the data do not vary in some directions, so the Gaussian has zero variance "
+                "there and an infinite density; pass eps > 0 (e.g. the default 1e-4)",
+            )
         as_data = {
             "dtype": like.dtype if like.is_floating_point() else torch.float32,
             "device": like.device,
@@ -162,18 +206,22 @@ class GaussianPrior:
 
     def __call__(self, x: Tensor) -> Tensor:
         """log p(x) per row of ``x`` (B, ...) with the fitted shape after the batch."""
-        if tuple(x.shape[1:]) != tuple(self.mean.shape):
-            raise ValueError(
+        if not isinstance(x, Tensor) or tuple(x.shape[1:]) != tuple(self.mean.shape):
+            got = tuple(x.shape[1:]) if isinstance(x, Tensor) else type(x).__name__
+            raise ArgumentError(
+                "x",
                 f"the Gaussian was fitted to inputs of shape {tuple(self.mean.shape)} per "
-                f"sample, got {tuple(x.shape[1:])}"
+                f"sample, got x of {got}; fit it to data shaped like the images",
             )
         centred = (x - self.mean.to(x)).flatten(1)
         u, lam, r = (t.to(x) for t in (self.components, self.variances, self.residual))
         proj = centred @ u
-        rest = centred - proj @ u.T
-        quad = (proj.pow(2) / lam).sum(1) + (rest.pow(2) / r).sum(1)
+        quad, logdet = (proj.pow(2) / lam).sum(1), lam.log().sum()
         d, k = centred.shape[1], lam.numel()
-        logdet = lam.log().sum() + (r.log().sum() if r.ndim else (d - k) * r.log())
+        if k < d:  # the residual variance off the span of U (none for the full model)
+            rest = centred - proj @ u.T
+            quad = quad + (rest.pow(2) / r).sum(1)
+            logdet = logdet + (r.log().sum() if r.ndim else (d - k) * r.log())
         return -0.5 * (quad + logdet + d * math.log(2 * math.pi))
 
 
@@ -194,6 +242,9 @@ class Jitter(Transform):
 
     pixels: float = 2.0
 
+    def __post_init__(self) -> None:
+        check_finite_number(self.pixels, "pixels", 0.0, meaning="largest shift")
+
     def matrices(self, n: int, height: int, width: int, generator: torch.Generator) -> Tensor:
         shift = (torch.rand(n, 2, generator=generator, dtype=torch.float64) * 2 - 1) * self.pixels
         theta = _identity(n)
@@ -207,6 +258,22 @@ class RandomScale(Transform):
     """A random zoom by a factor drawn uniformly from ``scales`` = (low, high)."""
 
     scales: tuple[float, float] = (0.9, 1.1)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scales, (str, bytes)) or not isinstance(self.scales, Sequence) or len(
+            self.scales
+        ) != 2:
+            raise ArgumentTypeError(
+                "scales", f"scales must be a pair (low, high), e.g. (0.9, 1.1), got {self.scales!r}"
+            )
+        low = check_finite_number(self.scales[0], "scales", 0.0, inclusive=False,
+                                  meaning="the smallest zoom factor")
+        high = check_finite_number(self.scales[1], "scales", 0.0, inclusive=False,
+                                   meaning="the largest zoom factor")
+        if low > high:
+            raise ArgumentError(
+                "scales", f"scales=(low, high) needs low <= high, got {self.scales}"
+            )
 
     def matrices(self, n: int, height: int, width: int, generator: torch.Generator) -> Tensor:
         low, high = self.scales
@@ -224,6 +291,9 @@ class RandomRotate(Transform):
     """
 
     degrees: float = 10.0
+
+    def __post_init__(self) -> None:
+        check_finite_number(self.degrees, "degrees", 0.0, meaning="largest rotation angle")
 
     def matrices(self, n: int, height: int, width: int, generator: torch.Generator) -> Tensor:
         angle = (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * self.degrees
@@ -251,9 +321,10 @@ def transform_images(
     if not transforms:
         return images
     if images.ndim != 4:
-        raise ValueError(
+        raise ArgumentError(
+            "regularisers",
             f"jitter, scaling and rotation need images N×C×H×W, got shape {tuple(images.shape)}; "
-            "leave transforms out for other inputs"
+            "leave transforms out of regularisers for other inputs",
         )
     n, _, h, w = images.shape
     last_row = torch.tensor([[[0.0, 0.0, 1.0]]], dtype=torch.float64).expand(n, 1, 3)
@@ -282,6 +353,9 @@ class L2Ball(Constraint):
 
     radius: float = 1.0
 
+    def __post_init__(self) -> None:
+        check_finite_number(self.radius, "radius", 0.0, inclusive=False)
+
     def project(self, image: Tensor) -> Tensor:
         norm = image.flatten(1).norm(dim=1).clamp_min(1e-12)
         factor = (self.radius / norm).clamp(max=1.0)
@@ -295,6 +369,12 @@ class ValueRange(Constraint):
     low: float = 0.0
     high: float = 1.0
 
+    def __post_init__(self) -> None:
+        low = check_finite_number(self.low, "low")
+        high = check_finite_number(self.high, "high")
+        if low >= high:
+            raise ArgumentError("low", f"ValueRange needs low < high, got low={low}, high={high}")
+
     def project(self, image: Tensor) -> Tensor:
         return image.clamp(self.low, self.high)
 
@@ -302,9 +382,10 @@ class ValueRange(Constraint):
 def _require_spatial(image: Tensor, what: str) -> tuple[int, ...]:
     dims = spatial_dims(image)
     if not dims:
-        raise ValueError(
+        raise ArgumentError(
+            "regularisers",
             f"{what} needs inputs with spatial dimensions (N×C×L, N×C×H×W, ...); got shape "
-            f"{tuple(image.shape)}"
+            f"{tuple(image.shape)}; leave it out of regularisers for other inputs",
         )
     return dims
 

@@ -18,6 +18,7 @@ from .rules import (
     AlphaBeta,
     Average,
     ChainRule,
+    DualContrast,
     Epsilon,
     Flat,
     Gamma,
@@ -27,12 +28,14 @@ from .rules import (
     Rescale,
     Rule,
     SignalTakesAll,
+    SplitDifference,
     WinnerTakeAll,
     WSquare,
     ZBox,
     Zero,
     ZPlus,
 )
+from .tape import UnsupportedOpError
 
 #: the rules' former names, which were also names of methods
 __getattr__ = deprecated_names(__name__, {
@@ -44,7 +47,8 @@ __getattr__ = deprecated_names(__name__, {
 
 __all__ = [
     "BATCHNORM", "CONV", "FIRST", "LAST_LINEAR", "LINEAR", "AlphaBeta", "Average", "ChainRule",
-    "Composite", "Epsilon", "Flat", "Gamma", "Pass", "RectifiedGradient", "RectifiedPass",
-    "Rescale", "Rule", "Selector", "SignalTakesAll", "WSquare", "WinnerTakeAll", "ZBox", "ZPlus",
-    "Zero", "clear_weight_cache", "describe",
+    "Composite", "DualContrast", "Epsilon", "Flat", "Gamma", "Pass", "RectifiedGradient",
+    "RectifiedPass", "Rescale", "Rule", "Selector", "SignalTakesAll", "SplitDifference",
+    "UnsupportedOpError", "WSquare", "WinnerTakeAll", "ZBox", "ZPlus", "Zero",
+    "clear_weight_cache", "describe",
 ]

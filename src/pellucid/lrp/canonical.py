@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
+from ..errors import ArgumentError
 from .composites import Composite, LayerInfo
 from .kinds import GATES, QUOTIENTS, RESHAPES, RULE_METHOD_OF_KIND, classify
 from .linear_maps import (
@@ -189,10 +190,11 @@ def _origin(node: Node) -> Node:
 def _attach_baseline(ops: list[Op], baseline: list[Node]) -> None:
     names = [op.node.name for op in ops]
     if names != [n.name for n in baseline]:
-        raise RuntimeError(
+        raise ArgumentError(
+            "baseline",
             "the model runs different operations on the baseline than on the input "
             f"({len(baseline)} vs {len(ops)} recorded calls), so DeepLIFT cannot pair them; "
-            "choose a baseline that takes the same path through the model"
+            "choose a baseline that takes the same path through the model",
         )
     for op, node in zip(ops, baseline):
         op.baseline = node

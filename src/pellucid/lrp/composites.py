@@ -31,9 +31,11 @@ from typing import Any
 
 from torch import nn
 
+from ..errors import ArgumentError, ArgumentTypeError
 from .rules import (
     AlphaBeta,
     ChainRule,
+    DualContrast,
     Epsilon,
     Flat,
     Gamma,
@@ -43,6 +45,7 @@ from .rules import (
     Rescale,
     Rule,
     SignalTakesAll,
+    SplitDifference,
     WinnerTakeAll,
     ZBox,
     Zero,
@@ -95,15 +98,38 @@ class Composite:
     base: Composite | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.layers, Mapping):
+            raise ArgumentTypeError(
+                "layers",
+                f"Composite's layers must be a mapping from layer selectors to rules, e.g. "
+                f"{{nn.Conv2d: Gamma(0.25)}}, got {type(self.layers).__name__}",
+            )
         for key, rule in self.layers.items():
             if not isinstance(rule, Rule):
-                raise TypeError(f"composite entry {key!r} maps to {rule!r}, which is not a Rule")
+                raise ArgumentTypeError(
+                    "layers",
+                    f"Composite's layers entry {key!r} maps to {rule!r}, which is not a rule; "
+                    "give a rule object such as Epsilon(1e-6) or Gamma(0.25) (a class needs ())",
+                )
             if not (isinstance(key, (str, Selector)) or
                     (isinstance(key, type) and issubclass(key, nn.Module))):
-                raise TypeError(
-                    f"composite key {key!r} is not a dotted name, a pattern, a module class or a "
-                    "selector (FIRST, LAST_LINEAR, CONV, LINEAR, BATCHNORM)"
+                raise ArgumentTypeError(
+                    "layers",
+                    f"Composite's layers key {key!r} is not a dotted name, a pattern, a module "
+                    "class or a selector (FIRST, LAST_LINEAR, CONV, LINEAR, BATCHNORM)",
                 )
+        for slot in _SLOTS:
+            rule = getattr(self, slot)
+            if rule is not None and not isinstance(rule, Rule):
+                raise ArgumentTypeError(
+                    slot,
+                    f"Composite's {slot} must be a rule object (e.g. Epsilon(1e-6)) or None, "
+                    f"got {rule!r}",
+                )
+        if self.base is not None and not isinstance(self.base, Composite):
+            raise ArgumentTypeError(
+                "base", f"Composite's base must be a Composite or None, got {self.base!r}"
+            )
 
     def over(self, base: Composite) -> Composite:
         """This composite laid over ``base`` (this one's selectors and slots win)."""
@@ -156,6 +182,9 @@ class Composite:
         return f"Composite({{{', '.join(parts)}}}{''.join(', ' + s for s in slots)})"
 
 
+_SLOTS = ("default", "activation", "linear", "norm", "maxpool", "gate", "other")
+
+
 def _key(key: Any) -> str:
     return key.__name__ if isinstance(key, type) else repr(key)
 
@@ -182,41 +211,46 @@ def epsilon(eps: float = 1e-6) -> Composite:
     return Composite(default=Epsilon(eps), base=RELEVANCE)
 
 
-def epsilon_plus(eps: float = 1e-6) -> Composite:
+# ``bias`` of the composites below is the bias convention of their z⁺, αβ and γ rules
+# ("none", "split", "signed"; see rules.BIAS_CONVENTIONS); ε keeps the signed bias.
+
+
+def epsilon_plus(eps: float = 1e-6, bias: str = "none") -> Composite:
     """z⁺ for convolutions, ε for dense layers (Kohlbrenner et al. 2020)."""
-    return Composite({CONV: ZPlus()}, default=Epsilon(eps), base=RELEVANCE)
+    return Composite({CONV: ZPlus(bias)}, default=Epsilon(eps), base=RELEVANCE)
 
 
-def epsilon_plus_flat(eps: float = 1e-6) -> Composite:
+def epsilon_plus_flat(eps: float = 1e-6, bias: str = "none") -> Composite:
     """Flat for the first layer, z⁺ for convolutions, ε for dense layers."""
-    return Composite({FIRST: Flat(), CONV: ZPlus()}, default=Epsilon(eps), base=RELEVANCE)
+    return Composite({FIRST: Flat(), CONV: ZPlus(bias)}, default=Epsilon(eps), base=RELEVANCE)
 
 
 def epsilon_gamma_box(eps: float = 1e-6, gamma: float = 0.25, low: Any = None,
-                      high: Any = None) -> Composite:
+                      high: Any = None, bias: str = "split") -> Composite:
     """z^B for the first layer, γ for convolutions, ε for dense layers (Montavon et al. 2019)."""
-    return Composite({FIRST: ZBox(low, high), CONV: Gamma(gamma)}, default=Epsilon(eps),
-                     base=RELEVANCE)
+    return Composite({FIRST: ZBox(low, high), CONV: Gamma(gamma, bias=bias)},
+                     default=Epsilon(eps), base=RELEVANCE)
 
 
-def epsilon_alpha2_beta1(eps: float = 1e-6) -> Composite:
+def epsilon_alpha2_beta1(eps: float = 1e-6, bias: str = "none") -> Composite:
     """α2β1 for convolutions, ε for dense layers."""
-    return Composite({CONV: AlphaBeta(2.0, 1.0)}, default=Epsilon(eps), base=RELEVANCE)
+    return Composite({CONV: AlphaBeta(2.0, 1.0, bias)}, default=Epsilon(eps), base=RELEVANCE)
 
 
-def epsilon_alpha2_beta1_flat(eps: float = 1e-6) -> Composite:
+def epsilon_alpha2_beta1_flat(eps: float = 1e-6, bias: str = "none") -> Composite:
     """Flat for the first layer, α2β1 for convolutions, ε for dense layers."""
-    return Composite({FIRST: Flat(), CONV: AlphaBeta(2.0, 1.0)}, default=Epsilon(eps),
+    return Composite({FIRST: Flat(), CONV: AlphaBeta(2.0, 1.0, bias)}, default=Epsilon(eps),
                      base=RELEVANCE)
 
 
-def deep_taylor(low: Any = None, high: Any = None) -> Composite:
+def deep_taylor(low: Any = None, high: Any = None, bias: str = "none") -> Composite:
     """Deep Taylor Decomposition: z^B for the (bounded) input layer, z⁺ above (Montavon 2017)."""
-    return Composite({FIRST: ZBox(low, high)}, default=ZPlus(), base=RELEVANCE)
+    return Composite({FIRST: ZBox(low, high)}, default=ZPlus(bias), base=RELEVANCE)
 
 
 def excitation_backprop() -> Composite:
-    """Excitation backprop, c-MWP (Zhang et al. 2016): z⁺ for every layer."""
+    """Excitation backprop, marginal winning probabilities (MWP; Zhang et al. 2016): z⁺ for
+    every layer."""
     return Composite(default=ZPlus(), base=RELEVANCE)
 
 
@@ -230,6 +264,38 @@ def deconvnet() -> Composite:
     return Composite(activation=RectifiedPass(), base=GRADIENT)
 
 
-def deeplift() -> Composite:
-    """DeepLIFT Rescale: multipliers Δy/Δx at activations, the chain rule elsewhere."""
-    return Composite(activation=Rescale(), base=GRADIENT)
+#: DeepLIFT's rules for max pooling: the gradient w.r.t. each window's maximum, or
+#: :class:`~.rules.SplitDifference` (summation-to-delta for any baseline)
+DEEPLIFT_MAXPOOL = ("gradient", "split")
+
+
+def deeplift(maxpool: str = "gradient") -> Composite:
+    """DeepLIFT Rescale: multipliers Δy/Δx at activations, the chain rule elsewhere.
+
+    ``maxpool``: ``"gradient"`` (the chain rule, as DeepLIFT's reference implementation)
+    or ``"split"`` (:class:`~.rules.SplitDifference`, as Captum).
+    """
+    if not isinstance(maxpool, str) or maxpool not in DEEPLIFT_MAXPOOL:
+        error = ArgumentError if isinstance(maxpool, str) else ArgumentTypeError
+        raise error(
+            "maxpool",
+            f"maxpool must be one of {', '.join(map(repr, DEEPLIFT_MAXPOOL))}, got "
+            f"{maxpool!r}: 'gradient' passes multipliers to each window's maximum, 'split' "
+            "splits the window's difference from the baseline so that the attribution sums "
+            "to f(x) - f(baseline) (see docs/methods/deeplift.md)",
+        )
+    pool = SplitDifference() if maxpool == "split" else None
+    return Composite(activation=Rescale(), maxpool=pool, base=GRADIENT)
+
+
+def excitation_backprop_contrastive(classifier: str | None = None) -> Composite:
+    """Contrastive MWP (Zhang et al. 2016): :class:`~.rules.DualContrast` at the classifier
+    layer (the dotted name ``classifier``, or the last linear layer), z⁺ everywhere else."""
+    if classifier is not None and (not isinstance(classifier, str) or not classifier):
+        raise ArgumentTypeError(
+            "classifier",
+            f"classifier must be the dotted name of the classifier layer (e.g. 'fc') or None "
+            f"for the last linear layer, got {classifier!r}",
+        )
+    key = LAST_LINEAR if classifier is None else classifier
+    return Composite({key: DualContrast()}, default=ZPlus(), base=RELEVANCE)

@@ -14,7 +14,7 @@ from .composites import RELEVANCE, Composite
 from .engine import WEIGHT_CACHE
 from .op import Op
 from .rules import SignalTakesAll
-from .tape import record
+from .tape import eager_model, record
 
 
 def describe(model: nn.Module, composite: Composite | None, example_input: Tensor, *,
@@ -27,6 +27,7 @@ def describe(model: nn.Module, composite: Composite | None, example_input: Tenso
     """
     resolved = RELEVANCE if composite is None else composite.over(RELEVANCE)
     kwargs = dict(model_kwargs or {})
+    model = eager_model(model)
     with preserved(model):
         recorder, out = record(
             model, lambda v: select_output(model(v, **kwargs), output), example_input.detach()

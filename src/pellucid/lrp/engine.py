@@ -9,22 +9,24 @@ excitation backprop.
 
 The starting message is ``output ⊙ ∂score/∂output`` for relevance (exact for a class
 target or any score linear in the output), ``∂score/∂output`` for gradient-type methods.
+An output of shape (B,) (a regressor) is one score per sample like any other.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor
 
+from ..errors import ArgumentError, ModelError
 from ..task import Task
 from .canonical import Plan, build_plan
 from .composites import Composite
 from .op import Op
 from .rules import Rule
-from .tape import Node, Recorder, record
+from .tape import Node, Recorder, UnsupportedOpError, eager_model, record
 from .weight_cache import WeightCache
 
 STARTS = ("relevance", "gradient")
@@ -53,10 +55,18 @@ class Propagation:
     output: Tensor
     #: the output at the baseline input (DeepLIFT)
     baseline_output: Tensor | None = None
+    #: the canonicalised ops and the rule of each
+    plan: Plan | None = None
 
     def diagnostics(self) -> dict[str, Any]:
         """The extras every rule-based method returns: ``{"layer_relevance": ...}``."""
         return {"layer_relevance": {k: v.detach() for k, v in self.layer_relevance.items()}}
+
+
+def eager_task(task: Task) -> Task:
+    """``task`` on the eager module of its model (see :func:`.tape.eager_model`)."""
+    model = eager_model(task.model)
+    return task if model is task.model else replace(task, model=model)
 
 
 def propagate(task: Task, x: Tensor, composite: Composite, *, start: str = "relevance",
@@ -67,6 +77,9 @@ def propagate(task: Task, x: Tensor, composite: Composite, *, start: str = "rele
     The call's first forward pass is reused when it was recorded at ``x`` (a rule-based
     method's ``first_pass`` records it).
     """
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    task = eager_task(task)
     first = task.first_forward_at(x)
     if first is not None and isinstance(first.state, Recorder):
         recorder, out = first.state, first.output
@@ -74,15 +87,16 @@ def propagate(task: Task, x: Tensor, composite: Composite, *, start: str = "rele
         recorder, out = record(task.model, task.output, x)
     source = recorder.source_of(out)
     if source is None:
-        raise ValueError(
-            "the explained output does not depend on the input through torch operations that "
-            "pellucid can see; check output= and that the model uses its input"
+        raise ModelError(
+            "model",
+            "the explained output of the model does not depend on its input through torch "
+            "operations that pellucid.lrp can see: the forward pass leaves torch (NumPy, "
+            ".item(), .tolist(), a C extension) or returns a constant. Keep the forward pass "
+            "in torch operations, or check output=",
         )
     with torch.enable_grad():
         leaf = out.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(task.target.score(leaf).sum(), leaf)
-    if start not in STARTS:
-        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     message = out * grad if start == "relevance" else grad
     baseline_nodes, baseline_out = None, None
     if baseline is not None:
@@ -92,8 +106,13 @@ def propagate(task: Task, x: Tensor, composite: Composite, *, start: str = "rele
         plan = build_plan(recorder, composite, task.model, weights=WEIGHT_CACHE,
                           baseline=baseline_nodes)
         input_message, layers = walk_back(plan, source, message)
-    layers = {"output": message.flatten(1).sum(1), **layers}
-    return Propagation(input_message, layers, out, baseline_out)
+    layers = {"output": per_sample_total(message), **layers}
+    return Propagation(input_message, layers, out, baseline_out, plan)
+
+
+def per_sample_total(t: Tensor) -> Tensor:
+    """Σ over everything but the batch dimension: one number per sample, for any shape."""
+    return t.reshape(t.shape[0], -1).sum(1)
 
 
 def walk_back(plan: Plan, source: tuple[Node, int], message: Tensor
@@ -115,7 +134,7 @@ def walk_back(plan: Plan, source: tuple[Node, int], message: Tensor
             return _filled(messages[0], op.node.outputs[0]), totals
         backward = input_messages(plan, op, messages)
         if op.kind in ("layer", "norm"):
-            totals[op.label] = sum(g.flatten(1).sum(1) for g in backward if g is not None)
+            totals[op.label] = sum(per_sample_total(g) for g in backward if g is not None)
         for (_, producer, index), g in zip(op.node.inputs, backward):
             if g is None:
                 continue
@@ -133,7 +152,7 @@ def input_messages(plan: Plan, op: Op, messages: list[Tensor | None]) -> list[Te
         return [messages[0]]
     method = plan.rule_method(op)
     if method is None:
-        raise NotImplementedError(_no_rule(op, plan.rules.get(op)))
+        _raise_no_rule(op, plan.rules.get(op))
     op.output_messages = messages
     return method(op, _filled(messages[0], op.output))
 
@@ -142,19 +161,33 @@ def _filled(message: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if message is None else message
 
 
-def _no_rule(op: Op, rule: Rule | None) -> str:
+def _raise_no_rule(op: Op, rule: Rule | None) -> NoReturn:
     where = op.node.where()
     if rule is not None:
-        return (f"rule {rule!r} cannot handle {where} (an op of kind {op.kind!r}); assign "
-                f"a rule that handles {op.kind!r} ops in the composite")
-    if op.kind == "other":
-        hint = (" If it is the model's final (log-)softmax, explain the logits instead "
-                "(output= or a model without it)." if "softmax" in op.node.name else "")
-        return (
-            f"pellucid.lrp has no relevance rule for {where}, and relevance reaches it. "
-            "Supported: convolutions, linear layers, BatchNorm/LayerNorm/GroupNorm, element-wise "
-            "activations, pooling, sums, gate×signal products, attention, reshapes/cat/indexing. "
-            "Gradient-type methods (guided_backprop, deconvnet, deeplift) use the gradient there."
-            + hint
+        raise ArgumentError(
+            "composite",
+            f"the composite assigns {rule!r} to the model's {where}, an op of kind "
+            f"{op.kind!r} that this rule cannot handle; in composite, assign a rule that "
+            f"handles {op.kind!r} ops there",
         )
-    return f"the composite assigns no rule to {where} (kind {op.kind!r})"
+    if op.kind != "other":
+        raise ArgumentError(
+            "composite",
+            f"the composite assigns no rule to the model's {where} (kind {op.kind!r}); give "
+            f"composite a rule for the {op.kind!r} slot",
+        )
+    hint = ""
+    if "softmax" in op.node.name:
+        hint = (" If it is the model's final (log-)softmax, explain the logits instead "
+                "(output= or a model without it).")
+    elif "dropout" in op.node.name:
+        hint = " Dropout draws random masks because the model is in train mode: call model.eval()."
+    raise UnsupportedOpError(
+        "model",
+        f"pellucid.lrp has no relevance rule for the model's {where}, and relevance reaches "
+        "it. Supported: convolutions, linear layers, BatchNorm/LayerNorm/GroupNorm, "
+        "element-wise activations, pooling, sums, gate×signal products, attention, "
+        "reshapes/cat/indexing. Gradient-type methods (guided_backprop, deconvnet, deeplift) "
+        "use the gradient there; Composite(other=pellucid.lrp.ChainRule()) passes the "
+        "message through it by the chain rule (not conservative)." + hint,
+    )

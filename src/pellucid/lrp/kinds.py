@@ -50,7 +50,8 @@ PRODUCTS = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"}
 QUOTIENTS = {"div", "div_", "__truediv__", "__itruediv__", "__div__", "true_divide", "divide"}
 MATMULS = {"matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "einsum", "tensordot", "mv"}
 RESHAPES = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "contiguous",
-            "clone", "view_as", "reshape_as", "detach", "to", "type", "float", "double",
+            "clone", "view_as", "reshape_as", "detach", "to", "type", "float", "double", "half",
+            "bfloat16", "cpu", "cuda",
             "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
             "feature_alpha_dropout", "identity"}
 SHAPES = RESHAPES | {

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ArgumentError, ModelError
 from .kinds import ADAPTIVE_MAXPOOLS
 from .tape import Node
 from .weight_cache import WeightCache
@@ -50,6 +51,15 @@ class Affine:
             return make(self.weight)
         cache, model = self.cache
         return cache.derived(model, what, (self.weight,), lambda: make(self.weight).detach())
+
+    def preactivation(self, with_bias: bool = True) -> Tensor:
+        """z = L(x; w, b) (``out``), or z − b = L(x; w, 0) when ``with_bias`` is False."""
+        if with_bias or self.bias is None:
+            return self.out
+        if self.kind == "linear":
+            return self.out - self.bias
+        trailing = (self.weight.ndim if self.kind == "conv" else self.out.ndim) - 2
+        return self.out - self.bias.view(-1, *[1] * trailing)  # channels before the spatial dims
 
 
 def _tuple(value: int | tuple, n: int) -> list[int]:
@@ -129,9 +139,11 @@ def batch_norm_coefficients(node: Node) -> tuple[Tensor, Tensor]:
     mean, var, weight, bias = batch_norm_parameters(node)
     training, eps = node.arg(5, "training", False), node.arg(7, "eps", 1e-5)
     if training or mean is None or var is None:
-        raise ValueError(
-            f"the BatchNorm at {node.where()} normalises with batch statistics (train mode "
-            "or track_running_stats=False), so it is not a fixed affine map; call model.eval()"
+        raise ModelError(
+            "model",
+            f"the model's BatchNorm at {node.where()} normalises with batch statistics (train "
+            "mode or track_running_stats=False), so it is not a fixed affine map and the rule "
+            "engine cannot propagate through it; call model.eval() first",
         )
     a = torch.rsqrt(var + eps)
     if weight is not None:
@@ -196,9 +208,10 @@ def average_of_maxpool(node: Node) -> Callable[[Tensor], Tensor]:
     dilation = node.arg(4, "dilation", 1)
     ceil_mode = node.arg(5, "ceil_mode", False)
     if any(d != 1 for d in _tuple(dilation, dims)):
-        raise NotImplementedError(
-            f"the average rule for max pooling needs dilation 1; {node.where()} has "
-            f"dilation {dilation}. Use the winner-take-all rule"
+        raise ArgumentError(
+            "composite",
+            f"the composite's average rule for max pooling needs dilation 1; {node.where()} "
+            f"has dilation {dilation}. Use the winner-take-all rule (lrp.WinnerTakeAll)",
         )
     pool = getattr(F, f"avg_pool{dims}d")
     return lambda v: pool(v, kernel, stride, padding, ceil_mode, True)

@@ -1,7 +1,10 @@
 """The rule-based methods, registered for :func:`pellucid.explain`.
 
 Every method is a composite (:mod:`.composites`) run by the one engine (:mod:`.engine`);
-``composite=`` lays a custom composite over the method's own. ``extras["layer_relevance"]``
+``composite=`` lays a custom composite over the method's own. Settings are checked when the
+method is built: its composite is built then, and every rule checks its own settings (an
+error names the setting). ``bias`` is the bias convention of the method's z⁺, αβ and γ rules
+(``"none"``, ``"split"``, ``"signed"``; see docs/lrp.md). ``extras["layer_relevance"]``
 maps ``"output"`` and every layer (dotted module name) to the total message per sample that
 arrives at that layer's input: for conservative rules on bias-free networks the same number
 at every layer of a sequential network (the conservation report of Montavon et al. 2018).
@@ -15,12 +18,15 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from .._deprecation import deprecated_names
+from ..checks import check_finite_number
+from ..errors import ArgumentError, ArgumentTypeError
 from ..method import Method, register_method
-from ..perturb import BaselineSpec, make_baseline
+from ..perturb import BaselineSpec, check_baseline, make_baseline
 from ..task import Forward, Task
 from . import composites as named
 from .composites import Composite
-from .engine import propagate
+from .engine import Propagation, eager_task, propagate
+from .rules import DualContrast
 from .tape import record
 
 
@@ -30,6 +36,16 @@ class _RuleMethod(Method):
 
     start: ClassVar[str] = "relevance"
 
+    def __post_init__(self) -> None:
+        custom = getattr(self, "composite", None)
+        if custom is not None and not isinstance(custom, Composite):
+            raise ArgumentTypeError(
+                "composite",
+                f"composite must be a pellucid.lrp.Composite or None, got {custom!r}; build "
+                "one with Composite({layer selector: rule, ...})",
+            )
+        self.named_composite()  # its rules check the method's settings
+
     def named_composite(self) -> Composite:
         raise NotImplementedError
 
@@ -37,12 +53,11 @@ class _RuleMethod(Method):
         """The method's composite with ``composite=`` laid over it."""
         base = self.named_composite()
         custom = getattr(self, "composite", None)
-        if custom is not None and not isinstance(custom, Composite):
-            raise TypeError(f"composite= must be a pellucid.lrp.Composite, got {custom!r}")
         return custom.over(base) if custom is not None else base
 
     def first_pass(self, task: Task, x: Tensor) -> Forward:
         """Record the first forward pass, so that ``attribute`` walks it without a second one."""
+        task = eager_task(task)
         recorder, out = record(task.model, task.output, x)
         return Forward(x, out, state=recorder)
 
@@ -96,10 +111,11 @@ class LRPEpsilonPlus(_RuleMethod):
     """LRP with z⁺ for convolutions and ε for dense layers (Kohlbrenner et al. 2020)."""
 
     epsilon: float = 1e-6
+    bias: str = "none"
     composite: Composite | None = None
 
     def named_composite(self) -> Composite:
-        return named.epsilon_plus(self.epsilon)
+        return named.epsilon_plus(self.epsilon, self.bias)
 
 
 @register_method("lrp.epsilon_plus_flat")
@@ -108,10 +124,11 @@ class LRPEpsilonPlusFlat(_RuleMethod):
     """LRP with flat for the first layer, z⁺ for convolutions, ε for dense layers."""
 
     epsilon: float = 1e-6
+    bias: str = "none"
     composite: Composite | None = None
 
     def named_composite(self) -> Composite:
-        return named.epsilon_plus_flat(self.epsilon)
+        return named.epsilon_plus_flat(self.epsilon, self.bias)
 
 
 @register_method("lrp.epsilon_gamma_box")
@@ -120,16 +137,18 @@ class LRPEpsilonGammaBox(_RuleMethod):
     """LRP with z^B for the first layer, γ for convolutions, ε for dense layers (Montavon 2019).
 
     ``low``/``high``: input bounds for z^B (scalars or tensors; None = per-sample min/max).
+    ``bias``: the γ rule's bias convention (default ``"split"``, as Zennit).
     """
 
     epsilon: float = 1e-6
     gamma: float = 0.25
     low: float | Tensor | None = None
     high: float | Tensor | None = None
+    bias: str = "split"
     composite: Composite | None = None
 
     def named_composite(self) -> Composite:
-        return named.epsilon_gamma_box(self.epsilon, self.gamma, self.low, self.high)
+        return named.epsilon_gamma_box(self.epsilon, self.gamma, self.low, self.high, self.bias)
 
 
 @register_method("lrp.epsilon_alpha2_beta1")
@@ -138,10 +157,11 @@ class LRPEpsilonAlpha2Beta1(_RuleMethod):
     """LRP with α2β1 for convolutions and ε for dense layers."""
 
     epsilon: float = 1e-6
+    bias: str = "none"
     composite: Composite | None = None
 
     def named_composite(self) -> Composite:
-        return named.epsilon_alpha2_beta1(self.epsilon)
+        return named.epsilon_alpha2_beta1(self.epsilon, self.bias)
 
 
 @register_method("lrp.epsilon_alpha2_beta1_flat")
@@ -150,10 +170,11 @@ class LRPEpsilonAlpha2Beta1Flat(_RuleMethod):
     """LRP with flat for the first layer, α2β1 for convolutions, ε for dense layers."""
 
     epsilon: float = 1e-6
+    bias: str = "none"
     composite: Composite | None = None
 
     def named_composite(self) -> Composite:
-        return named.epsilon_alpha2_beta1_flat(self.epsilon)
+        return named.epsilon_alpha2_beta1_flat(self.epsilon, self.bias)
 
 
 @register_method("deep_taylor")
@@ -166,18 +187,20 @@ class DeepTaylor(_RuleMethod):
 
     low: float | Tensor | None = None
     high: float | Tensor | None = None
+    bias: str = "none"
     composite: Composite | None = None
 
     def named_composite(self) -> Composite:
-        return named.deep_taylor(self.low, self.high)
+        return named.deep_taylor(self.low, self.high, self.bias)
 
 
 @register_method("excitation_backprop")
 @dataclass(frozen=True, eq=False)
 class ExcitationBackprop(_RuleMethod):
-    """Excitation backprop, c-MWP (Zhang et al. 2016): marginal winning probabilities by z⁺.
+    """Excitation backprop (Zhang et al. 2016): marginal winning probabilities (MWP) by z⁺.
 
-    Starts from probability 1 at the target (the attribution sums to 1 for bias-free layers).
+    P(a_j) = Σ_k a_j w_jk⁺ / Σ_i a_i w_ik⁺ · P(a_k), from probability 1 at the target: the
+    attribution is non-negative and sums to 1 on bias-free layers with non-negative inputs.
     """
 
     start: ClassVar[str] = "gradient"
@@ -185,6 +208,55 @@ class ExcitationBackprop(_RuleMethod):
 
     def named_composite(self) -> Composite:
         return named.excitation_backprop()
+
+
+@register_method("excitation_backprop.contrastive")
+@dataclass(frozen=True, eq=False)
+class ContrastiveExcitationBackprop(_RuleMethod):
+    """Contrastive MWP (Zhang et al. 2016): the MWP map of the target minus the MWP map of
+    its dual, the classifier unit with negated input weights, in one walk (rule
+    :class:`~pellucid.lrp.DualContrast` at the classifier, z⁺ below, linear in P).
+
+    Signed: Σ = 0 on bias-free layers; the paper shows max(Σ_channels, 0).
+    ``classifier``: the dotted name of the classifier layer; None = the last linear layer.
+    """
+
+    start: ClassVar[str] = "gradient"
+    classifier: str | None = None
+    composite: Composite | None = None
+
+    def named_composite(self) -> Composite:
+        return named.excitation_backprop_contrastive(self.classifier)
+
+    def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        propagation = propagate(task, x, self.resolved(), start=self.start)
+        _check_one_classifier(propagation, self.classifier, self.composite is not None)
+        return propagation.input_message, propagation.diagnostics()
+
+
+def _check_one_classifier(propagation: Propagation, classifier: str | None,
+                          custom: bool) -> None:
+    """The dual is taken at exactly one layer: a model without it would silently give MWP."""
+    assert propagation.plan is not None
+    plan = propagation.plan
+    found = [op.label for op, rule in plan.rules.items() if isinstance(rule, DualContrast)]
+    if len(found) == 1:
+        return
+    layers = [op.label for op in plan.ops if op.kind == "layer"]
+    if found:
+        problem = f"classifier={classifier!r} matches {len(found)} layer calls ({found})"
+    elif classifier is None:
+        problem = "the model runs no linear layer (F.linear) to take as the classifier"
+    else:
+        problem = f"the model runs no convolution or linear layer named {classifier!r}"
+    if not found and custom:
+        problem += " (or composite assigns that layer another rule)"
+    raise ArgumentError(
+        "classifier",
+        f"contrastive excitation backprop negates the classifier, but {problem}; set "
+        f"classifier to the dotted name of the one layer that computes the class scores "
+        f"(layers of this model: {layers})",
+    )
 
 
 @register_method("guided_backprop")
@@ -215,8 +287,13 @@ class Deconvnet(_RuleMethod):
 @register_method("deeplift")
 @dataclass(frozen=True, eq=False)
 class DeepLift(_RuleMethod):
-    """DeepLIFT Rescale (Shrikumar et al. 2017): (x − x̄) ⊙ multipliers, Σ = f(x) − f(x̄).
+    """DeepLIFT Rescale (Shrikumar et al. 2017): (x − x̄) ⊙ multipliers.
 
+    Σ attribution = f(x) − f(x̄) (summation-to-delta) where every op's multipliers are exact:
+    linear ops, element-wise activations (Rescale) and, with ``maxpool="split"``, max
+    pooling for any baseline. With ``maxpool="gradient"`` (default, the reference
+    implementation's rule) it holds through max pooling only when the baseline's activations
+    peak where the input's do in every window (e.g. are constant there).
     ``baseline``: zero, a number, mean, blur, uniform or a tensor (see integrated_gradients).
     ``extras["convergence_delta"]`` is Σ attribution − (f(x) − f(x̄)) per sample.
     """
@@ -225,10 +302,21 @@ class DeepLift(_RuleMethod):
     baseline: BaselineSpec = "zero"
     blur_sigma: float = 5.0
     seed: int = 0
+    maxpool: str = "gradient"
     composite: Composite | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_baseline(self.baseline)
+        check_finite_number(self.blur_sigma, "blur_sigma", 0.0, inclusive=False,
+                            meaning="the standard deviation of the blur baseline")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ArgumentTypeError(
+                "seed", f"seed must be an int (of the uniform baseline's draw), got {self.seed!r}"
+            )
+
     def named_composite(self) -> Composite:
-        return named.deeplift()
+        return named.deeplift(self.maxpool)
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         reference = make_baseline(self.baseline, x, sigma=self.blur_sigma, seed=self.seed)

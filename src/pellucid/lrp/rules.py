@@ -18,16 +18,26 @@ Conv+BatchNorm and a lone BatchNorm.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..checks import check_finite, check_finite_number
+from ..errors import ArgumentError, ArgumentTypeError
 from .linear_maps import Affine, average_of_maxpool, vjp_linear
 from .op import Op
 
 _TINY = 1e-12
+
+#: the bias conventions of the rules that modify contributions (see docs/lrp.md):
+#: "none" leaves the bias out; "split" treats it as one more contribution, its positive part
+#: with the positive contributions and its negative part with the negative ones (Zennit, the
+#: LRP toolbox); "signed" adds it whole to the rule-modified layer's output (Captum)
+BIAS_CONVENTIONS = ("none", "split", "signed")
 
 
 def stabilise(z: Tensor, epsilon: float) -> Tensor:
@@ -49,6 +59,24 @@ def _pos(t: Tensor) -> Tensor:
 
 def _neg(t: Tensor) -> Tensor:
     return t.clamp(max=0)
+
+
+def _check_epsilon(value: Any, rule: str) -> float:
+    return check_finite_number(value, "epsilon", 0.0,
+                               meaning=f"the stabiliser of {rule}'s denominator")
+
+
+def _check_bias(value: Any, rule: str, allowed: tuple[str, ...] = BIAS_CONVENTIONS) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        error = ArgumentError if isinstance(value, str) else ArgumentTypeError
+        raise error(
+            "bias",
+            f"bias must be one of {', '.join(repr(a) for a in allowed)} for {rule}, got "
+            f"{value!r}: 'none' leaves the bias out, 'split' adds b⁺ to the positive and b⁻ "
+            "to the negative contributions (Zennit, LRP toolbox), 'signed' adds b whole "
+            "(Captum); see docs/lrp.md",
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -83,18 +111,23 @@ def _nonnegative(x: Tensor) -> bool:
     return bool((x >= 0).all())
 
 
-def positive_terms(aff: Affine, with_bias: bool = False) -> list[Term]:
-    """Terms of the positive contributions (x w)⁺ = x⁺w⁺ + x⁻w⁻ (+ b⁺)."""
-    bias = _pos(aff.bias) if with_bias and aff.bias is not None else None
+def _bias(aff: Affine, convention: str, part: Callable[[Tensor], Tensor]) -> Tensor | None:
+    """The bias that joins the ``part`` (positive or negative) contributions: None, b or b^±."""
+    if convention == "none" or aff.bias is None:
+        return None
+    return aff.bias if convention == "signed" else part(aff.bias)
+
+
+def positive_terms(aff: Affine, bias: Tensor | None = None) -> list[Term]:
+    """Terms of the positive contributions (x w)⁺ = x⁺w⁺ + x⁻w⁻ (+ ``bias``)."""
     if _nonnegative(aff.x):
         return [Term(aff.x, aff.derived("w+", _pos), bias)]
     return [Term(_pos(aff.x), aff.derived("w+", _pos), bias),
             Term(_neg(aff.x), aff.derived("w-", _neg))]
 
 
-def negative_terms(aff: Affine, with_bias: bool = False) -> list[Term]:
-    """Terms of the negative contributions (x w)⁻ = x⁺w⁻ + x⁻w⁺ (+ b⁻)."""
-    bias = _neg(aff.bias) if with_bias and aff.bias is not None else None
+def negative_terms(aff: Affine, bias: Tensor | None = None) -> list[Term]:
+    """Terms of the negative contributions (x w)⁻ = x⁺w⁻ + x⁻w⁺ (+ ``bias``)."""
     if _nonnegative(aff.x):
         return [Term(aff.x, aff.derived("w-", _neg), bias)]
     return [Term(_pos(aff.x), aff.derived("w-", _neg), bias),
@@ -141,13 +174,22 @@ class Epsilon(Rule):
     ε absorbs weak or contradictory relevance; ε → 0 gives LRP-0. On parameter-free linear
     ops (sums, means, average pooling, LayerNorm with constant normaliser) the same formula
     splits relevance in proportion to the contributions.
+    ``bias``: ``"signed"`` (b_k in z_k, as every library does) or ``"none"`` (z_k without
+    b_k: the layer conserves relevance).
     """
 
     epsilon: float = 1e-6
+    bias: str = "signed"
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        object.__setattr__(self, "epsilon", _check_epsilon(self.epsilon, name))
+        object.__setattr__(self, "bias", _check_bias(self.bias, name, ("signed", "none")))
 
     def layer(self, op: Op, m: Tensor) -> list[Tensor]:
         aff = op.affine
-        return [propagate_terms(aff, m, [Term(aff.x, aff.weight)], self.epsilon, z=aff.out)]
+        z = aff.preactivation(with_bias=self.bias == "signed")
+        return [propagate_terms(aff, m, [Term(aff.x, aff.weight)], self.epsilon, z=z)]
 
     def linear(self, op: Op, m: Tensor) -> list[Tensor]:
         s = divide(m, stabilise(op.output, self.epsilon), self.epsilon)
@@ -166,54 +208,90 @@ class Zero(Epsilon):
 
 @dataclass(frozen=True)
 class Gamma(Rule):
-    """LRP-γ (Montavon et al. 2019, eq. 3): favour positive contributions.
+    """The generalised LRP-γ rule (Montavon et al. 2019, eq. 3; Andéol et al. 2021; Zennit's
+    ``Gamma``): favour the contributions of the pre-activation's own sign.
 
-    R_j = Σ_k (x_j w_jk + γ (x_j w_jk)⁺) / Σ_j (x_j w_jk + γ (x_j w_jk)⁺) (+ b_k + γ b_k⁺) · R_k.
-    For non-negative inputs (x w)⁺ = x w⁺, i.e. w ← w + γ w⁺. γ → ∞ gives z⁺.
-    ``epsilon`` stabilises the denominator: in residual networks a unit can receive relevance
-    while its own pre-activation is negative, and z + γ z⁺ can then come close to zero.
+    With c_jk = x_j w_jk, z_k = Σ_j c_jk + b_k and s_k = sign(z_k) (+ for z_k = 0):
+
+        R_j = Σ_k (c_jk + γ c_jk^{s_k}) / (z_k + γ (Σ_j c_jk^{s_k} + b_k^{s_k}) ± ε) · R_k
+
+    (c⁺ = max(c, 0), c⁻ = min(c, 0)). The denominator has the sign of z_k and |·| ≥ |z_k|, so
+    it never crosses zero, also for units with z_k < 0 that receive relevance after a residual
+    sum (where z + γ(x w)⁺ does). For x ≥ 0 and z_k > 0 it is w ← w + γ w⁺; γ → ∞ gives z⁺.
+    ``bias``: ``"split"`` (above, Zennit), ``"signed"`` (b_k without γ b_k^{s}, as Captum's
+    weight-only γ), ``"none"`` (b_k left out of z_k as well).
     """
 
     gamma: float = 0.25
-    epsilon: float = 1e-4
+    epsilon: float = 1e-6
+    bias: str = "split"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gamma", check_finite_number(
+            self.gamma, "gamma", 0.0, meaning="how much Gamma favours same-sign contributions"))
+        object.__setattr__(self, "epsilon", _check_epsilon(self.epsilon, "Gamma"))
+        object.__setattr__(self, "bias", _check_bias(self.bias, "Gamma"))
 
     def layer(self, op: Op, m: Tensor) -> list[Tensor]:
-        aff, g = op.affine, self.gamma
-        w, b = aff.weight, aff.bias
+        aff = op.affine
+        up = aff.preactivation(with_bias=self.bias != "none") >= 0
+        r = propagate_terms(aff, m * up, self._terms(aff, _pos, _neg), self.epsilon)
+        down = ~up & (m != 0)
+        if bool(down.any()):
+            r = r + propagate_terms(aff, m * down, self._terms(aff, _neg, _pos), self.epsilon)
+        return [r]
+
+    def _terms(self, aff: Affine, part: Callable[[Tensor], Tensor],
+               other: Callable[[Tensor], Tensor]) -> list[Term]:
+        """Terms of Σ_j (c_j + γ c_j^s) (+ bias) for the sign s that ``part`` keeps:
+        x⁺ (w + γ w^s) + x⁻ (w + γ w^{−s})."""
+        g = self.gamma
+        bias = _bias(aff, self.bias, part)
+        if bias is not None and self.bias == "split":
+            bias = aff.bias + g * bias
+        same = aff.derived(("gamma", g, part.__name__), lambda w: w + g * part(w))
         if _nonnegative(aff.x):
-            bias = None if b is None else b + g * _pos(b)
-            terms = [Term(aff.x, aff.derived(f"gamma{g}", lambda v: v + g * _pos(v)), bias)]
-        else:
-            terms = [Term(aff.x, w, b)] + [
-                Term(t.x, g * t.weight, None if t.bias is None else g * t.bias)
-                for t in positive_terms(aff, with_bias=True)
-            ]
-        return [propagate_terms(aff, m, terms, self.epsilon)]
+            return [Term(aff.x, same, bias)]
+        flipped = aff.derived(("gamma", g, other.__name__), lambda w: w + g * other(w))
+        return [Term(_pos(aff.x), same, bias), Term(_neg(aff.x), flipped)]
 
 
 @dataclass(frozen=True)
 class AlphaBeta(Rule):
     """LRP-αβ (Bach et al. 2015; Montavon et al. 2018, eq. 60), α − β = 1.
 
-    R_j = Σ_k (α (x_j w_jk)⁺ / Σ_j (x_j w_jk)⁺ − β (x_j w_jk)⁻ / Σ_j (x_j w_jk)⁻) R_k.
-    Biases are left out, so that α − β = 1 conserves relevance. α = 1, β = 0 is z⁺.
+    R_j = Σ_k (α (x_j w_jk)⁺ / (Σ_j (x_j w_jk)⁺ + b⁺_k) − β (x_j w_jk)⁻ / (Σ_j (x_j w_jk)⁻ + b⁻_k))
+    R_k. ``bias``: ``"none"`` (b⁺ = b⁻ = 0, the default: α − β = 1 then conserves relevance),
+    ``"split"`` (b⁺ = max(b, 0), b⁻ = min(b, 0): Zennit, the LRP toolbox), ``"signed"``
+    (b⁺ = b⁻ = b: iNNvestigate's αβ rules with bias, Captum's ``Alpha1_Beta0_Rule``).
+    α = 1, β = 0 is z⁺.
     """
 
     alpha: float = 2.0
     beta: float = 1.0
+    bias: str = "none"
 
     def __post_init__(self) -> None:
-        if abs(self.alpha - self.beta - 1) > 1e-9:
-            raise ValueError(
-                f"AlphaBeta needs alpha - beta = 1 to conserve relevance; got alpha={self.alpha},"
-                f" beta={self.beta} (e.g. AlphaBeta(2, 1) or AlphaBeta(1, 0))"
+        alpha = check_finite_number(self.alpha, "alpha", 1.0,
+                                    meaning="the weight of positive contributions")
+        beta = check_finite_number(self.beta, "beta", 0.0,
+                                   meaning="the weight of negative contributions")
+        if abs(alpha - beta - 1) > 1e-9:
+            raise ArgumentError(
+                "alpha",
+                f"AlphaBeta needs alpha - beta = 1 to conserve relevance; got alpha={alpha}, "
+                f"beta={beta} (e.g. AlphaBeta(2, 1) or AlphaBeta(1, 0))",
             )
+        object.__setattr__(self, "alpha", alpha)
+        object.__setattr__(self, "beta", beta)
+        object.__setattr__(self, "bias", _check_bias(self.bias, "AlphaBeta"))
 
     def layer(self, op: Op, m: Tensor) -> list[Tensor]:
         aff = op.affine
-        r = self.alpha * propagate_terms(aff, m, positive_terms(aff))
+        r = self.alpha * propagate_terms(aff, m, positive_terms(aff, _bias(aff, self.bias, _pos)))
         if self.beta:
-            r = r - self.beta * propagate_terms(aff, m, negative_terms(aff))
+            negative = negative_terms(aff, _bias(aff, self.bias, _neg))
+            r = r - self.beta * propagate_terms(aff, m, negative)
         return [r]
 
 
@@ -221,13 +299,21 @@ class AlphaBeta(Rule):
 class ZPlus(Rule):
     """z⁺ rule of Deep Taylor Decomposition (Montavon et al. 2017, eq. 10).
 
-    R_j = Σ_k x_j w_jk⁺ / Σ_j x_j w_jk⁺ · R_k for x ≥ 0; for inputs of any sign the positive
-    contributions (x_j w_jk)⁺ = x_j⁺ w_jk⁺ + x_j⁻ w_jk⁻ are used (= LRP-α1β0). Bias ignored.
-    Also the c-MWP rule of excitation backprop (Zhang et al. 2016).
+    R_j = Σ_k x_j w_jk⁺ / (Σ_j x_j w_jk⁺ + b⁺_k) · R_k for x ≥ 0; for inputs of any sign the
+    positive contributions (x_j w_jk)⁺ = x_j⁺ w_jk⁺ + x_j⁻ w_jk⁻ are used (= LRP-α1β0).
+    ``bias``: ``"none"`` (b⁺ = 0, the default, as Deep Taylor and iNNvestigate's z⁺),
+    ``"split"`` (b⁺ = max(b, 0): Zennit), ``"signed"`` (b⁺ = b: Captum).
+    Also the rule of excitation backprop (Zhang et al. 2016).
     """
 
+    bias: str = "none"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bias", _check_bias(self.bias, "ZPlus"))
+
     def layer(self, op: Op, m: Tensor) -> list[Tensor]:
-        return [propagate_terms(op.affine, m, positive_terms(op.affine))]
+        aff = op.affine
+        return [propagate_terms(aff, m, positive_terms(aff, _bias(aff, self.bias, _pos)))]
 
 
 @dataclass(frozen=True)
@@ -237,22 +323,72 @@ class ZBox(Rule):
     R_i = Σ_j (x_i w_ij − l_i w_ij⁺ − h_i w_ij⁻) / Σ_i (x_i w_ij − l_i w_ij⁺ − h_i w_ij⁻) · R_j.
     ``low``/``high`` are scalars or tensors broadcastable to one sample (e.g. per channel
     C×1×1) or to the batch; ``None`` takes the per-sample minimum / maximum of the input.
+    Every term is ≥ 0 only for low ≤ x ≤ high, so inputs outside the bounds are an error.
+    The bias is left out (as in Zennit, where b, b⁺ and b⁻ cancel).
     """
 
     low: float | Tensor | None = None
     high: float | Tensor | None = None
 
+    def __post_init__(self) -> None:
+        low, high = _check_bound(self.low, "low"), _check_bound(self.high, "high")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+        if low is None or high is None:
+            return
+        low_t, high_t = torch.as_tensor(low), torch.as_tensor(high)
+        try:
+            above = low_t.double() > high_t.double()
+        except RuntimeError:
+            raise ArgumentError(
+                "low",
+                f"ZBox's low (shape {tuple(low_t.shape)}) and high (shape "
+                f"{tuple(high_t.shape)}) do not broadcast together; give both as scalars or "
+                "with the same per-channel shape (e.g. C×1×1)",
+            ) from None
+        if bool(above.any()):
+            raise ArgumentError(
+                "low",
+                f"ZBox needs low ≤ high everywhere; low > high at {int(above.sum())} of "
+                f"{above.numel()} elements (low={_show(low)}, high={_show(high)}): swap them "
+                "or give the bounds of the input domain",
+            )
+
     def layer(self, op: Op, m: Tensor) -> list[Tensor]:
         aff = op.affine
         x, w = aff.x, aff.weight
-        low = _bound(self.low, x, torch.amin)
-        high = _bound(self.high, x, torch.amax)
+        low = _bound(self.low, x, torch.amin, "low")
+        high = _bound(self.high, x, torch.amax, "high")
+        _check_inside(x, low, high, op.label)
         terms = [Term(x, w), Term(low, aff.derived("w+", _pos), sign=-1.0),
                  Term(high, aff.derived("w-", _neg), sign=-1.0)]
         return [propagate_terms(aff, m, terms)]
 
 
-def _bound(value: Any, x: Tensor, reduce: Any) -> Tensor:
+def _show(bound: float | Tensor) -> str:
+    return repr(bound) if not isinstance(bound, Tensor) else f"tensor of shape {tuple(bound.shape)}"
+
+
+def _check_bound(value: Any, name: str) -> float | Tensor | None:
+    """A ZBox bound: None, a finite real number or a finite real tensor."""
+    if value is None:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return check_finite_number(value, name, meaning=f"ZBox's {name} input bound")
+    if not isinstance(value, Tensor) or value.is_complex() or value.dtype == torch.bool:
+        got = f"a {value.dtype} tensor" if isinstance(value, Tensor) else type(value).__name__
+        raise ArgumentTypeError(
+            name,
+            f"ZBox's {name} must be a real number, a real tensor (e.g. per channel, shape "
+            f"C×1×1) or None (the per-sample {'minimum' if name == 'low' else 'maximum'} of "
+            f"the input), got {got}",
+        )
+    check_finite(value, f"ZBox's {name} bound", argument=name,
+                 fix="give the finite bounds of the input domain")
+    return value
+
+
+def _bound(value: Any, x: Tensor, reduce: Any, name: str) -> Tensor:
     if value is None:
         per_sample = reduce(x.flatten(1), dim=1).view(-1, *[1] * (x.ndim - 1))
         return per_sample.expand_as(x).contiguous()
@@ -262,15 +398,35 @@ def _bound(value: Any, x: Tensor, reduce: Any) -> Tensor:
             bound.expand(x.shape[1:]).unsqueeze(0).expand_as(x).contiguous()
         )
     except RuntimeError:
-        raise ValueError(
-            f"a ZBox bound of shape {tuple(bound.shape)} does not broadcast to inputs of shape "
-            f"{tuple(x.shape)}; give a scalar, a per-sample shape or the batch shape"
+        raise ArgumentError(
+            name,
+            f"ZBox's {name} has shape {tuple(bound.shape)}, which does not broadcast to the "
+            f"layer's inputs of shape {tuple(x.shape)}; give a scalar, a per-sample shape "
+            f"(e.g. per channel {(x.shape[1],) + (1,) * (x.ndim - 2)}) or the batch shape",
         ) from None
+
+
+def _check_inside(x: Tensor, low: Tensor, high: Tensor, where: str) -> None:
+    """z^B is defined for low ≤ x ≤ high (up to rounding); outside, its terms change sign."""
+    slack = 64 * torch.finfo(x.dtype).eps
+    for name, outside in (("low", x < low - slack * (1 + low.abs())),
+                          ("high", x > high + slack * (1 + high.abs()))):
+        if bool(outside.any()):
+            side = "below low" if name == "low" else "above high"
+            raise ArgumentError(
+                name,
+                f"{int(outside.sum())} of {x.numel()} inputs of the ZBox layer {where!r} lie "
+                f"{side}; the z^B rule needs low ≤ x ≤ high. Give the bounds of the input "
+                f"domain (e.g. the normalised values of pixels 0 and 255), or {name}=None for "
+                f"the per-sample {'minimum' if name == 'low' else 'maximum'}",
+            )
 
 
 @dataclass(frozen=True)
 class WSquare(Rule):
-    """w² rule (Montavon et al. 2017, eq. 12): R_i = Σ_j w_ij² / Σ_i w_ij² · R_j (input-free)."""
+    """w² rule (Montavon et al. 2017, eq. 12): R_i = Σ_j w_ij² / Σ_i w_ij² · R_j (input-free).
+
+    The bias is left out, as in the LRP toolbox (Zennit adds b² to the denominator)."""
 
     def layer(self, op: Op, m: Tensor) -> list[Tensor]:
         aff = op.affine
@@ -315,11 +471,32 @@ class Average(Rule):
 
     epsilon: float = 1e-9
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "epsilon", _check_epsilon(self.epsilon, "Average"))
+
     def maxpool(self, op: Op, m: Tensor) -> list[Tensor]:
         x = op.inputs[0]
-        pool = average_of_maxpool(op.node)
+        reduction = op.node.name in ("max", "amax")
+        pool = _reduction_sum(op) if reduction else average_of_maxpool(op.node)
         s = divide(m, stabilise(pool(x), self.epsilon), self.epsilon)
         return [x * vjp_linear(pool, x, s)]
+
+
+def _reduction_sum(op: Op) -> Callable[[Tensor], Tensor]:
+    """The sum over the dims a ``max``/``amax`` reduces: the window of that "pooling" (the
+    ratio x_j / Σ x is the same with the sum as with the mean)."""
+    node = op.node
+    dim = node.arg(1, "dim", None)
+    if len(op.inputs) != 1 or isinstance(dim, Tensor):
+        raise ArgumentError(
+            "composite",
+            f"Average splits a pooling window in proportion to its inputs, but the model's "
+            f"{node.where()} is the element-wise maximum of two tensors; give composite "
+            "WinnerTakeAll() for max ops (maxpool=WinnerTakeAll()) instead",
+        )
+    keepdim = bool(node.arg(2, "keepdim", False))
+    return lambda v: v.sum(dim=tuple(range(v.ndim)) if dim in (None, (), []) else dim,
+                           keepdim=keepdim)
 
 
 @dataclass(frozen=True)
@@ -332,6 +509,9 @@ class SignalTakesAll(Rule):
     their weighted contributions."""
 
     epsilon: float = 1e-9
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "epsilon", _check_epsilon(self.epsilon, "SignalTakesAll"))
 
     def gate(self, op: Op, m: Tensor) -> list[Tensor]:
         s = divide(m, stabilise(op.output, self.epsilon), self.epsilon)
@@ -395,15 +575,90 @@ class Rescale(ChainRule):
 
     tolerance: float = 1e-7
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tolerance", _check_tolerance(self.tolerance))
+
     def activation(self, op: Op, m: Tensor) -> list[Tensor]:
-        if op.baseline is None:
-            raise RuntimeError("the Rescale rule needs the baseline's forward pass (deeplift)")
+        baseline = _baseline_of(op, self)
         x, y = op.inputs[0], op.output
-        x0, y0 = op.baseline.input_values()[0], op.baseline.outputs[0]
-        dx, dy = x - x0, y - y0
-        close = dx.abs() < self.tolerance
-        rescaled = m * dy / dx.masked_fill(close, 1.0)
-        if not bool(close.any()):
-            return [rescaled]
-        (grad,) = op.vjp([m])
-        return [torch.where(close, grad, rescaled)]
+        x0, y0 = baseline.input_values()[0], baseline.outputs[0]
+        return [_rescaled(op, m, m * (y - y0), x - x0, self.tolerance)]
+
+
+@dataclass(frozen=True)
+class SplitDifference(ChainRule):
+    """DeepLIFT for max pooling with summation-to-delta for any baseline: each window's
+    difference Δy = y − ȳ is split into (max(y, ȳ) − ȳ), given to the window's maximum at
+    the input, and (y − max(y, ȳ)), given to its maximum at the baseline; the multiplier of
+    an input is its share / Δx (the gradient where |Δx| < ``tolerance``, where the share
+    is 0). As Captum's DeepLift. The chain rule (the gradient w.r.t. the maximum) gives
+    Σ m·Δx = y − x̄_argmax instead, which is Δy only when x̄ peaks where x does."""
+
+    tolerance: float = 1e-7
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tolerance", _check_tolerance(self.tolerance))
+
+    def maxpool(self, op: Op, m: Tensor) -> list[Tensor]:
+        baseline = _baseline_of(op, self)
+        y, y0 = op.output, baseline.outputs[0]
+        top = torch.maximum(y, y0)
+        at_input = op.vjp([m * (top - y0)])  # to the maxima of the input's windows
+        at_baseline = Op(baseline, op.kind, op.label).vjp([m * (y - top)])  # the baseline's
+        return [
+            _rescaled(op, m, a + b, x - x0, self.tolerance, only=i)
+            for i, (a, b, x, x0) in enumerate(
+                zip(at_input, at_baseline, op.inputs, baseline.input_values())
+            )
+        ]
+
+
+def _check_tolerance(value: Any) -> float:
+    return check_finite_number(value, "tolerance", 0.0,
+                               meaning="the |Δx| below which DeepLIFT uses the gradient")
+
+
+def _baseline_of(op: Op, rule: Rule) -> Any:
+    if op.baseline is None:
+        raise ArgumentError(
+            "composite",
+            f"{type(rule).__name__} needs the forward pass at the baseline, which only the "
+            "deeplift method records; in composite, use it with method='deeplift' only",
+        )
+    return op.baseline
+
+
+def _rescaled(op: Op, m: Tensor, share: Tensor, dx: Tensor, tolerance: float,
+              only: int | None = None) -> Tensor:
+    """share / Δx, and the gradient (of input ``only``) where |Δx| < ``tolerance``."""
+    close = dx.abs() < tolerance
+    rescaled = share / dx.masked_fill(close, 1.0)
+    if not bool(close.any()):
+        return rescaled
+    grad = op.vjp([m], only=only)[only or 0]
+    return torch.where(close, grad, rescaled)
+
+
+# ----------------------------------------------------------------------------------------------
+# Excitation backprop
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DualContrast(Rule):
+    """Contrastive MWP at the classifier layer (Zhang et al. 2016, contrastive top-down
+    attention): the winning probabilities of the target unit minus those of its dual, the
+    unit with negated input weights. With (−w)⁺ = −w⁻ the dual's z⁺ shares are the unit's
+    shares of the negative contributions:
+
+    P_j = Σ_k [(x_j w_jk)⁺ / Σ_i (x_i w_ik)⁺ − (x_j w_jk)⁻ / Σ_i (x_i w_ik)⁻] · P_k.
+
+    Below this layer z⁺ is linear in P, so one walk gives MWP(target) − MWP(dual). Bias
+    ignored (as z⁺); a unit without negative (positive) contributions gives its dual
+    (itself) probability 0.
+    """
+
+    def layer(self, op: Op, m: Tensor) -> list[Tensor]:
+        aff = op.affine
+        return [propagate_terms(aff, m, positive_terms(aff))
+                - propagate_terms(aff, m, negative_terms(aff))]

@@ -11,10 +11,14 @@ In-place operations (``x += y``, ``.relu_()``, ``F.relu(x, inplace=True)``) keep
 semantics: the op runs in place on the live tensor, while the value it overwrote is cloned
 and put back everywhere the tape refers to the old version. The current module path comes
 from global module forward hooks that live only for the call (nothing is put on the model).
+
+Only eager modules can be recorded: TorchScript runs outside Python, where no torch function
+is seen, so :func:`eager_model` raises for it and unwraps a ``torch.compile``'d module.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +29,9 @@ from torch import Tensor, nn
 from torch.nn.modules import module as _module
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from ..checks import check_eager
+from ..errors import ModelError, UnsupportedModelError
 
 # functions whose ``inplace`` flag may be passed positionally
 _INPLACE_FLAG = {
@@ -38,6 +45,34 @@ _CONSTANT_FACTORIES = {
     "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
     "new_zeros", "new_ones", "new_empty", "new_full", "new_tensor",
 }
+
+
+class UnsupportedOpError(UnsupportedModelError, NotImplementedError):
+    """The model runs an operation that the rule engine cannot propagate through (no rule
+    for it, or a write it cannot follow); the message names the op and its module."""
+
+
+def eager_model(model: nn.Module) -> nn.Module:
+    """The eager module whose forward pass the rule engine records.
+
+    A ``torch.compile``'d module (``OptimizedModule``) gives its original module, which
+    computes the same function with the same parameters and module names. TorchScript
+    (``torch.jit.script`` or ``trace``, also as a submodule) raises
+    :class:`UnsupportedModelError`: its calls run outside Python, where the engine sees none.
+    """
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # imported once anything compiled
+    if eval_frame is not None and isinstance(model, eval_frame.OptimizedModule):
+        model = model._orig_mod
+    check_eager(model, "pellucid.lrp's rule engine (it records torch calls made in Python)")
+    scripted = [name for name, m in model.named_modules() if isinstance(m, torch.jit.ScriptModule)]
+    if scripted:
+        raise UnsupportedModelError(
+            "model",
+            f"the model contains TorchScript submodules ({', '.join(scripted[:3])}), whose "
+            "operations run outside Python where pellucid.lrp cannot see them; build the model "
+            "with the eager nn.Modules that were scripted or traced",
+        )
+    return model
 
 
 def func_name(func: Callable) -> str:
@@ -189,13 +224,22 @@ class Recorder(TorchFunctionMode):
             self._preserve_old_version(leaves, inputs)
         versions = [leaves[pos]._version for pos, _, _ in inputs]
         out = func(*args, **kwargs)
+        outputs = floating_tensors(out)
+        if any(t.is_inference() for t in outputs):
+            raise ModelError(
+                "model",
+                f"{name!r} in {self._path()} ran under torch.inference_mode() inside the "
+                "model's forward; pellucid.lrp needs ordinary tensors there: remove "
+                "inference_mode from the model's forward (torch.no_grad() is fine)",
+            )
         for (pos, _, _), version in zip(inputs, versions):
             if not inplace and leaves[pos]._version != version:
-                raise RuntimeError(
+                raise UnsupportedOpError(
+                    "model",
                     f"{name!r} in {self._path()} modified an input-dependent tensor in place, "
-                    "which pellucid.lrp does not recognise as an in-place op; please report it"
+                    "which pellucid.lrp does not recognise as an in-place op; use its "
+                    "out-of-place form in the model's forward (and please report the op)",
                 )
-        outputs = floating_tensors(out)
         if not outputs and not inplace:
             return out  # sizes, dims, comparisons: nothing relevance can flow through
         module, owner = self._modules[-1] if self._modules else ("", None)
@@ -230,10 +274,11 @@ class Recorder(TorchFunctionMode):
         for node in self.nodes:
             for tensor, version in node.stamps:
                 if tensor._version != version:
-                    raise NotImplementedError(
+                    raise UnsupportedOpError(
+                        "model",
                         f"a tensor that {node.where()} reads or writes was changed later by an "
                         "in-place op through a view (aliasing); pellucid.lrp cannot follow such "
-                        "writes. Use the out-of-place op in the model's forward"
+                        "writes. Use the out-of-place op in the model's forward",
                     )
 
     def _path(self) -> str:
@@ -254,8 +299,11 @@ def _is_inplace(name: str, args: tuple, kwargs: dict) -> bool:
 
 def record(model: nn.Module, forward: Callable[[Tensor], Tensor], x: Tensor
            ) -> tuple[Recorder, Tensor]:
-    """Call ``forward(x)`` (the selected model output) under a recorder rooted at ``x``."""
-    recorder = Recorder(model)
+    """Call ``forward(x)`` (the selected model output) under a recorder rooted at ``x``.
+
+    ``model`` is the eager module that ``forward`` runs (see :func:`eager_model`).
+    """
+    recorder = Recorder(eager_model(model))
     recorder.track(x)
     with torch.no_grad(), recorder.recording():
         out = forward(x)

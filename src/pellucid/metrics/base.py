@@ -11,15 +11,17 @@ metrics that re-run it).
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from ..batching import expanded_rows, row_chunks
+from ..errors import ArgumentError
 from ..method import Method
 from ..registry import Registry
 from ..targets import Target, TargetSpec
@@ -43,15 +45,17 @@ def register_metric(name: str) -> Callable[[M], M]:
     def decorate(cls: M) -> M:
         category = name.split(".", 1)[0]
         if category not in CATEGORIES:
-            raise ValueError(
-                f"metric {name!r} has the unknown category {category!r}; name it "
-                f"'category.name' with a category in {', '.join(CATEGORIES)}"
+            raise ArgumentError(
+                "name",
+                f"metric name {name!r} has the unknown category {category!r}; name it "
+                f"'category.name' with a category in {', '.join(CATEGORIES)}",
             )
         direction = cls.direction
         if direction not in DIRECTIONS:
-            raise ValueError(
+            raise ArgumentError(
+                "direction",
                 f"metric {name!r} has direction {direction!r} for its default settings; "
-                "give 'higher' or 'lower' (which scores are better)"
+                "give 'higher' or 'lower' (which scores are better)",
             )
         cls.name = name
         cls.category = category
@@ -81,11 +85,15 @@ class MetricResult:
 
     Attributes:
         name: the registered metric name.
-        scores: one score per sample (B,), on the CPU.
+        scores: one score per sample (B,), on the CPU; NaN where the metric is undefined
+            for a sample (e.g. relevance mass without positive relevance).
         direction: ``"higher"`` or ``"lower"`` is better.
         curves: per-sample curves (B, K) or ``None``; ``x_axis`` (K,) is their abscissa.
         settings: the metric's settings.
         extras: metric-specific values (e.g. the random-removal curve of ROAR).
+
+    ``mean`` and ``std`` are over all samples, so they are NaN when any score is:
+    ``nan_count`` says how many, ``valid_mean`` and ``valid_std`` leave them out.
     """
 
     name: str
@@ -98,16 +106,37 @@ class MetricResult:
 
     @property
     def mean(self) -> float:
-        return float(self.scores.double().nanmean())
+        """The mean score; NaN when a sample's score is NaN (see ``nan_count``)."""
+        return float(self.scores.double().mean())
 
     @property
     def std(self) -> float:
-        valid = self.scores[~self.scores.isnan()].double()
-        return float(valid.std()) if valid.numel() > 1 else 0.0
+        """The sample standard deviation of the scores (0 for one sample); NaN as ``mean``."""
+        return _std(self.scores.double())
+
+    @property
+    def nan_count(self) -> int:
+        """The number of samples for which the metric is undefined (NaN)."""
+        return int(self.scores.isnan().sum())
+
+    @property
+    def valid_mean(self) -> float:
+        """The mean over the samples whose score is not NaN (NaN if there are none)."""
+        return float(self.scores.double().nanmean())
+
+    @property
+    def valid_std(self) -> float:
+        """The standard deviation over the samples whose score is not NaN."""
+        return _std(self.scores[~self.scores.isnan()].double())
 
     def __repr__(self) -> str:
         arrow = "↑" if self.direction == "higher" else "↓"
-        return f"MetricResult({self.name}: {self.mean:.4g} ± {self.std:.3g} {arrow})"
+        undefined = f", {self.nan_count} of {len(self.scores)} NaN" if self.nan_count else ""
+        return f"MetricResult({self.name}: {self.mean:.4g} ± {self.std:.3g} {arrow}{undefined})"
+
+
+def _std(values: Tensor) -> float:
+    return float(values.std()) if values.numel() > 1 else (0.0 if values.numel() else math.nan)
 
 
 #: deprecated attributes of :class:`Case` and the attribute each one reads
@@ -150,7 +179,8 @@ class Case:
         """The target score of rows ``x``, without grad.
 
         Row r belongs to sample ``sample[r]`` (``None``: one row per sample, in order);
-        ``probability`` scores the softmax of the output instead of the output.
+        ``probability`` scores the softmax of the output over dim 1 (the classes) instead
+        of the output (resolve the setting with :meth:`probability`).
         """
         task = self.task if sample is None else self.task.take(sample)
         with torch.no_grad():
@@ -174,9 +204,11 @@ class Case:
         per row, the task's target.
         """
         if self.method is None:
-            raise ValueError(
-                f"{metric} re-runs the explanation method; pass a method name or a Method object "
-                "(not only an Explanation whose method is not registered)"
+            raise ArgumentError(
+                "explanation_or_method",
+                f"{metric} re-runs the explanation method; pass explanation_or_method= a "
+                "method name or a Method object (not an Explanation whose method is not "
+                "registered)",
             )
         parts = []
         for rows in row_chunks(len(x), batch_size, x.device):
@@ -207,14 +239,40 @@ class Case:
         return values
 
     def labels(self, metric: str = "this metric") -> Tensor:
-        """The explained class per sample (B,); a ValueError for a target callable."""
+        """The explained class per sample (B,); an ArgumentError for a target callable."""
         classes = self.task.target.classes
         if classes is None:
-            raise ValueError(
+            raise ArgumentError(
+                "target",
                 f"{metric} needs a class per sample, not a target callable; pass target= an "
-                "int, one class per sample, or None (the predicted class)"
+                "int, one class per sample, or None (the predicted class)",
             )
         return classes.to(self.forward.inputs.device)
+
+    def probability(self, setting: bool | None, metric: str) -> bool:
+        """Whether ``metric`` scores softmax probabilities, for its ``probability`` setting.
+
+        ``None`` (auto): the softmax over the classes when the model gives several outputs
+        per sample (dim 1 of size ≥ 2) that are not already probabilities (non-negative,
+        summing to 1) and the target is a class; the raw output for a one-output model
+        ((B,) or (B, 1): a regressor or a single logit, whose softmax is always 1) and for a
+        target callable. ``True`` on a one-output model is an error.
+        """
+        out = self.forward.output
+        classes = out.ndim >= 2 and out.shape[1] > 1
+        if setting is None:
+            if not classes or self.task.target.classes is None:
+                return False
+            sums = out.sum(1)
+            return not (bool((out >= 0).all()) and torch.allclose(sums, torch.ones_like(sums)))
+        if setting and not classes:
+            raise ArgumentError(
+                "probability",
+                f"{metric}: probability=True scores the softmax over the classes, but the model "
+                f"output has shape {tuple(out.shape)}, one value per sample, whose softmax is "
+                "always 1; pass probability=False (the raw output) or None (auto)",
+            )
+        return setting
 
 
 def _target_spec(target: Target) -> TargetSpec:
@@ -265,11 +323,80 @@ class Metric:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+def distinct_labels(objects: Sequence[Metric | Method], argument: str) -> list[str]:
+    """A label per metric or method: its name, and where several share a name, the name
+    with the settings that differ among them (``integrated_gradients(steps=8)``).
+
+    Two objects of one name and the same settings are an :class:`ArgumentError` naming
+    ``argument``: listing one twice is a mistake, and merging different ones is wrong.
+    """
+    labels = [obj.name for obj in objects]
+    groups: dict[str, list[int]] = {}
+    for i, obj in enumerate(objects):
+        groups.setdefault(obj.name, []).append(i)
+    for name, members in groups.items():
+        if len(members) < 2:
+            continue
+        kinds = {type(objects[i]) for i in members}
+        settings = [objects[i].settings() for i in members]
+        keys = list(dict.fromkeys(k for s in settings for k in s))
+        differ = [k for k in keys
+                  if any(not _same(settings[0].get(k), s.get(k)) for s in settings[1:])]
+        for i, own in zip(members, settings, strict=True):
+            shown = ", ".join(f"{k}={_show(own.get(k))}" for k in differ)
+            base = type(objects[i]).__qualname__ if len(kinds) > 1 else name
+            labels[i] = f"{base}({shown})" if shown else base
+        for i in members:
+            if labels.count(labels[i]) > 1:
+                raise ArgumentError(
+                    argument,
+                    f"{argument} lists {labels[i]!r} twice with the same settings; list it "
+                    "once (or give the two different settings)",
+                )
+    return labels
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two setting values are equal (tensors by value; False when undecidable)."""
+    if a is b:
+        return True
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return (isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape
+                and a.dtype == b.dtype and bool(torch.equal(a.cpu(), b.cpu())))
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. tuples of tensors: compared element-wise, ambiguous
+        return False
+
+
+def _show(value: Any) -> str:
+    """A short form of a setting value for a label."""
+    if isinstance(value, Tensor):
+        return f"tensor{tuple(value.shape)}"
+    if callable(value) and hasattr(value, "__name__"):
+        return value.__name__
+    return repr(value)
+
+
 def required_train_fn(metric: str, train_fn: TrainFn | None) -> TrainFn:
-    """The ``train_fn`` setting of a metric that retrains, or a ValueError that asks for it."""
+    """The ``train_fn`` setting of a metric that retrains, or an ArgumentError that asks for it."""
     if train_fn is None:
-        raise ValueError(f"{metric} needs train_fn=<callable (inputs, labels) -> model>")
+        raise ArgumentError(
+            "train_fn", f"{metric} needs train_fn=<callable (inputs, labels) -> nn.Module>"
+        )
     return train_fn
+
+
+def train_model(metric: str, train_fn: TrainFn | None, inputs: Tensor, labels: Tensor) -> nn.Module:
+    """``train_fn(inputs, labels)`` (on copies), checked to be a model, in eval mode."""
+    model = required_train_fn(metric, train_fn)(inputs.clone(), labels.clone())
+    if not isinstance(model, nn.Module):
+        raise ArgumentError(
+            "train_fn",
+            f"{metric}: train_fn must return the trained model (a torch.nn.Module), but it "
+            f"returned {type(model).__name__}; end it with `return model`",
+        )
+    return model.eval()
 
 
 def get_metric(name: str, **settings: Any) -> Metric:

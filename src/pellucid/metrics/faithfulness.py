@@ -7,6 +7,8 @@
 - ``faithfulness.deletion`` and ``faithfulness.insertion`` (Petsiuk et al. 2018, RISE):
   the area under the class-probability curve as pixels are deleted (to zero) in order of
   relevance, or inserted into a blurred image; deletion lower, insertion higher is better.
+  A model with one output per sample (a regressor, a single logit) is scored on that raw
+  output: the softmax of one value is always 1.
 - ``faithfulness.correlation`` (Bhatt et al. 2020): Pearson correlation over random subsets
   S of the attribution sum Σ_{i∈S} aᵢ and the output drop f(x) − f(x with S replaced).
 - ``faithfulness.infidelity`` (Yeh et al. 2019): E_I[(Iᵀa − (f(x) − f(x − I)))²].
@@ -20,11 +22,32 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
+from ..checks import check_finite, check_finite_number, check_positive_int
+from ..errors import ArgumentError
 from ..perturb import BaselineSpec, make_baseline
 from .base import Case, Metric, Scores, direction_by_settings, register_metric
 from .curves import perturbation_curve
 from .maps import Patch, group_sums, patch_groups
+from .settings import (
+    check_bool,
+    check_choice,
+    check_fill,
+    check_optional_count,
+    check_patch,
+    check_seed,
+)
 from .stats import pearson, trapezoid
+
+
+def _check_removal(metric: Metric) -> None:
+    """The settings shared by the metrics that remove regions."""
+    check_patch(metric.patch)
+    check_fill(metric.fill)
+    check_finite_number(metric.blur_sigma, "blur_sigma", 0.0, inclusive=False,
+                        meaning="the σ of the blur fill, in locations")
+    check_bool(metric.probability, "probability", none=True)
+    check_optional_count(metric.batch_size, "batch_size", "rows per forward pass")
+    check_seed(metric.seed)
 
 
 @register_metric("faithfulness.pixel_flipping")
@@ -36,23 +59,35 @@ class PixelFlipping(Metric):
         order: ``"morf"`` (most relevant first; higher AOPC is better) or ``"lerf"``
             (least relevant first; lower is better).
         patch: the side of the square regions (locations; channels are removed together).
-        steps: L, the number of removal steps; step k removes round(k·u·G/L) of the G regions.
+        steps: L, the number of removal steps; step k removes round(k·N/L) of the
+            N = round(u·G) regions removed in all (G regions); at most N. ``None``:
+            min(100, N), one region per step up to 100 regions.
         until: u, the fraction of the regions removed at step L (Samek et al. remove 100
-            regions, a fraction of the image; with u·G = L one region goes per step).
+            regions, a fraction of the image; with N = L one region goes per step).
         fill: what replaces removed regions: ``"uniform"`` noise (the paper), ``"blur"``,
             ``"mean"``, ``"zero"``, a number or a tensor.
-        probability: score the softmax probability instead of the logit.
+        probability: score the softmax probability instead of the output (``None``: auto,
+            see :meth:`Case.probability`); ``True`` needs several outputs per sample.
     """
 
     order: str = "morf"
     patch: Patch = 1
-    steps: int = 100
+    steps: int | None = None
     until: float = 1.0
     fill: BaselineSpec = "uniform"
     blur_sigma: float = 5.0
-    probability: bool = False
+    probability: bool | None = False
     batch_size: int | None = None
     seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        check_choice(self.order, "order", ("morf", "lerf"))
+        check_optional_count(self.steps, "steps", "removal steps")
+        check_finite_number(self.until, "until", 0.0, maximum=1.0,
+                            meaning="the fraction of the regions removed at the last step")
+        if self.until == 0:
+            raise ArgumentError("until", "until must be > 0 (a fraction of the regions in (0, 1])")
+        _check_removal(self)
 
     @direction_by_settings
     def direction(self) -> str:
@@ -60,17 +95,17 @@ class PixelFlipping(Metric):
         return "higher" if self.order == "morf" else "lower"
 
     def compute(self, case: Case) -> Scores:
-        if self.order not in ("morf", "lerf"):
-            raise ValueError(f"order must be 'morf' or 'lerf', got {self.order!r}")
+        probability = case.probability(self.probability, self.name)
         curve = perturbation_curve(
             case, patch=self.patch, steps=self.steps, fill=self.fill, blur_sigma=self.blur_sigma,
             most_relevant_first=self.order == "morf", insert=False,
-            probability=self.probability, batch_size=self.batch_size, seed=self.seed,
+            probability=probability, batch_size=self.batch_size, seed=self.seed,
             until=self.until,
         )
         drops = curve.values[:, :1] - curve.values
         return Scores(drops.mean(1), curve.values, curve.fraction,
-                      {"auc": trapezoid(curve.values, curve.fraction)})
+                      {"auc": trapezoid(curve.values, curve.fraction),
+                       "probability": probability})
 
 
 @register_metric("faithfulness.region_perturbation")
@@ -83,22 +118,34 @@ class RegionPerturbation(PixelFlipping):
 
 @dataclass(frozen=True, eq=False)
 class _AreaUnderCurve(Metric):
+    """Settings: ``patch``, ``steps`` (as pixel flipping; ``None``: min(100, regions)),
+    ``fill``, ``blur_sigma``; ``probability``: ``None`` (auto, the default) scores the
+    class probability (softmax) of a classifier and the raw output of a one-output model
+    or a target callable (:meth:`Case.probability`), ``True``/``False`` force it.
+    """
+
     patch: Patch = 1
-    steps: int = 100
+    steps: int | None = None
     fill: BaselineSpec = "zero"
     blur_sigma: float = 5.0
-    probability: bool = True
+    probability: bool | None = None
     batch_size: int | None = None
     seed: int | None = 0
     insert = False
 
+    def __post_init__(self) -> None:
+        check_optional_count(self.steps, "steps", "removal steps")
+        _check_removal(self)
+
     def compute(self, case: Case) -> Scores:
+        probability = case.probability(self.probability, self.name)
         curve = perturbation_curve(
             case, patch=self.patch, steps=self.steps, fill=self.fill, blur_sigma=self.blur_sigma,
-            most_relevant_first=True, insert=self.insert, probability=self.probability,
+            most_relevant_first=True, insert=self.insert, probability=probability,
             batch_size=self.batch_size, seed=self.seed,
         )
-        return Scores(trapezoid(curve.values, curve.fraction), curve.values, curve.fraction)
+        return Scores(trapezoid(curve.values, curve.fraction), curve.values, curve.fraction,
+                      {"probability": probability})
 
 
 @register_metric("faithfulness.deletion")
@@ -123,8 +170,10 @@ class Insertion(_AreaUnderCurve):
 class FaithfulnessCorrelation(Metric):
     """Faithfulness correlation (Bhatt et al. 2020): corr_S(Σ_{i∈S} aᵢ, f(x) − f(x_[x_S = x̄_S])).
 
-    ``subsets`` random subsets of ``subset_size`` regions (the same subsets for every sample)
-    are replaced by the ``fill``; the score is the Pearson correlation over the subsets.
+    ``subsets`` (≥ 2) random subsets of ``subset_size`` regions (the same subsets for every
+    sample; fewer than the G regions, or every subset would be the whole input) are
+    replaced by the ``fill``; the score is the Pearson correlation over the subsets (NaN
+    for a sample whose attribution sums or output drops do not vary over the subsets).
     """
 
     subsets: int = 100
@@ -132,31 +181,52 @@ class FaithfulnessCorrelation(Metric):
     patch: Patch = 1
     fill: BaselineSpec = "zero"
     blur_sigma: float = 5.0
-    probability: bool = False
+    probability: bool | None = False
     batch_size: int | None = None
     seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        if check_positive_int(self.subsets, "subsets", "random subsets, at least 2") < 2:
+            raise ArgumentError(
+                "subsets", "subsets must be at least 2: a correlation over one subset is undefined"
+            )
+        check_positive_int(self.subset_size, "subset_size", "regions per subset")
+        _check_removal(self)
 
     def compute(self, case: Case) -> Scores:
         x = case.forward.inputs
         groups = patch_groups(x, self.patch)
-        size = min(self.subset_size, groups.count)
+        if self.subset_size >= groups.count:
+            raise ArgumentError(
+                "subset_size",
+                f"subset_size={self.subset_size} is not smaller than the {groups.count} regions "
+                f"of the inputs (patch={self.patch!r}), so every subset is the same and the "
+                f"correlation is undefined; pass subset_size < {groups.count}",
+            )
         draws = torch.rand(self.subsets, groups.count, generator=generator(self.seed))
         chosen = torch.zeros(self.subsets, groups.count, dtype=torch.bool)
-        chosen.scatter_(1, draws.argsort(1)[:, :size], True)
+        chosen.scatter_(1, draws.argsort(1)[:, :self.subset_size], True)
         chosen = chosen.to(x.device)
         attribution_sums = group_sums(case.attribution, groups) @ chosen.T.to(x.dtype)
-        drops = self._output_drops(case, chosen, groups.labels.expand(x.shape[1:]).reshape(-1))
-        return Scores(pearson(attribution_sums, drops))
+        probability = case.probability(self.probability, self.name)
+        drops = self._output_drops(case, chosen, groups.labels.expand(x.shape[1:]).reshape(-1),
+                                   probability)
+        return Scores(pearson(attribution_sums, drops), extras={"probability": probability})
 
-    def _output_drops(self, case: Case, chosen: Tensor, labels: Tensor) -> Tensor:
+    def _output_drops(
+        self, case: Case, chosen: Tensor, labels: Tensor, probability: bool
+    ) -> Tensor:
         """f(x) − f(x with subset S set to the fill), (B, subsets)."""
         x = case.forward.inputs
-        fill = make_baseline(self.fill, x, sigma=self.blur_sigma, seed=self.seed).flatten(1)
-        full = case.scores(x, probability=self.probability)
+        fill = make_baseline(self.fill, x, sigma=self.blur_sigma, seed=self.seed,
+                             argument="fill")
+        check_finite(fill, "the fill", argument="fill", fix="pass a finite fill")
+        fill = fill.flatten(1)
+        full = case.scores(x, probability=probability)
 
         def filled_scores(sample: Tensor, subset: Tensor) -> Tensor:
             rows = torch.where(chosen[subset][:, labels], fill[sample], x.flatten(1)[sample])
-            return case.scores(rows.view(-1, *x.shape[1:]), sample, self.probability)
+            return case.scores(rows.view(-1, *x.shape[1:]), sample, probability)
 
         return full.unsqueeze(1) - case.grid_values(self.subsets, filled_scores, self.batch_size)
 
@@ -168,7 +238,9 @@ class Infidelity(Metric):
 
     With ``optimal_scale`` (as in the authors' code) the attribution is first multiplied by
     the β that minimises the expectation, β = E[Iᵀa·Δf] / E[(Iᵀa)²], so that the score does
-    not depend on the attribution's scale. ``perturbations`` draws, shared by the samples.
+    not depend on the attribution's scale. ``perturbations`` draws, shared by the samples
+    (at least 2 with ``optimal_scale``: one draw is fitted exactly, a score of 0 whatever
+    the attribution); ``noise`` is σ > 0.
     """
 
     direction = "lower"
@@ -177,6 +249,20 @@ class Infidelity(Metric):
     optimal_scale: bool = True
     batch_size: int | None = None
     seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        draws = check_positive_int(self.perturbations, "perturbations", "noise draws")
+        check_finite_number(self.noise, "noise", 0.0, inclusive=False,
+                            meaning="the standard deviation of the perturbations")
+        check_bool(self.optimal_scale, "optimal_scale")
+        if self.optimal_scale and draws < 2:
+            raise ArgumentError(
+                "perturbations",
+                "perturbations must be at least 2 with optimal_scale=True: the scale fitted to "
+                "one draw makes the infidelity 0 for any attribution",
+            )
+        check_optional_count(self.batch_size, "batch_size", "rows per forward pass")
+        check_seed(self.seed)
 
     def compute(self, case: Case) -> Scores:
         x = case.forward.inputs

@@ -8,41 +8,73 @@
   K most relevant locations that lie inside the mask, |top-K ∩ mask| / K.
 
 Relevance is summed over channels first; masks of the inputs' shape are reduced with
-"any channel".
+"any channel". Every sample needs a non-empty mask.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import check_finite
+from ..errors import ArgumentError, ArgumentTypeError
 from .base import Case, Metric, Scores, register_metric
 from .maps import flat_map, location_map
+from .settings import check_bool
 
 
-def location_masks(case: Case) -> Tensor:
-    """The ground-truth masks as booleans with the location map's shape (B, *spatial)."""
-    if case.masks is None:
-        raise ValueError(
-            "localisation metrics need ground-truth masks: pass masks=<(B, *spatial) tensor>"
+def check_masks(masks: Any, x: Tensor) -> Tensor:
+    """Ground-truth masks for inputs ``x`` as booleans of the location map's shape
+    (B, *spatial): a tensor (bool, integer or finite floating; nonzero marks the object)
+    of that shape or of the inputs' shape.
+    """
+    if not isinstance(masks, Tensor):
+        try:
+            masks = torch.as_tensor(masks)
+        except (TypeError, ValueError, RuntimeError):
+            raise ArgumentTypeError(
+                "masks", f"masks must be a tensor (B, *spatial), got {type(masks).__name__}"
+            ) from None
+    if masks.is_complex():
+        raise ArgumentTypeError(
+            "masks", f"masks must be bool, integer or floating (nonzero marks the object), got "
+            f"dtype {masks.dtype}"
         )
-    masks = case.masks
-    x = case.forward.inputs
+    check_finite(masks, "masks", fix="mark the object with 1 (or True) and the rest with 0")
+    masks = masks.to(x.device)
     if x.ndim > 2 and masks.shape == x.shape:
         masks = masks.ne(0).any(1)
     expected = location_map(x).shape
     if masks.shape != expected:
-        raise ValueError(
+        raise ArgumentError(
+            "masks",
             f"masks have shape {tuple(masks.shape)}; give one mask per sample of shape "
-            f"{tuple(expected)} (the inputs' spatial shape) or the inputs' shape"
+            f"{tuple(expected)} (the inputs' spatial shape) or the inputs' shape "
+            f"{tuple(x.shape)}",
         )
-    empty = ~masks.ne(0).flatten(1).any(1)
-    if empty.any():
-        raise ValueError(f"the masks of samples {empty.nonzero().flatten().tolist()} are empty")
     return masks.ne(0)
+
+
+def location_masks(case: Case, metric: str = "localisation metrics") -> Tensor:
+    """The ground-truth masks as booleans with the location map's shape (B, *spatial); an
+    error for missing masks or a sample whose mask is empty."""
+    if case.masks is None:
+        raise ArgumentError(
+            "masks", f"{metric} need ground-truth masks: pass masks=<(B, *spatial) tensor>"
+        )
+    masks = check_masks(case.masks, case.forward.inputs)
+    empty = ~masks.flatten(1).any(1)
+    if empty.any():
+        raise ArgumentError(
+            "masks",
+            f"the masks of samples {empty.nonzero().flatten().tolist()} are empty, so {metric} "
+            "is undefined for them; leave those samples out or mark their object",
+        )
+    return masks
 
 
 def relevance_mass(attribution: Tensor, masks: Tensor, positive_only: bool = True) -> Tensor:
@@ -59,15 +91,36 @@ def relevance_mass(attribution: Tensor, masks: Tensor, positive_only: bool = Tru
 @register_metric("localisation.pointing_game")
 @dataclass(frozen=True, eq=False)
 class PointingGame(Metric):
-    """Pointing game (Zhang et al. 2018): 1 if argmax relevance hits the mask, else 0."""
+    """Pointing game (Zhang et al. 2018): 1 if argmax relevance hits the mask, else 0.
+
+    ``tolerance`` (≥ 0, in locations) dilates the masks along the spatial dims first.
+    """
 
     tolerance: int = 0
 
+    def __post_init__(self) -> None:
+        if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, int):
+            raise ArgumentTypeError(
+                "tolerance", f"tolerance must be an int ≥ 0 (locations), got {self.tolerance!r}"
+            )
+        if self.tolerance < 0:
+            raise ArgumentError(
+                "tolerance", f"tolerance must be ≥ 0 (locations), got {self.tolerance!r}"
+            )
+
     def compute(self, case: Case) -> Scores:
-        masks = location_masks(case)
-        if self.tolerance > 0 and masks.ndim > 2:
+        masks = location_masks(case, self.name)
+        spatial = case.forward.inputs.ndim - 2
+        if self.tolerance > 0:
+            if not 1 <= spatial <= 3:
+                raise ArgumentError(
+                    "tolerance",
+                    f"tolerance dilates masks along 1 to 3 spatial dims; inputs of shape "
+                    f"{tuple(case.forward.inputs.shape)} have {max(spatial, 0)}: pass "
+                    "tolerance=0",
+                )
             size = 2 * self.tolerance + 1
-            pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[masks.ndim - 2]
+            pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[spatial - 1]
             masks = pool(masks.float().unsqueeze(1), size, 1, self.tolerance).squeeze(1).bool()
         best = flat_map(case.attribution).argmax(1, keepdim=True)
         return Scores(masks.flatten(1).gather(1, best).squeeze(1).to(case.forward.inputs.dtype))
@@ -80,8 +133,12 @@ class RelevanceMass(Metric):
 
     positive_only: bool = True
 
+    def __post_init__(self) -> None:
+        check_bool(self.positive_only, "positive_only")
+
     def compute(self, case: Case) -> Scores:
-        return Scores(relevance_mass(case.attribution, location_masks(case), self.positive_only))
+        masks = location_masks(case, self.name)
+        return Scores(relevance_mass(case.attribution, masks, self.positive_only))
 
 
 @register_metric("localisation.relevance_rank")
@@ -90,7 +147,7 @@ class RelevanceRank(Metric):
     """Relevance rank accuracy (Arras et al. 2022): |top-K relevant ∩ mask| / K, K = |mask|."""
 
     def compute(self, case: Case) -> Scores:
-        masks = location_masks(case).flatten(1)
+        masks = location_masks(case, self.name).flatten(1)
         relevance = flat_map(case.attribution)
         size = masks.sum(1)
         order = relevance.argsort(dim=1, descending=True, stable=True)

@@ -15,6 +15,7 @@ from torch import Tensor
 from .._seeding import generator
 from ..method import Method
 from ..task import Task
+from .settings import check_seed
 
 
 @dataclass(frozen=True, eq=False)
@@ -23,6 +24,9 @@ class RandomAttribution(Method):
 
     name = "random"
     seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         noise = torch.randn(x.shape, generator=generator(self.seed), dtype=x.dtype)

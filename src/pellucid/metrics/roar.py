@@ -20,8 +20,19 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
-from .base import Case, Metric, Scores, TrainFn, register_metric, required_train_fn
+from ..checks import check_finite_number
+from ..errors import ArgumentError
+from .base import (
+    Case,
+    Metric,
+    Scores,
+    TrainFn,
+    register_metric,
+    required_train_fn,
+    train_model,
+)
 from .maps import flat_map, ranks
+from .settings import check_callable, check_fractions, check_seed
 
 
 def remove_top(x: Tensor, order: Tensor, fraction: float, fill: Tensor) -> Tensor:
@@ -35,7 +46,12 @@ def remove_top(x: Tensor, order: Tensor, fraction: float, fill: Tensor) -> Tenso
 @register_metric("faithfulness.roar")
 @dataclass(frozen=True, eq=False)
 class Roar(Metric):
-    """ROAR (Hooker et al. 2019): accuracy after removing the top-t% and retraining."""
+    """ROAR (Hooker et al. 2019): accuracy after removing the top-t% and retraining.
+
+    ``train_fn(inputs, labels)`` returns a trained ``nn.Module`` whose output is (N, classes);
+    ``fractions`` in (0, 1); ``test_fraction`` in (0, 1) of the batch is held out (at least
+    one sample in each split).
+    """
 
     direction = "lower"
     train_fn: TrainFn | None = None
@@ -43,24 +59,52 @@ class Roar(Metric):
     test_fraction: float = 0.3
     seed: int | None = 0
 
+    def __post_init__(self) -> None:
+        check_callable(self.train_fn, "train_fn", "(inputs, labels) -> trained nn.Module")
+        check_fractions(self.fractions, "fractions")
+        check_finite_number(self.test_fraction, "test_fraction", 0.0, maximum=1.0,
+                            inclusive=False, meaning="the share of the batch held out")
+        check_seed(self.seed)
+
     def compute(self, case: Case) -> Scores:
-        train_fn = required_train_fn(self.name, self.train_fn)
+        required_train_fn(self.name, self.train_fn)
         x, labels = case.forward.inputs, case.labels(self.name)
         gen = generator(self.seed)
         split = torch.randperm(len(x), generator=gen).to(x.device)
         n_test = max(1, round(self.test_fraction * len(x)))
+        if n_test >= len(x):
+            raise ArgumentError(
+                "test_fraction",
+                f"test_fraction={self.test_fraction!r} of {len(x)} samples leaves none to train "
+                "on; pass more samples or a smaller test_fraction",
+            )
         test, train = split[:n_test], split[n_test:]
         fill = x.mean(dim=[d for d in range(x.ndim) if d != 1], keepdim=True) if x.ndim > 2 \
             else x.mean(0, keepdim=True)
         by_attribution = ranks(flat_map(case.attribution))
+        locations = by_attribution.shape[1]
+        none = [f for f in self.fractions if round(f * locations) == 0]
+        if none:
+            raise ArgumentError(
+                "fractions",
+                f"fractions {none} of the {locations} locations remove none; pass fractions "
+                f"≥ {1 / locations:.3g}",
+            )
         at_random = ranks(torch.rand(by_attribution.shape, generator=gen).to(x.device))
         correct: dict[str, list[Tensor]] = {"attribution": [], "random": []}
         for fraction in self.fractions:
             for kind, order in (("attribution", by_attribution), ("random", at_random)):
                 removed = remove_top(x, order, fraction, fill)
-                model = train_fn(removed[train].clone(), labels[train].clone()).eval()
+                model = train_model(self.name, self.train_fn, removed[train], labels[train])
                 with torch.no_grad():
-                    predicted = model(removed[test]).argmax(1)
+                    out = model(removed[test])
+                if not isinstance(out, Tensor) or out.ndim != 2:
+                    raise ArgumentError(
+                        "train_fn",
+                        f"{self.name}: the model that train_fn returns must output class scores "
+                        f"(N, classes); it gave {getattr(out, 'shape', type(out).__name__)}",
+                    )
+                predicted = out.argmax(1)
                 correct[kind].append((predicted == labels[test]).to(x.dtype))
         ranked = torch.stack(correct["attribution"], 1)
         random = torch.stack(correct["random"], 1)

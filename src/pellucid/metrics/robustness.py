@@ -19,7 +19,10 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
+from ..checks import check_finite_number, check_positive_int
+from ..errors import ArgumentError
 from .base import Case, Metric, Scores, register_metric
+from .settings import check_bool, check_optional_count, check_seed
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,6 +33,14 @@ class _Sensitivity(Metric):
     normalise: bool = False
     batch_size: int | None = None
     seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        check_finite_number(self.radius, "radius", 0.0, inclusive=False,
+                            meaning="the half-width of the input perturbation")
+        check_positive_int(self.draws, "draws", "perturbed inputs per sample")
+        check_bool(self.normalise, "normalise")
+        check_optional_count(self.batch_size, "batch_size", "rows per forward pass")
+        check_seed(self.seed)
 
     def reduce(self, distances: Tensor) -> Tensor:
         raise NotImplementedError
@@ -81,16 +92,34 @@ def translate(x: Tensor, shift: int, dim: int) -> Tensor:
 class Continuity(Metric):
     """Continuity (Montavon et al. 2018): max over small translations x' of
     ‖R(x) − R(x')‖₁ / ‖x − x'‖₂; lower is more continuous.
+
+    A translation that leaves x unchanged (x' = x) has no quotient (NaN in the curve) and
+    is left out of the max; a sample without any is NaN.
     """
 
     direction = "lower"
     max_shift: int = 2
     batch_size: int | None = None
 
+    def __post_init__(self) -> None:
+        check_positive_int(self.max_shift, "max_shift", "the largest translation, in locations")
+        check_optional_count(self.batch_size, "batch_size", "rows per forward pass")
+
     def compute(self, case: Case) -> Scores:
         x = case.forward.inputs
         if x.ndim < 3:
-            raise ValueError("continuity translates along spatial dims; tabular inputs have none")
+            raise ArgumentError(
+                "inputs",
+                f"{self.name} translates along spatial dims; inputs of shape {tuple(x.shape)} "
+                "(tabular) have none: choose another metric",
+            )
+        smallest = min(x.shape[2:])
+        if self.max_shift >= smallest:
+            raise ArgumentError(
+                "max_shift",
+                f"max_shift={self.max_shift} would translate the inputs by their whole size "
+                f"({smallest} locations along a spatial dim); pass max_shift < {smallest}",
+            )
         shifts = [(s, d) for d in range(2, x.ndim) for s in range(-self.max_shift,
                                                                     self.max_shift + 1) if s]
         moved = torch.cat([translate(x, s, d) for s, d in shifts])
@@ -98,8 +127,9 @@ class Continuity(Metric):
         explained = case.explain(moved, sample, batch_size=self.batch_size, metric=self.name)
         change = (explained - case.attribution[sample]).flatten(1).abs().sum(1)
         step = (moved - x[sample]).flatten(1).norm(dim=1)
-        quotient = (change / step).nan_to_num(0.0, posinf=0.0).view(len(shifts), len(x)).T
-        return Scores(quotient.amax(1), quotient,
+        quotient = torch.where(step > 0, change / step, torch.nan).view(len(shifts), len(x)).T
+        best = quotient.nan_to_num(-torch.inf, posinf=torch.inf).amax(1)
+        return Scores(best.where(best > -torch.inf, torch.nan), quotient,
                       torch.tensor([float(s) for s, _ in shifts]),
                       {"shifts": [(s, d) for s, d in shifts]})
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ArgumentError
 from .maps import location_map, ranks
 from .stats import pearson
 
@@ -20,7 +21,9 @@ SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog")
 def similarity(kind: str, a: Tensor, b: Tensor) -> Tensor:
     """Similarity per sample of attributions ``a`` and ``b`` (B, ...) by ``kind``."""
     if kind not in SIMILARITIES:
-        raise ValueError(f"unknown similarity {kind!r}; use one of {', '.join(SIMILARITIES)}")
+        raise ArgumentError(
+            "similarity", f"unknown similarity {kind!r}; use one of {', '.join(SIMILARITIES)}"
+        )
     ma, mb = location_map(a), location_map(b)
     if kind in ("spearman_abs", "spearman"):
         if kind == "spearman_abs":
@@ -28,7 +31,11 @@ def similarity(kind: str, a: Tensor, b: Tensor) -> Tensor:
         ra, rb = ranks(ma.flatten(1), descending=False), ranks(mb.flatten(1), descending=False)
         return pearson(ra.to(a.dtype), rb.to(a.dtype))
     if ma.ndim != 3:
-        raise ValueError(f"{kind} compares 2-D maps (images B×C×H×W); got inputs of {a.ndim} dims")
+        raise ArgumentError(
+            "similarity",
+            f"similarity={kind!r} compares 2-D maps (images B×C×H×W), but the inputs have "
+            f"{a.ndim} dims; use 'spearman_abs' or 'spearman'",
+        )
     return ssim(_unit(ma), _unit(mb)) if kind == "ssim" else hog_similarity(ma, mb)
 
 

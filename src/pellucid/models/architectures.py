@@ -8,9 +8,28 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import check_positive_int
+from ..errors import ArgumentError
+
+
+def _check_widths(widths: Sequence[int]) -> tuple[int, ...]:
+    """Channel widths per stage: a non-empty sequence of positive ints."""
+    if isinstance(widths, (int, str)) or not isinstance(widths, Sequence) or not widths:
+        raise ArgumentError(
+            "widths", f"widths must be a non-empty list of channel counts, got {widths!r}"
+        )
+    return tuple(check_positive_int(w, "widths", "channels per stage") for w in widths)
+
+
+def _check_sizes(in_channels: int, classes: int) -> None:
+    check_positive_int(in_channels, "in_channels", "input channels")
+    check_positive_int(classes, "classes", "outputs")
+
 
 def small_cnn(in_channels: int = 3, classes: int = 5, width: int = 16) -> nn.Sequential:
     """Three conv-ReLU-maxpool stages, global average pooling, one linear layer."""
+    _check_sizes(in_channels, classes)
+    check_positive_int(width, "width", "channels of the first stage")
     w = (width, 2 * width, 4 * width)
     layers: list[nn.Module] = []
     for c_in, c_out in zip((in_channels, *w[:-1]), w):
@@ -24,6 +43,8 @@ def vgg_style(in_channels: int = 3, classes: int = 5,
               widths: Sequence[int] = (16, 32, 64, 64)) -> nn.Sequential:
     """VGG-like: per stage conv-BatchNorm-ReLU and max pooling; then global average pooling
     and a two-layer classifier. ``features`` ends with the last ReLU (the usual CAM layer)."""
+    _check_sizes(in_channels, classes)
+    widths = _check_widths(widths)
     layers: list[nn.Module] = []
     for i, (c_in, c_out) in enumerate(zip((in_channels, *widths[:-1]), widths)):
         if i:
@@ -63,6 +84,8 @@ class ResNetStyle(nn.Module):
     def __init__(self, in_channels: int = 3, classes: int = 5,
                  widths: Sequence[int] = (16, 32, 64)) -> None:
         super().__init__()
+        _check_sizes(in_channels, classes)
+        widths = _check_widths(widths)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, stride=2, padding=1,
                                             bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
         self.layers = nn.Sequential(*(BasicBlock(c_in, c_out, stride=1 if i == 0 else 2)

@@ -16,7 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checks import check_finite_number, check_positive_int
 from ..data import ImageSet, clever_hans, shapes
+from ..errors import ArgumentError, UnknownNameError
 from ..registry import suggest
 from .architectures import ARCHITECTURES
 from .training import accuracy, train
@@ -41,6 +43,24 @@ class DemoModel:
     lr: float = 3e-3
     batch_size: int = 64
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise UnknownNameError(
+                "architecture",
+                f"unknown architecture {self.architecture!r}."
+                f"{suggest(str(self.architecture), list(ARCHITECTURES))} Use one of "
+                f"{list(ARCHITECTURES)}",
+            )
+        if self.data not in ("shapes", "clever_hans"):
+            raise ArgumentError(
+                "data", f"data must be 'shapes' or 'clever_hans', got {self.data!r}"
+            )
+        if isinstance(self.widths, (int, str)) or not self.widths:
+            raise ArgumentError("widths", f"widths must be a non-empty tuple, got {self.widths!r}")
+        for name in ("size", "n_train", "n_test", "epochs", "batch_size"):
+            check_positive_int(getattr(self, name), name)
+        check_finite_number(self.lr, "lr", 0.0, inclusive=False, meaning="the learning rate")
 
     def build(self) -> nn.Module:
         if self.architecture == "small_cnn":
@@ -72,8 +92,11 @@ DEMO_MODELS = {
 
 def _spec(name: str) -> DemoModel:
     if name not in DEMO_MODELS:
-        raise ValueError(f"unknown demo model {name!r}{suggest(name, list(DEMO_MODELS))}; "
-                         f"the demo models are {list(DEMO_MODELS)}")
+        raise UnknownNameError(
+            "name",
+            f"unknown demo model name={name!r}.{suggest(str(name), list(DEMO_MODELS))} The "
+            f"demo models are {list(DEMO_MODELS)}",
+        )
     return DEMO_MODELS[name]
 
 

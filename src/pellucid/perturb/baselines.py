@@ -10,13 +10,16 @@ x̃ = x ⊙ M + fill ⊙ (1 − M).
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Union
 
 import torch
 from torch import Tensor
 
 from .._seeding import generator
-from ..checks import check_finite
+from ..errors import ArgumentError, ArgumentTypeError
+from ..registry import suggest
 from ..spatial import spatial_dims
 from .blur import gaussian_blur
 
@@ -26,6 +29,47 @@ BASELINES = ("zero", "mean", "blur", "uniform")
 #: the fills of occlusion, RISE, LIME and KernelSHAP: no "uniform", whose output drops would
 #: measure one random draw as much as the removed evidence
 MASK_FILLS = tuple(name for name in BASELINES if name != "uniform")
+
+
+def check_baseline(
+    spec: BaselineSpec, argument: str = "baseline", names: tuple[str, ...] = BASELINES
+) -> None:
+    """A baseline setting is one of ``names``, a finite number or a finite tensor.
+
+    The check that needs no inputs, for a method's or metric's ``__post_init__``;
+    ``argument`` names the setting in the error (``"baseline"``, ``"fill"``).
+    """
+    listed = ", ".join(map(repr, names))
+    if isinstance(spec, Tensor):
+        if spec.is_complex() or not bool(spec.isfinite().all()):
+            raise ArgumentError(
+                argument,
+                f"the {argument} tensor holds {int((~spec.isfinite()).sum())} NaN or Inf "
+                f"values (or is complex); a {argument} must be finite real values, or the "
+                "attribution is NaN (clean it, e.g. torch.nan_to_num)",
+            )
+        return
+    if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
+        if not math.isfinite(spec):
+            raise ArgumentError(argument, f"{argument} must be finite, got {spec!r}")
+        return
+    if not isinstance(spec, str):
+        raise ArgumentTypeError(
+            argument,
+            f"{argument} must be one of {listed}, a number, or a tensor broadcastable to the "
+            f"inputs; got a {type(spec).__name__}",
+        )
+    if spec not in names:
+        hint = suggest(spec, list(names))
+        extra = (
+            f" ({spec!r} is not a fill: its output drops would measure one random draw)"
+            if spec in BASELINES else ""
+        )
+        raise ArgumentError(
+            argument,
+            f"unknown {argument} {spec!r}.{hint}{extra} Use one of {listed}, a number, or a "
+            "tensor broadcastable to the inputs",
+        )
 
 
 def make_baseline(
@@ -42,21 +86,32 @@ def make_baseline(
     ``sigma`` is the blur's standard deviation, ``seed`` that of the uniform noise;
     ``argument`` names the setting in errors and ``names`` are the names it accepts.
     """
+    check_baseline(spec, argument, names)
     if isinstance(spec, Tensor):
         return _broadcast(spec, x, argument)
-    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+    if not isinstance(spec, str):
         return torch.full_like(x, float(spec))
-    if not isinstance(spec, str) or spec not in names:
-        raise ValueError(
-            f"unknown {argument} {spec!r}; use one of {', '.join(map(repr, names))}, a number, "
-            "or a tensor broadcastable to the inputs"
-        )
     if spec == "zero":
         return torch.zeros_like(x)
     if spec == "mean":
         dims = spatial_dims(x) or (1,)
+        if math.prod(x.shape[d] for d in dims) == 1:
+            raise ArgumentError(
+                argument,
+                f"{argument}='mean' averages each sample over its spatial dims (the features "
+                f"of N×D inputs), which have a single element in inputs of shape "
+                f"{tuple(x.shape)}: it would equal the inputs and every attribution would be "
+                "0; use 'zero' or a number",
+            )
         return x.mean(dim=dims, keepdim=True).expand_as(x).clone()
     if spec == "blur":
+        if all(x.shape[d] == 1 for d in spatial_dims(x)):
+            raise ArgumentError(
+                argument,
+                f"{argument}='blur' blurs over spatial dimensions (N×C×L, N×C×H×W, ...), but "
+                f"inputs of shape {tuple(x.shape)} have none longer than 1, so it would equal "
+                "the inputs; use 'mean', 'zero' or a number",
+            )
         return gaussian_blur(x, sigma)
     low = x.flatten(1).amin(1).view(-1, *[1] * (x.ndim - 1))
     high = x.flatten(1).amax(1).view(-1, *[1] * (x.ndim - 1))
@@ -66,12 +121,8 @@ def make_baseline(
 
 
 def make_fill(spec: BaselineSpec, x: Tensor, blur_sigma: float) -> Tensor:
-    """The fill of the perturbation methods: one of :data:`MASK_FILLS`, a number, or a
-    finite tensor broadcastable to the inputs."""
-    if isinstance(spec, Tensor):
-        fill = _broadcast(spec, x, "fill")
-        check_finite(spec, "the fill tensor")
-        return fill
+    """The fill of the perturbation methods: one of :data:`MASK_FILLS`, a finite number, or
+    a finite tensor broadcastable to the inputs."""
     return make_baseline(spec, x, sigma=blur_sigma, argument="fill", names=MASK_FILLS)
 
 
@@ -81,9 +132,10 @@ def _broadcast(spec: Tensor, x: Tensor, argument: str) -> Tensor:
     except RuntimeError:
         shape = None
     if shape != x.shape:
-        raise ValueError(
+        raise ArgumentError(
+            argument,
             f"a {argument} tensor of shape {tuple(spec.shape)} does not broadcast to inputs of "
             f"shape {tuple(x.shape)}; give one sample's shape {tuple(x.shape[1:])} or a "
-            "shape that broadcasts to it (e.g. one value per channel)"
+            "shape that broadcasts to it (e.g. one value per channel)",
         )
     return spec.to(device=x.device, dtype=x.dtype).expand_as(x).clone()

@@ -8,11 +8,13 @@ borders reflect-padded.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ArgumentError
 from ..spatial import spatial_dims
 
 
@@ -20,10 +22,13 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian blur over the spatial dimensions, reflect-padded at the borders."""
     dims = spatial_dims(x)
     if not dims:
-        raise ValueError(
+        raise ArgumentError(
+            "inputs",
             f"a blur needs spatial dimensions (N×C×L, N×C×H×W, ...); inputs of shape "
-            f"{tuple(x.shape)} have none"
+            f"{tuple(x.shape)} have none",
         )
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not math.isfinite(sigma):
+        raise ArgumentError("sigma", f"the blur's sigma must be a finite number, got {sigma!r}")
     if sigma <= 0:
         return x.clone()
     out = x

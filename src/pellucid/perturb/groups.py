@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..errors import ArgumentError, ArgumentTypeError
 from ..spatial import sizes_per_dim
 
 #: patches per spatial dim when neither ``feature_mask`` nor ``patch`` is given
@@ -35,10 +37,9 @@ def feature_groups(
 ) -> Groups:
     """The groups of the inputs ``x`` (B, ...) from a feature mask or a patch size."""
     shape = x.shape[1:]
-    if feature_mask is not None and patch is not None:
-        raise ValueError("give either feature_mask or patch, not both")
+    check_group_settings(feature_mask, patch)
     if feature_mask is not None:
-        return _from_mask(torch.as_tensor(feature_mask), shape, x.device)
+        return _from_mask(as_labels(feature_mask), shape, x.device)
     spatial = shape[1:]
     if patch is None:
         if not spatial:
@@ -46,9 +47,10 @@ def feature_groups(
             return Groups(labels, shape.numel(), labels.flatten().cpu())
         patch = tuple(math.ceil(n / DEFAULT_PATCHES) for n in spatial)
     if not spatial:
-        raise ValueError(
+        raise ArgumentError(
+            "patch",
             f"patch groups cells of the spatial dims, but inputs of shape {tuple(x.shape)} have "
-            "none (tabular N×D); give feature_mask=<integer labels of shape (D,)> instead"
+            "none (tabular N×D); give feature_mask=<integer labels of shape (D,)> instead",
         )
     sizes = sizes_per_dim(patch, spatial, "patch")
     cells = [torch.arange(n, device=x.device) // s for n, s in zip(spatial, sizes)]
@@ -60,18 +62,47 @@ def feature_groups(
     return Groups(labels.unsqueeze(0), count, torch.arange(count))
 
 
-def _from_mask(mask: Tensor, shape: torch.Size, device: torch.device) -> Groups:
+def check_group_settings(feature_mask: Any, patch: Any) -> None:
+    """The checks that need no inputs: not both, a feature mask of integer labels."""
+    if feature_mask is not None and patch is not None:
+        raise ArgumentError(
+            "feature_mask", "give either feature_mask or patch, not both (patch=None to use "
+            "the feature_mask's groups)"
+        )
+    if feature_mask is not None:
+        as_labels(feature_mask)
+
+
+def as_labels(feature_mask: Any) -> Tensor:
+    """``feature_mask`` as a tensor of integer group labels (a clear error otherwise)."""
+    try:
+        mask = torch.as_tensor(feature_mask)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ArgumentTypeError(
+            "feature_mask",
+            f"feature_mask must be a tensor of integer group labels, got a "
+            f"{type(feature_mask).__name__} ({error})",
+        ) from None
     if mask.is_floating_point() or mask.is_complex() or mask.dtype == torch.bool:
-        raise TypeError(f"feature_mask must hold integer group labels, got dtype {mask.dtype}")
+        raise ArgumentTypeError(
+            "feature_mask",
+            f"feature_mask must hold integer group labels, got dtype {mask.dtype}; convert "
+            "with .long()",
+        )
+    return mask
+
+
+def _from_mask(mask: Tensor, shape: torch.Size, device: torch.device) -> Groups:
     try:
         broadcast = torch.broadcast_shapes(mask.shape, shape) == shape
     except RuntimeError:
         broadcast = False
     if not broadcast:
-        raise ValueError(
+        raise ArgumentError(
+            "feature_mask",
             f"feature_mask has shape {tuple(mask.shape)}, which does not broadcast to one "
             f"sample of shape {tuple(shape)}; give labels of shape {tuple(shape)} or one that "
-            "broadcasts to it (e.g. (1, H, W) for groups shared by the channels)"
+            "broadcasts to it (e.g. (1, H, W) for groups shared by the channels)",
         )
     names, labels = torch.unique(mask, return_inverse=True)
     labels = labels.reshape((1,) * (len(shape) - mask.ndim) + tuple(mask.shape))

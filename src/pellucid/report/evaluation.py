@@ -17,7 +17,7 @@ from .html import Section, esc, table
 
 #: (metric, settings): regions of 4×4 pixels, one per step over the first fifth of the image
 DEMO_METRICS = {
-    "faithfulness.region_perturbation": {"patch": 4, "until": 0.2, "steps": 20},
+    "faithfulness.region_perturbation": {"patch": 4, "until": 0.2},
     "faithfulness.deletion": {"patch": 4, "steps": 32},
     "localisation.pointing_game": {},
     "localisation.relevance_mass": {},

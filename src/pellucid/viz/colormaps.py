@@ -27,6 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
+from ..registry import suggest
+
 #: entries per table; odd, so that a signed map has an exact centre
 SIZE = 257
 
@@ -38,6 +41,18 @@ class Colormap:
     name: str
     table: np.ndarray
     signed: bool
+
+    def __post_init__(self) -> None:
+        table = self.table
+        if not isinstance(table, np.ndarray) or table.dtype != np.uint8 or table.ndim != 2 or (
+            table.shape[1] != 3 or len(table) < 2
+        ):
+            got = f"{table.dtype} {table.shape}" if isinstance(table, np.ndarray) else type(table)
+            raise ArgumentError(
+                "table", f"table must be a uint8 NumPy array (N, 3) with N ≥ 2 colours, got {got}"
+            )
+        if not isinstance(self.signed, bool):
+            raise ArgumentTypeError("signed", f"signed must be True or False, got {self.signed!r}")
 
 
 def _table(anchors: list[tuple[float, tuple[float, float, float]]]) -> np.ndarray:
@@ -103,9 +118,20 @@ COLORMAPS: dict[str, Colormap] = {
 
 
 def get_colormap(cmap: str | Colormap, signed: bool | None = None) -> Colormap:
-    """The colour map called ``cmap`` (pellucid's own first, then matplotlib's)."""
+    """The colour map called ``cmap`` (pellucid's own first, then matplotlib's).
+
+    An unknown name raises :class:`~pellucid.errors.UnknownNameError` (a ``KeyError``) with
+    close names.
+    """
+    if signed is not None and not isinstance(signed, bool):
+        raise ArgumentTypeError("signed", f"signed must be None, True or False, got {signed!r}")
     if isinstance(cmap, Colormap):
         found = cmap
+    elif not isinstance(cmap, str):
+        raise ArgumentTypeError(
+            "cmap",
+            f"cmap must be a colour map name (e.g. 'bwr', 'coldnhot') or a Colormap, got {cmap!r}",
+        )
     elif cmap in COLORMAPS:
         found = COLORMAPS[cmap]
     else:
@@ -116,20 +142,23 @@ def get_colormap(cmap: str | Colormap, signed: bool | None = None) -> Colormap:
 
 
 def _from_matplotlib(name: str) -> Colormap:
-    from ..registry import suggest
-
     try:
         import matplotlib
     except ImportError:
-        raise KeyError(
-            f"unknown colour map {name!r}.{suggest(name, list(COLORMAPS))} pellucid's own maps "
-            f"are {', '.join(COLORMAPS)}; install matplotlib for the others"
+        raise UnknownNameError(
+            "cmap",
+            f"unknown colour map cmap={name!r}.{suggest(name, list(COLORMAPS))} pellucid's own "
+            f"maps are {', '.join(COLORMAPS)}; install matplotlib for the others",
         ) from None
     try:
         mpl = matplotlib.colormaps[name]
     except KeyError:
         known = list(dict.fromkeys([*COLORMAPS, *matplotlib.colormaps]))
-        raise KeyError(f"unknown colour map {name!r}.{suggest(name, known)}") from None
+        raise UnknownNameError(
+            "cmap",
+            f"unknown colour map cmap={name!r}.{suggest(name, known)} pellucid's own maps are "
+            f"{', '.join(COLORMAPS)}; any matplotlib colour map name works too",
+        ) from None
     rgba = mpl(np.linspace(0.0, 1.0, SIZE))
     return Colormap(name, np.round(rgba[:, :3] * 255).astype(np.uint8), signed=True)
 

@@ -7,6 +7,10 @@ for ``coldnhot``); with the LRP convention, red is positive relevance and blue n
 (Montavon et al. 2018, "Methods for interpreting and understanding deep neural networks").
 Positive maps (for CAMs) show max(R, 0) / max R. Everything is batched: no loop over images
 or pixels.
+
+Relevance holding NaN or Inf raises :class:`~pellucid.errors.ArgumentError`: a missing
+value has no colour, and drawing it as one (NaN used to become the strongest negative
+colour) would show a plausible but wrong picture.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import check_finite, check_finite_number
+from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
+from ..registry import suggest
 from .colormaps import Colormap, get_colormap
 
 #: channel reductions (B, C, H, W) → (B, H, W); only ``sum`` keeps the sign
@@ -29,10 +36,47 @@ REDUCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-def as_tensor(relevance: Any) -> Tensor:
-    """The attribution of an :class:`~pellucid.Explanation`, or ``relevance`` as a tensor."""
+def as_tensor(relevance: Any, argument: str = "relevance") -> Tensor:
+    """The attribution of an :class:`~pellucid.Explanation`, or ``relevance`` as a tensor.
+
+    A real tensor on the CPU (integer and bool values become float64), not empty and
+    finite; otherwise an error naming ``argument``.
+    """
     relevance = getattr(relevance, "attribution", relevance)
-    return torch.as_tensor(relevance).detach().cpu()
+    try:
+        r = torch.as_tensor(relevance).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(
+            argument,
+            f"{argument} must be an Explanation, a tensor or a NumPy array, got "
+            f"{type(relevance).__name__}",
+        ) from None
+    if r.is_complex():
+        raise ArgumentTypeError(
+            argument, f"{argument} has the complex dtype {r.dtype}; draw its .abs() or .real"
+        )
+    if r.numel() == 0:
+        raise ArgumentError(argument, f"{argument} is empty (shape {tuple(r.shape)})")
+    r = r if r.is_floating_point() else r.double()
+    check_finite(
+        r, argument,
+        fix="NaN has no colour; find where it comes from (pellucid's methods raise instead of "
+        "returning it), or draw it as no relevance with torch.nan_to_num(relevance, nan=0.0)",
+    )
+    return r
+
+
+def _check_reduce(reduce: Any) -> None:
+    if not isinstance(reduce, str):
+        raise ArgumentTypeError(
+            "reduce", f"reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}"
+        )
+    if reduce not in REDUCTIONS:
+        raise UnknownNameError(
+            "reduce",
+            f"unknown channel reduction reduce={reduce!r}.{suggest(reduce, list(REDUCTIONS))} "
+            f"Use one of {', '.join(REDUCTIONS)}",
+        )
 
 
 def reduce_channels(relevance: Any, reduce: str = "sum") -> Tensor:
@@ -41,20 +85,16 @@ def reduce_channels(relevance: Any, reduce: str = "sum") -> Tensor:
     ``reduce`` is one of ``sum`` (Σ_c R_c, signed), ``abs_sum`` (Σ_c |R_c|), ``max_abs``
     (max_c |R_c|) or ``l2`` ((Σ_c R_c²)^½).
     """
+    _check_reduce(reduce)
     r = as_tensor(relevance).double()
     if r.ndim == 3:
         return r
     if r.ndim != 4:
-        raise ValueError(
+        raise ArgumentError(
+            "relevance",
             f"relevance has shape {tuple(r.shape)}; heatmaps need images (B, C, H, W) or maps "
-            "(B, H, W) (a single image x becomes x.unsqueeze(0))"
-        )
-    if reduce not in REDUCTIONS:
-        from ..registry import suggest
-
-        raise KeyError(
-            f"unknown channel reduction {reduce!r}.{suggest(reduce, list(REDUCTIONS))} "
-            f"Use one of {', '.join(REDUCTIONS)}"
+            "(B, H, W) (a single image x becomes x.unsqueeze(0); a volume B×C×D×H×W needs one "
+            "slice, e.g. r[:, :, d])",
         )
     return REDUCTIONS[reduce](r)
 
@@ -62,16 +102,35 @@ def reduce_channels(relevance: Any, reduce: str = "sum") -> Tensor:
 def normalise(maps: Tensor, signed: bool = True, clip_quantile: float = 1.0) -> Tensor:
     """Maps (B, H, W) scaled per image to [−1, 1] (signed) or [0, 1] (positive part).
 
-    The scale is the ``clip_quantile`` quantile of |R| (signed) or of max(R, 0) per image:
-    1.0 is the maximum; 0.99 lets the top 1 % saturate. An all-zero map stays zero.
+    The scale s is the ``clip_quantile`` quantile of |R| (signed) or of max(R, 0) per image,
+    v = clamp(R / s): 1.0 is the maximum; 0.99 lets the top 1 % saturate. Where that
+    quantile is 0 but the map is not (a sparse map), s is the maximum, so that small values
+    are not drawn as full ones; an all-zero map stays zero.
     """
-    if not 0.0 < clip_quantile <= 1.0:
-        raise ValueError(f"clip_quantile must be in (0, 1], got {clip_quantile}")
+    if not isinstance(maps, Tensor) or maps.ndim != 3:
+        got = f"shape {tuple(maps.shape)}" if isinstance(maps, Tensor) else type(maps).__name__
+        raise ArgumentError(
+            "maps", f"maps must be a tensor (B, H, W), got {got}; see reduce_channels"
+        )
+    if not isinstance(signed, bool):
+        raise ArgumentTypeError("signed", f"signed must be True or False, got {signed!r}")
+    clip_quantile = check_finite_number(
+        clip_quantile, "clip_quantile", 0.0, maximum=1.0, meaning="the quantile of |R| drawn "
+        "at full colour, in (0, 1]",
+    )
+    if clip_quantile == 0.0:
+        raise ArgumentError("clip_quantile", "clip_quantile must be in (0, 1], got 0")
+    if maps.is_complex():
+        raise ArgumentTypeError("maps", f"maps have the complex dtype {maps.dtype}; pass real maps")
+    maps = maps if maps.is_floating_point() else maps.double()
+    check_finite(maps, "maps")
     values = maps if signed else maps.clamp(min=0)
-    flat = values.abs().flatten(1)
-    scale = flat.amax(1) if clip_quantile == 1.0 else torch.quantile(flat, clip_quantile, dim=1)
+    flat = values.abs().flatten(1).double()
+    top = flat.amax(1)
+    scale = top if clip_quantile == 1.0 else torch.quantile(flat, clip_quantile, dim=1)
+    scale = torch.where(scale > 0, scale, top)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale)).view(-1, 1, 1)
-    return (values / scale).clamp(-1.0 if signed else 0.0, 1.0)
+    return (values / scale.to(values)).clamp(-1.0 if signed else 0.0, 1.0)
 
 
 def colorize(normalised: Tensor, cmap: Colormap) -> np.ndarray:
@@ -103,6 +162,10 @@ def heatmap(
             the bottom and negative values clipped).
         clip_quantile: per-image quantile of |R| that maps to the ends of the colour map.
 
+    Raises :class:`~pellucid.errors.ArgumentError` for relevance with NaN or Inf (no
+    colour stands for a missing value), for an explanation whose attribution is not an
+    image (B, F), and for shapes other than the ones above.
+
     Example:
         >>> import torch
         >>> from pellucid.viz import heatmap
@@ -110,9 +173,16 @@ def heatmap(
         [[255, 0, 0], [255, 255, 255], [0, 0, 255]]
     """
     r = as_tensor(relevance)
+    if hasattr(relevance, "attribution") and r.ndim == 2:
+        raise ArgumentError(
+            "relevance",
+            f"the explanation's attribution (relevance) has shape {tuple(r.shape)}: one "
+            "vector per sample, not an image; draw each sample as a strip with "
+            "heatmap(e.attribution.unsqueeze(1))",
+        )
     single = r.ndim == 2
-    maps = reduce_channels(r[None] if single else r, reduce)
     colours = get_colormap(cmap, signed)
+    maps = reduce_channels(r[None] if single else r, reduce)
     rgb = colorize(normalise(maps, colours.signed, clip_quantile), colours)
     return rgb[0] if single else rgb
 

@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..checks import check_finite_number, check_positive_int
+from ..errors import ArgumentError, ArgumentTypeError
+from .heatmap import as_tensor
+
 
 def to_rgb(images: Any, value_range: tuple[float, float] | None = None) -> np.ndarray:
     """uint8 RGB arrays (B, H, W, 3) from images (B, C, H, W) with 1 or 3 channels.
 
-    Values are mapped from ``value_range`` to 0…255; by default, images already inside
-    [0, 1] are taken as they are and others are min-max scaled per image. A uint8 array
-    (…, H, W, 3) passes through.
+    Values are mapped from ``value_range`` = (low, high) to 0…255; by default, images already
+    inside [0, 1] are taken as they are and others are min-max scaled per image. A uint8
+    array (…, H, W, 3) passes through. Images with NaN or Inf raise an error naming
+    ``images``.
     """
     if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.shape[-1] == 3:
         return images
-    x = torch.as_tensor(images).detach().cpu().double()
+    x = as_tensor(images, "images").double()
     if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(
-            f"images have shape {tuple(x.shape)}; expected (B, C, H, W) with C = 1 or 3"
+        raise ArgumentError(
+            "images",
+            f"images have shape {tuple(x.shape)}; expected (B, C, H, W) with C = 1 or 3 "
+            "(one image x becomes x.unsqueeze(0))",
         )
     if value_range is not None:
-        low, high = value_range
+        low, high = _check_range(value_range)
         x = (x - low) / (high - low)
     elif x.min() < 0 or x.max() > 1:
         flat = x.flatten(1)
@@ -34,28 +42,68 @@ def to_rgb(images: Any, value_range: tuple[float, float] | None = None) -> np.nd
     return (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def _check_range(value_range: Any) -> tuple[float, float]:
+    if isinstance(value_range, (str, bytes)) or not isinstance(value_range, Sequence) or len(
+        value_range
+    ) != 2:
+        raise ArgumentTypeError(
+            "value_range", f"value_range must be a pair (low, high), got {value_range!r}"
+        )
+    low = check_finite_number(value_range[0], "value_range", meaning="low")
+    high = check_finite_number(value_range[1], "value_range", meaning="high")
+    if not low < high:
+        raise ArgumentError(
+            "value_range", f"value_range=(low, high) needs low < high, got {tuple(value_range)}"
+        )
+    return low, high
+
+
 def overlay(image: Any, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """(1 − alpha) · image + alpha · heatmap, as uint8 RGB with the heatmap's shape.
 
     ``image`` is anything :func:`to_rgb` takes (or one uint8 (H, W, 3) picture); ``heat``
     comes from :func:`~pellucid.viz.heatmap`.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    alpha = check_finite_number(alpha, "alpha", 0.0, maximum=1.0, meaning="the heatmap's weight")
+    _check_picture(heat, "heat")
     base = to_rgb(image).astype(np.float64)
     if base.shape[-3:] != heat.shape[-3:]:
-        raise ValueError(
+        raise ArgumentError(
+            "image",
             f"image {base.shape[-3:-1]} and heatmap {heat.shape[-3:-1]} differ in size; "
-            "explain the image you overlay"
+            "explain the image you overlay",
         )
+    try:
+        np.broadcast_shapes(base.shape, heat.shape)
+    except ValueError:
+        raise ArgumentError(
+            "heat",
+            f"{base.shape[0]} images and {heat.shape[0]} heatmaps; give one heatmap per image",
+        ) from None
     return np.round((1 - alpha) * base + alpha * heat.astype(np.float64)).astype(np.uint8)
 
 
 def upscale(rgb: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour enlargement of (…, H, W, 3) arrays by an integer ``factor``."""
+    factor = check_positive_int(factor, "factor", "the enlargement")
+    _check_picture(rgb, "rgb")
     if factor == 1:
         return rgb
     return rgb.repeat(factor, axis=-3).repeat(factor, axis=-2)
+
+
+def _check_picture(picture: Any, argument: str) -> None:
+    """A uint8 RGB array (…, H, W, 3), as :func:`heatmap` and :func:`to_rgb` return."""
+    if not isinstance(picture, np.ndarray) or picture.dtype != np.uint8 or picture.ndim < 3 or (
+        picture.shape[-1] != 3
+    ):
+        got = f"{picture.dtype} {picture.shape}" if isinstance(picture, np.ndarray) else type(
+            picture).__name__
+        raise ArgumentError(
+            argument,
+            f"{argument} must be a uint8 RGB array (…, H, W, 3) as heatmap() or to_rgb() "
+            f"return, got {got}",
+        )
 
 
 __all__ = ["overlay", "to_rgb", "upscale"]
