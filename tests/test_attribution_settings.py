@@ -28,7 +28,6 @@ FIELDS = [(m, f.name) for m in METHODS for f in dataclasses.fields(pellucid.get_
 BAD_VALUES = {"a str": "nonsense", "NaN": math.nan, "-1": -1, "True": True, "a list": [object()]}
 #: (setting, value) pairs that are valid settings (or whose fault shows only with inputs)
 VALID = {
-    ("seed", "-1"),
     ("baseline", "-1"), ("fill", "-1"),  # constants
     ("relu", "True"), ("max_over_channels", "True"), ("align_corners", "True"),
     ("layer", "a str"),  # a layer name: checked against the model on a call

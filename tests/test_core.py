@@ -220,10 +220,16 @@ def test_forward_layer_is_the_last_call_and_names_missing_layers():
     first, last = torch.zeros(1), torch.ones(1)
     forward = Forward(torch.zeros(1, 2), torch.zeros(1, 3), {"a": [first, last], "idle": []})
     assert forward.layer("a") is last
-    with pytest.raises(ValueError, match="'idle' did not run"):
+    from pellucid.errors import ArgumentError, UnknownNameError
+
+    with pytest.raises(ArgumentError, match="'idle' did not run") as error:
         forward.layer("idle")
-    with pytest.raises(KeyError, match="'b' was not captured"):
+    assert error.value.argument == "layer"
+    with pytest.raises(UnknownNameError, match="'b' was not captured") as error:
         forward.layer("b")
+    assert error.value.argument == "layer" and isinstance(error.value, KeyError)
+    with pytest.raises(UnknownNameError, match="Did you mean 'a'"):
+        forward.layer("A")
 
 
 def test_task_start_resolves_the_target_on_its_first_pass_and_keeps_it():

@@ -501,12 +501,12 @@ def test_check_finite_number_rejects_what_a_float_setting_cannot_be():
     raises(ArgumentError, "p", lambda: check_finite_number(1.5, "p", 0.0, maximum=1.0))
 
 
-def test_check_positive_int_and_check_finite_name_their_argument():
-    from pellucid.checks import check_finite, check_positive_int
+def test_check_count_and_check_finite_name_their_argument():
+    from pellucid.checks import check_count, check_finite
 
-    assert check_positive_int(np.int64(3), "samples") == 3
-    raises(ArgumentError, "samples", lambda: check_positive_int(0, "samples"))
-    raises(ArgumentTypeError, "samples", lambda: check_positive_int(2.0, "samples"))
+    assert check_count(np.int64(3), "samples") == 3
+    raises(ArgumentError, "samples", lambda: check_count(0, "samples"))
+    raises(ArgumentTypeError, "samples", lambda: check_count(2.0, "samples"))
     nan = torch.tensor([float("nan")])
     raises(ArgumentError, "baseline", lambda: check_finite(nan, "the baseline tensor",
                                                            argument="baseline"))
@@ -553,3 +553,10 @@ def test_generator_checks_its_seed_and_is_reproducible():
     assert torch.equal(draw, torch.rand(3, generator=generator(7)))
     raises(ArgumentTypeError, "seed", lambda: generator(1.5))
     raises(ArgumentError, "seed", lambda: generator(2**70))
+
+
+def test_registering_a_taken_name_is_an_error_naming_it():
+    with pytest.raises(ArgumentError) as error:
+        pellucid.register_method("gradient")(type(pellucid.get_method("gradient")))
+    assert error.value.argument == "name" and "'gradient'" in str(error.value)
+    assert pellucid.get_method("gradient").name == "gradient"

@@ -306,7 +306,7 @@ def test_masked_scores_chunks_masks_and_accumulates():
 
     task = Task(model, Target(classes=torch.tensor([0, 2])), rows=2)
     centre = torch.tensor([1.0, -1.0], dtype=torch.float64)
-    scores, total = masked_scores(task, x, fill, source, 10, 4, method="test", accumulate=True,
+    scores, total = masked_scores(task, x, fill, source, 10, 4, accumulate=True,
                                   centre=centre)
     assert max(asked) <= 3 and sum(asked) >= 10  # masks made per chunk of 4 rows
     rows = fill[:, None] + all_masks * (x - fill)[:, None]  # (B, n, D)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .checks import check_seed
+from .checks import SEED_LIMIT, check_seed
 
 
 def generator(seed: int | None) -> torch.Generator:
@@ -20,3 +20,9 @@ def generator(seed: int | None) -> torch.Generator:
     else:
         gen.manual_seed(int(seed))
     return gen
+
+
+def offset_seed(seed: int, offset: int) -> int:
+    """The seed of a derived draw (run ``offset`` of several): ``seed + offset`` wrapped into
+    the seed range [0, 2³²), so that it stays a valid seed."""
+    return (seed + offset) % SEED_LIMIT

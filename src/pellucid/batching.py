@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from .checks import check_positive_int
+from .checks import check_count
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -42,7 +42,7 @@ def check_batch_size(batch_size: int | None) -> int:
     """The rows per forward pass; ``None`` means the default."""
     if batch_size is None:
         return DEFAULT_BATCH_SIZE
-    return check_positive_int(batch_size, "batch_size", "rows per forward pass")
+    return check_count(batch_size, "batch_size", "rows per forward pass")
 
 
 def broadcast_like(values: Tensor, x: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ from .errors import (
     ArgumentTypeError,
     ModelError,
     PellucidError,
+    UnknownNameError,
     UnsupportedModelError,
 )
 from .registry import suggest
@@ -50,24 +51,37 @@ def check_model(model: Any) -> None:
             )
 
 
-def check_eager(model: nn.Module, needs: str) -> None:
-    """Hooks and the rule engine need the eager module, not a TorchScript or compiled one.
+def compiled_original(module: nn.Module) -> nn.Module | None:
+    """The module a ``torch.compile``'d module (``OptimizedModule``) wraps; None otherwise."""
+    original = getattr(module, "_orig_mod", None)
+    compiled = isinstance(original, nn.Module) and type(module).__name__ == "OptimizedModule"
+    return original if compiled else None
 
-    ``needs`` says what needs it (e.g. ``"layer hooks"``), for the message.
+
+def check_eager(model: nn.Module, needs: str) -> None:
+    """Hooks and the rule engine need eager modules: the model and every submodule.
+
+    A TorchScript or ``torch.compile``'d module, at the top or inside, runs its calls
+    outside Python where hooks and the rule engine see none of them, so its layers would
+    be lost silently. ``needs`` says what needs the eager module (e.g. ``"layer hooks"``),
+    for the message.
     """
-    if isinstance(model, torch.jit.ScriptModule):
-        raise UnsupportedModelError(
-            "model",
-            f"the model is a TorchScript module, and {needs} cannot work on it; pass the "
-            "eager nn.Module it was scripted or traced from",
-        )
-    original = getattr(model, "_orig_mod", None)
-    if isinstance(original, nn.Module) and type(model).__name__ == "OptimizedModule":
-        raise UnsupportedModelError(
-            "model",
-            f"the model is a torch.compile'd module, and {needs} cannot work on it; pass the "
-            "eager module (model._orig_mod, or the module before torch.compile)",
-        )
+    for name, module in model.named_modules():
+        where = f"the model's submodule {name!r}" if name else "the model"
+        if isinstance(module, torch.jit.ScriptModule):
+            raise UnsupportedModelError(
+                "model",
+                f"{where} is a TorchScript module, and {needs} cannot work on it (its calls "
+                "run outside Python); pass the model built from the eager nn.Modules that "
+                "were scripted or traced",
+            )
+        if compiled_original(module) is not None:
+            fix = "model._orig_mod" if not name else f"the module before torch.compile at {name!r}"
+            raise UnsupportedModelError(
+                "model",
+                f"{where} is a torch.compile'd module, and {needs} cannot work on it; pass "
+                f"the eager module ({fix}, or compile only after explaining)",
+            )
 
 
 def check_inputs(inputs: Any, argument: str = "inputs") -> None:
@@ -161,17 +175,24 @@ def check_per_sample(value: Any, rows: int, what: str, argument: str | None = No
     return value
 
 
-def check_positive_int(value: Any, name: str, meaning: str = "") -> int:
-    """A count setting must be an int >= 1 (not a bool); the error names it and its meaning.
+def check_count(
+    value: Any, name: str, meaning: str = "", *, minimum: int = 1, none: bool = False
+) -> int | None:
+    """A count setting must be an int ≥ ``minimum`` (default 1), not a bool or float; ``None``
+    passes where ``none``. The error names the setting and its ``meaning``.
 
     Returns the value as an ``int`` (NumPy and torch integer scalars are accepted).
     """
+    if none and value is None:
+        return None
     said = f" ({meaning})" if meaning else ""
+    kind = "a positive int" if minimum == 1 else f"an int ≥ {minimum}"
+    kind += " or None" if none else ""
     number = _as_int(value)
     if number is None:
-        raise ArgumentTypeError(name, f"{name} must be a positive int{said}, got {value!r}")
-    if number < 1:
-        raise ArgumentError(name, f"{name} must be a positive int{said}, got {value!r}")
+        raise ArgumentTypeError(name, f"{name} must be {kind}{said}, got {value!r}")
+    if number < minimum:
+        raise ArgumentError(name, f"{name} must be {kind}{said}, got {value!r}")
     return number
 
 
@@ -208,14 +229,18 @@ def check_finite_number(
     return number
 
 
-def check_choice(value: Any, name: str, choices: Sequence[str]) -> None:
-    """``value`` must be one of the names ``choices``; a typo gets the closest names."""
+def check_choice(value: Any, name: str, choices: Sequence[str], meaning: str = "") -> str:
+    """``value`` must be one of the names ``choices``; a typo gets the closest names
+    (:class:`UnknownNameError`), another type an :class:`ArgumentTypeError`. ``meaning``
+    (what the choices do) is added to the message. Returns the value."""
     listed = ", ".join(map(repr, choices))
+    said = f": {meaning}" if meaning else ""
     if not isinstance(value, str):
-        raise ArgumentTypeError(name, f"{name} must be one of {listed}; got {value!r}")
+        raise ArgumentTypeError(name, f"{name} must be one of {listed}{said}; got {value!r}")
     if value not in choices:
         hint = suggest(value, list(choices))
-        raise ArgumentError(name, f"unknown {name} {value!r}.{hint} Use one of {listed}")
+        raise UnknownNameError(name, f"unknown {name} {value!r}.{hint} Use one of {listed}{said}")
+    return value
 
 
 def check_bool(value: Any, name: str, *, none: bool = False) -> None:
@@ -226,15 +251,47 @@ def check_bool(value: Any, name: str, *, none: bool = False) -> None:
         raise ArgumentTypeError(name, f"{name} must be {allowed}, got {value!r}")
 
 
-def check_seed(value: Any, name: str = "seed") -> None:
-    """A seed is an int in [0, 2⁶⁴) or ``None`` (negative seeds would wrap around)."""
-    if value is None:
-        return
+#: seeds are ints in [0, SEED_LIMIT): the range that torch, NumPy and scikit-learn all accept
+SEED_LIMIT = 2**32
+
+
+def check_seed(value: Any, name: str = "seed", *, none: bool = True) -> int | None:
+    """A seed is an int in [0, 2³²) (what torch, NumPy and scikit-learn all accept), or
+    ``None`` (fresh randomness) where ``none``. Returns it as an ``int``."""
+    if none and value is None:
+        return None
+    allowed = "an int in 0..2**32-1" + (" or None" if none else "")
     number = _as_int(value)
     if number is None:
-        raise ArgumentTypeError(name, f"{name} must be an int or None, got {value!r}")
-    if not 0 <= number < 2**64:
-        raise ArgumentError(name, f"{name} must be an int in 0..2**64-1 or None, got {value!r}")
+        raise ArgumentTypeError(name, f"{name} must be {allowed}, got {value!r}")
+    if not 0 <= number < SEED_LIMIT:
+        raise ArgumentError(name, f"{name} must be {allowed}, got {value!r}")
+    return number
+
+
+def as_tensor(value: Any, name: str, what: str) -> Tensor:
+    """A tensor-valued setting as a tensor (``torch.as_tensor``), or an
+    :class:`ArgumentTypeError` naming ``name``; ``what`` says what it must hold."""
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ArgumentTypeError(
+            name, f"{name} must be {what}, got a {type(value).__name__} ({error})"
+        ) from None
+
+
+def as_directions(value: Any, name: str, shapes: str) -> Tensor:
+    """Directions in a layer's space (a CAV, a dictionary vector): a non-empty, finite,
+    floating tensor of one or two dimensions; ``shapes`` names them (e.g. ``"K×D or D"``)."""
+    v = as_tensor(value, name, f"a tensor of directions ({shapes})")
+    if not v.is_floating_point() or v.ndim not in (1, 2) or v.numel() == 0:
+        raise ArgumentError(
+            name,
+            f"{name} must be a non-empty floating tensor {shapes}, got dtype {v.dtype} and "
+            f"shape {tuple(v.shape)}",
+        )
+    check_finite(v, name, fix="give finite directions")
+    return v
 
 
 def check_finite(

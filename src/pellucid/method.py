@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .batching import check_batch_size
-from .checks import check_inputs, check_positive_int
+from .checks import check_count, check_inputs
 from .explanation import Explanation
 from .guard import preserved
 from .outputs import OutputSelector
@@ -93,7 +93,7 @@ class Method:
         check_inputs(x, "x")
         if references is not None:
             check_inputs(references, "references")
-        evaluations = check_positive_int(evaluations, "evaluations", "model evaluations per sample")
+        evaluations = check_count(evaluations, "evaluations", "model evaluations per sample")
         changes = self.budget(x, evaluations, references)
         if batch_size is not None and "batch_size" in self.settings():
             changes["batch_size"] = check_batch_size(batch_size)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .errors import ArgumentTypeError, UnknownNameError
+from .errors import ArgumentError, ArgumentTypeError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -70,7 +70,10 @@ class Registry(Generic[T]):
 
         def decorate(obj: T) -> T:
             if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+                raise ArgumentError(
+                    "name", f"a {self.kind} named {name!r} is already registered; choose "
+                    "another name for yours (registered names cannot be replaced)",
+                )
             text = description if description is not None else first_line(obj.__doc__)
             self._entries[name] = Entry(name, obj, text)
             return obj

@@ -14,13 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .checks import check_positive_int
+from .checks import check_count
 from .errors import ArgumentError
 
 #: the linear interpolation of maps with 1, 2 or 3 spatial dimensions
 LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 #: every interpolation a map may be resized with; :func:`interpolations` gives those that fit
 INTERPOLATIONS = ("auto", "nearest", "nearest-exact", "area", *LINEAR_MODES.values(), "bicubic")
+#: the interpolations that ``align_corners=True`` applies to
+ALIGNABLE = ("auto", *LINEAR_MODES.values(), "bicubic")
 
 
 def spatial_dims(x: Tensor) -> tuple[int, ...]:
@@ -42,10 +44,10 @@ def check_spatial_input(x: Tensor, method: str) -> None:
 def positive_sizes(value: int | tuple[int, ...], count: int, argument: str) -> tuple[int, ...]:
     """A size setting as a tuple: an int repeated ``count`` times, or a tuple of ints >= 1."""
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
-        return (check_positive_int(value, argument, "or a tuple of them"),) * count
+        return (check_count(value, argument, "or a tuple of them"),) * count
     if not value:
         raise ArgumentError(argument, f"{argument} must be a positive int or a tuple of them")
-    return tuple(check_positive_int(s, argument, f"each entry of {value!r}") for s in value)
+    return tuple(check_count(s, argument, f"each entry of {value!r}") for s in value)
 
 
 def sizes_per_dim(
@@ -70,17 +72,9 @@ def interpolations(dims: int) -> tuple[str, ...]:
     )
 
 
-def upsample(
-    maps: Tensor, size: tuple[int, ...] | torch.Size, mode: str = "auto",
-    argument: str = "interpolation",
-) -> Tensor:
-    """Resize maps N×C×S to the spatial ``size``; ``"auto"`` is (bi/tri)linear by dimension.
-
-    Other modes are those of ``torch.nn.functional.interpolate`` that fit the dimension
-    (``nearest``, ``nearest-exact``, ``area``, ``bicubic`` for 2-D); linear and bicubic
-    modes do not align corners. ``argument`` names the setting that chose ``mode``.
-    """
-    dims = maps.ndim - 2
+def check_interpolation(mode: str, dims: int, argument: str = "interpolation") -> None:
+    """``mode`` (the setting ``argument``) is one of :func:`interpolations` for maps with
+    ``dims`` spatial dimensions (1 to 3)."""
     if dims not in LINEAR_MODES:
         raise ArgumentError(
             "layer",
@@ -91,20 +85,52 @@ def upsample(
     if mode not in allowed:
         raise ArgumentError(
             argument,
-            f"{argument} {mode!r} does not fit {dims}-D maps; "
-            f"use one of {', '.join(sorted(allowed))}",
+            f"{argument} {mode!r} does not fit maps with {dims} spatial dims; use one of "
+            f"{', '.join(map(repr, allowed))}",
         )
+
+
+def check_alignment(align_corners: bool, mode: str, argument: str = "interpolation") -> None:
+    """``align_corners=True`` needs a linear or bicubic ``mode`` (:data:`ALIGNABLE`), the
+    modes of ``F.interpolate`` that have corners to align."""
+    if align_corners and mode not in ALIGNABLE:
+        raise ArgumentError(
+            "align_corners",
+            f"align_corners=True applies to the linear and bicubic interpolations, not "
+            f"{mode!r}; use {argument}='auto' (or {', '.join(map(repr, ALIGNABLE[1:]))}), or "
+            "align_corners=False",
+        )
+
+
+def upsample(
+    maps: Tensor, size: tuple[int, ...] | torch.Size, mode: str = "auto",
+    argument: str = "interpolation", *, align_corners: bool = False,
+) -> Tensor:
+    """Resize maps N×C×S to the spatial ``size``; ``"auto"`` is (bi/tri)linear by dimension.
+
+    Other modes are those of ``torch.nn.functional.interpolate`` that fit the dimension
+    (``nearest``, ``nearest-exact``, ``area``, ``bicubic`` for 2-D). ``align_corners``
+    (linear and bicubic modes, :data:`ALIGNABLE`) maps the corner pixels' centres onto each
+    other, as ``F.interpolate(..., align_corners=True)``. ``argument`` names the setting
+    that chose ``mode``.
+    """
+    dims = maps.ndim - 2
+    check_interpolation(mode, dims, argument)
+    check_alignment(align_corners, mode, argument)
     linear = LINEAR_MODES[dims]
     chosen = linear if mode == "auto" else mode
     if tuple(maps.shape[2:]) == tuple(size):
         return maps
-    align = False if chosen in (linear, "bicubic") else None
+    align = align_corners if chosen in (linear, "bicubic") else None
     return F.interpolate(maps, size=tuple(size), mode=chosen, align_corners=align)
 
 
 __all__ = [
+    "ALIGNABLE",
     "INTERPOLATIONS",
     "LINEAR_MODES",
+    "check_alignment",
+    "check_interpolation",
     "check_spatial_input",
     "interpolations",
     "positive_sizes",

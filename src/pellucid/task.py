@@ -23,8 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from .checks import check_output
-from .errors import ArgumentError, ArgumentTypeError, ModelError
+from .errors import ArgumentError, ArgumentTypeError, ModelError, UnknownNameError
 from .outputs import OutputSelector, select_output
+from .registry import suggest
 from .targets import Target, TargetSpec, resolve_target
 
 
@@ -77,16 +78,23 @@ class Forward:
     def layer(self, name: str) -> Tensor:
         """The output of layer ``name`` in this pass (its last call if it ran several times)."""
         if name not in self.layers:
-            raise KeyError(
-                f"layer {name!r} was not captured in this forward pass; captured: "
-                f"{sorted(self.layers) or 'none'}"
+            captured = sorted(self.layers)
+            raise UnknownNameError(
+                "layer",
+                f"layer {name!r} was not captured in this forward pass.{suggest(name, captured)} "
+                f"Captured: {captured or 'none'}; name a captured layer",
             )
         if not self.layers[name]:
-            raise ValueError(
+            raise ArgumentError(
+                "layer",
                 f"layer {name!r} did not run in the model's forward pass; pick a layer that "
-                "the forward pass uses"
+                "the forward pass uses",
             )
         return self.layers[name][-1]
+
+
+#: what the rows of ``Task.take`` are, unless the caller says
+EXPANDED = "rows made from the samples (integration points, noisy or perturbed copies)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,7 +141,7 @@ class Task:
         ``first_pass(task, x)`` makes that pass (default: the selected output without
         gradients); it is kept as ``first_forward`` so that later steps can reuse it.
         """
-        unresolved = cls(model, Target(), select, model_kwargs or {}, x.shape[0])
+        unresolved = cls(model, Target(), select, model_kwargs, x.shape[0])
         if first_pass is None:
             with torch.no_grad():
                 first = Forward(x, unresolved.output(x))
@@ -177,16 +185,62 @@ class Task:
         first = self.first_forward
         return first if first is not None and first.inputs is x else None
 
-    def take(self, index: Tensor) -> Task:
-        """The task for rows ``index`` of this batch (with repetition)."""
+    def take(self, index: Tensor, what: str = EXPANDED) -> Task:
+        """The task for rows ``index`` of this batch (with repetition).
+
+        ``what`` says what the rows are (e.g. ``"integration points"``) for the error of a
+        target callable that fails on them (:class:`RowScores`).
+        """
         names = self.per_sample or frozenset()
         kwargs = {
             k: v[index.to(v.device)] if k in names else v for k, v in self.model_kwargs.items()
         }
-        target = self.target.take(index) if self.target is not None else None
+        target = self.target
+        if target is not None and target.fn is not None:
+            fn = target.fn
+            samples = fn.samples if isinstance(fn, RowScores) else self.rows
+            target = Target(fn=RowScores(getattr(fn, "fn", fn), samples, what))
+        elif target is not None:
+            target = target.take(index)
         return replace(
             self, target=target, model_kwargs=kwargs, rows=len(index), first_forward=None
         )
+
+
+@dataclass(frozen=True)
+class RowScores:
+    """A target callable evaluated on the rows of ``Task.take``, whose failure there says so.
+
+    The callable is given the model output of those rows (a chunk of the ``what`` of the
+    ``samples`` samples, any number of rows per sample), not one row per sample; one that
+    indexes per-sample tensors of shape (samples,) cannot work there, and the
+    :class:`~pellucid.errors.ModelError` says what it received.
+    """
+
+    fn: Callable[[Tensor], Tensor]
+    samples: int
+    what: str
+
+    def __call__(self, output: Tensor) -> Any:
+        rows = output.shape[0]
+        try:
+            value = self.fn(output)
+        except Exception as error:  # the user's callable: say what it was given
+            problem, cause = f"raised {type(error).__name__}: {error}", error
+        else:
+            if isinstance(value, Tensor) and value.shape == (rows,):
+                return value
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            problem, cause = f"returned {got} instead of ({rows},)", None
+        raise ModelError(
+            "target",
+            f"the target callable {problem}. It is evaluated on {self.what}: it receives the "
+            f"model output of {rows} rows (a chunk of the {self.what} of the {self.samples} "
+            "samples, any number of rows per sample), not one row per sample, and must return "
+            f"one score per row. A callable that indexes per-sample tensors of shape "
+            f"({self.samples},) cannot work here: compute what it needs from the output rows "
+            "themselves, or pass class indices target=<tensor (B,)>, which follow the rows",
+        ) from cause
 
 
 _NO_GRAPH = (

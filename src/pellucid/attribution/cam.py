@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..checks import check_bool, check_choice, check_eager
 from ..errors import ArgumentError, ArgumentTypeError
 from ..layers import captured_forward, last_spatial_layer, layer_gradients
 from ..method import Method, register_method
-from ..spatial import INTERPOLATIONS, check_spatial_input, upsample
+from ..spatial import INTERPOLATIONS, check_interpolation, check_spatial_input, upsample
 from ..task import Forward, Task
 from .rows import check_finite_values
-from .validation import check_bool, check_choice, check_eager_layers, check_interpolation
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,7 +56,7 @@ class _LayerCam(Method):
         """The call's first forward, with the explained layer captured (reused by attribute)."""
         check_spatial_input(x, self.name)
         check_interpolation(self.interpolation, x.ndim - 2)
-        check_eager_layers(task.model, self.name)
+        check_eager(task.model, f"the layer hooks of {self.name}")
         name = self.layer if self.layer is not None else _automatic_layer(task, x)
         return captured_forward(task, x, [name])
 

@@ -25,23 +25,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..batching import broadcast_like
-from ..checks import check_finite_number
-from ..errors import ArgumentError
+from ..checks import check_bool, check_choice, check_eager, check_finite_number
 from ..layers import captured_forward, layer_gradients
 from ..method import Method, register_method
-from ..spatial import INTERPOLATIONS, LINEAR_MODES, upsample
+from ..spatial import INTERPOLATIONS, check_alignment, check_interpolation, upsample
 from ..task import Forward, Task
 from .rows import check_finite_values
-from .validation import check_bool, check_choice, check_eager_layers, check_interpolation
 
 #: the bias runs along the channel dimension (convolutions, normalisations) or the last one
 CHANNEL, LAST = 1, -1
-#: the interpolations that ``align_corners=True`` applies to
-ALIGNABLE = ("auto", *LINEAR_MODES.values(), "bicubic")
 
 
 def effective_bias(module: nn.Module) -> tuple[Tensor, int] | None:
@@ -113,25 +108,19 @@ class FullGrad(Method):
     def __post_init__(self) -> None:
         check_choice(self.interpolation, "interpolation", INTERPOLATIONS)
         check_bool(self.align_corners, "align_corners")
-        if self.align_corners and self.interpolation not in ALIGNABLE:
-            raise ArgumentError(
-                "align_corners",
-                f"align_corners=True applies to the linear and bicubic interpolations, not "
-                f"{self.interpolation!r}; use interpolation='auto' (or "
-                f"{', '.join(map(repr, ALIGNABLE[1:]))}), or align_corners=False",
-            )
+        check_alignment(self.align_corners, self.interpolation)
         check_finite_number(self.rescale_eps, "rescale_eps", 0,
                             meaning="added to the span max − min of each map in ψ")
 
     def first_pass(self, task: Task, x: Tensor) -> Forward:
         """The call's first forward, with every bias layer captured (reused by attribute)."""
-        check_eager_layers(task.model, self.name)
+        check_eager(task.model, f"the layer hooks of {self.name}")
         if x.ndim >= 3:
             check_interpolation(self.interpolation, x.ndim - 2)
         return captured_forward(task, x, list(bias_layers(task.model)))
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        check_eager_layers(task.model, self.name)  # also when called without first_pass
+        check_eager(task.model, f"the layer hooks of {self.name}")  # also without first_pass
         biases = bias_layers(task.model)
         recorded = task.first_forward_at(x)
         found = layer_gradients(task, x, list(biases), with_input=True, recorded=recorded)
@@ -151,19 +140,12 @@ class FullGrad(Method):
         if x.ndim >= 3:
             saliency = saliency.sum(1, keepdim=True)
             for layer_map in maps:
-                saliency = saliency + self.resize(layer_map, x.shape[2:])
+                saliency = saliency + upsample(
+                    layer_map, x.shape[2:], self.interpolation, align_corners=self.align_corners
+                )
             saliency = saliency.expand_as(x).contiguous()
         extras = {
             "completeness_gap": total - found.scores,
             "bias_layers": [name for name in biases if found.outputs[name]],
         }
         return saliency, extras
-
-    def resize(self, layer_map: Tensor, size: torch.Size) -> Tensor:
-        """A layer map resized to the inputs: :func:`spatial.upsample`, or with
-        ``align_corners=True`` the corner-aligned linear (or bicubic) interpolation."""
-        if not self.align_corners or layer_map.shape[2:] == size:
-            return upsample(layer_map, size, self.interpolation)
-        dims = layer_map.ndim - 2
-        mode = LINEAR_MODES[dims] if self.interpolation == "auto" else self.interpolation
-        return F.interpolate(layer_map, size=tuple(size), mode=mode, align_corners=True)

@@ -13,11 +13,11 @@ from typing import Any
 
 from torch import Tensor
 
+from ..checks import check_bool
 from ..errors import ArgumentError
 from ..method import Method, register_method
 from ..task import Task
 from .rows import check_finite_values
-from .validation import check_bool
 
 
 @dataclass(frozen=True, eq=False)

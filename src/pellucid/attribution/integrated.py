@@ -24,22 +24,24 @@ from torch import Tensor
 
 from .._seeding import generator
 from ..batching import broadcast_like, check_batch_size, expanded_rows
-from ..checks import check_positive_int
-from ..errors import ArgumentError, ArgumentTypeError
+from ..checks import as_tensor, check_choice, check_count, check_seed
+from ..errors import ArgumentError
 from ..method import Method, register_method
 from ..perturb import BaselineSpec, check_baseline, make_baseline
 from ..task import Task
-from .rows import check_finite_values, take_rows
-from .validation import check_choice, check_seed, check_sigma
+from .rows import check_finite_values
+from .validation import check_sigma
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre")
 #: the rows the path methods create, as their errors name them
 PATH, DRAWS = "integration points", "points between random references and the inputs"
+#: what the ``references`` setting of expected_gradients holds
+REFERENCES = "a tensor (R, ...) of reference inputs"
 
 
 def check_rule(rule: str, steps: int) -> None:
     """``steps`` is a positive int and ``rule`` one of :data:`RULES` that can use it."""
-    check_positive_int(steps, "steps", "integration steps")
+    check_count(steps, "steps", "integration steps")
     check_choice(rule, "rule", RULES)
     if rule == "riemann_trapezoid" and steps < 2:
         raise ArgumentError("steps", "the trapezoid rule needs steps >= 2 (both ends of the path)")
@@ -104,7 +106,7 @@ class IntegratedGradients(Method):
         path_grad = torch.zeros_like(x)
         for sample, step in expanded_rows(len(x), self.steps, self.batch_size, x.device):
             points = baseline[sample] + broadcast_like(alphas[step], x) * delta[sample]
-            grad, _ = take_rows(task, sample, self.name, PATH).gradient(points)
+            grad, _ = task.take(sample, PATH).gradient(points)
             check_finite_values(grad, self.name, "gradients", PATH)
             path_grad.index_add_(0, sample, grad * broadcast_like(weights[step], x))
         attribution = delta * path_grad
@@ -133,7 +135,7 @@ class ExpectedGradients(Method):
 
     def __post_init__(self) -> None:
         if self.references is not None:
-            references = as_references(self.references)
+            references = as_tensor(self.references, "references", REFERENCES)
             if references.ndim < 2 or len(references) == 0:
                 raise ArgumentError(
                     "references",
@@ -141,7 +143,7 @@ class ExpectedGradients(Method):
                     f"shape {tuple(references.shape)}",
                 )
             check_baseline(references, "references")
-        check_positive_int(self.samples, "samples", "random references drawn per sample")
+        check_count(self.samples, "samples", "random references drawn per sample")
         check_seed(self.seed)
         check_batch_size(self.batch_size)
 
@@ -162,7 +164,7 @@ class ExpectedGradients(Method):
             ref = refs[pick[draw]]
             delta = x[sample] - ref
             points = ref + broadcast_like(alphas[draw], x) * delta
-            grad, _ = take_rows(task, sample, self.name, DRAWS).gradient(points)
+            grad, _ = task.take(sample, DRAWS).gradient(points)
             check_finite_values(grad, self.name, "gradients", DRAWS)
             total.index_add_(0, sample, grad * delta)
         return total / self.samples, {}
@@ -174,7 +176,8 @@ class ExpectedGradients(Method):
                 "expected_gradients needs references=<tensor (R, ...)>, e.g. a batch of "
                 "training inputs, to draw baselines from",
             )
-        refs = as_references(self.references).to(device=x.device, dtype=x.dtype)
+        refs = as_tensor(self.references, "references", REFERENCES)
+        refs = refs.to(device=x.device, dtype=x.dtype)
         if refs.shape[1:] != x.shape[1:]:
             raise ArgumentError(
                 "references",
@@ -182,15 +185,3 @@ class ExpectedGradients(Method):
                 f"{tuple(x.shape[1:])}; give references of shape (R, *inputs.shape[1:])",
             )
         return refs
-
-
-def as_references(references: Any) -> Tensor:
-    """The ``references`` setting as a tensor, or an error naming it."""
-    try:
-        return torch.as_tensor(references)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise ArgumentTypeError(
-            "references",
-            f"references must be a tensor (R, ...) of reference inputs, got a "
-            f"{type(references).__name__} ({error})",
-        ) from None

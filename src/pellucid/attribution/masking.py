@@ -16,7 +16,6 @@ from torch import Tensor
 
 from ..batching import broadcast_like, expanded_rows
 from ..task import Task
-from .rows import take_rows
 
 #: variant indices (n,) -> masks (n, *mask_shape), mask_shape broadcastable to one sample
 MaskSource = Callable[[Tensor], Tensor]
@@ -41,7 +40,6 @@ def masked_scores(
     n_masks: int,
     batch_size: int | None,
     *,
-    method: str,
     masks_keep: bool = True,
     accumulate: bool = False,
     centre: Tensor | None = None,
@@ -50,8 +48,6 @@ def masked_scores(
 
     Args:
         masks: gives the masks for a range of mask indices; called once per chunk.
-        method: the method's name, for the error of a target callable that fails on the
-            masked copies.
         masks_keep: the masks mark what is kept (RISE, LIME, KernelSHAP); with ``False``
             they mark what is filled (occlusion windows), x̃ = x + M ⊙ (fill − x).
         accumulate: also return Σₙ (sₙ − c_b) Mₙ per sample b, shape (B, *mask_shape),
@@ -70,7 +66,7 @@ def masked_scores(
             chunk = masks(torch.arange(first, int(variant[-1]) + 1, device=x.device))
             mask = chunk.to(x)[variant - first]
             kept = mask if masks_keep else 1 - mask
-            s = take_rows(task, sample, method, MASKED).score(fill[sample] + kept * delta[sample])
+            s = task.take(sample, MASKED).score(fill[sample] + kept * delta[sample])
             scores[sample, variant] = s
             if accumulate:
                 weight = s if centre is None else s - centre[sample]

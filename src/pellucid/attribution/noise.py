@@ -23,12 +23,11 @@ from torch import Tensor
 
 from .._seeding import generator
 from ..batching import broadcast_like, check_batch_size, expanded_rows
-from ..checks import check_finite_number, check_positive_int
+from ..checks import check_count, check_finite_number, check_seed
 from ..errors import ArgumentError, ArgumentTypeError
 from ..method import METHODS, Method, register_method
 from ..task import Task
-from .rows import check_finite_values, take_rows
-from .validation import check_seed
+from .rows import check_finite_values
 
 NOISY = "noisy copies"
 
@@ -61,7 +60,7 @@ class _NoiseWrapper(Method):
         if isinstance(self.base, str):
             METHODS.get(self.base, "base")  # an unknown name, with close names
         self.base_method()  # an unknown or bad base setting fails here, by name
-        check_positive_int(self.samples, "samples", "noisy copies per sample")
+        check_count(self.samples, "samples", "noisy copies per sample")
         if self.samples < self.min_samples:
             raise ArgumentError(
                 "samples",
@@ -98,7 +97,7 @@ class _NoiseWrapper(Method):
         total, total_sq = torch.zeros_like(x), torch.zeros_like(x)
         for sample, draw in expanded_rows(len(x), self.samples, self.batch_size, x.device):
             noisy = x[sample] + sigma[sample] * eps[draw]
-            attribution, _ = base.attribute(take_rows(task, sample, self.name, NOISY), noisy)
+            attribution, _ = base.attribute(task.take(sample, NOISY), noisy)
             check_finite_values(attribution, self.name, f"{base.name} attributions", NOISY)
             total.index_add_(0, sample, attribution)
             total_sq.index_add_(0, sample, attribution.square())

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .._seeding import generator
 from ..batching import check_batch_size
-from ..checks import check_finite_number, check_positive_int
+from ..checks import check_count, check_finite_number, check_seed
 from ..errors import ArgumentError
 from ..method import Method, register_method
 from ..perturb import BaselineSpec, make_fill
@@ -31,7 +31,7 @@ from ..spatial import LINEAR_MODES, positive_sizes, sizes_per_dim, upsample
 from ..task import Task
 from .masking import MaskSource, masked_scores, score_at_input
 from .surrogate import KernelShap, Lime
-from .validation import check_fill_settings, check_seed
+from .validation import check_fill_settings
 
 __all__ = ["KernelShap", "Lime", "Occlusion", "Rise"]
 
@@ -142,8 +142,7 @@ class Occlusion(Method):
         fill = make_fill(self.fill, x, self.blur_sigma)
         centre = score_at_input(task, x)
         _, total = masked_scores(task, x, fill, window_masks, math.prod(grid), self.batch_size,
-                                 method=self.name, masks_keep=False, accumulate=True,
-                                 centre=centre)
+                                 masks_keep=False, accumulate=True, centre=centre)
         assert total is not None
         attribution = -total / outer(per_dim, lead).to(x)
         return attribution.expand_as(x).contiguous(), {"windows": math.prod(grid)}
@@ -184,7 +183,7 @@ class Rise(Method):
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        check_positive_int(self.samples, "samples", "the number of masks")
+        check_count(self.samples, "samples", "the number of masks")
         positive_sizes(self.cells, 1, "cells")
         check_finite_number(self.p, "p", 0, maximum=1, inclusive=False,
                             meaning="the probability of keeping a cell; p = 1 keeps everything")
@@ -205,7 +204,7 @@ class Rise(Method):
         fill = make_fill(self.fill, x, self.blur_sigma)
         masks = self.mask_source(x)
         _, total = masked_scores(task, x, fill, masks, self.samples, self.batch_size,
-                                 method=self.name, accumulate=True)
+                                 accumulate=True)
         assert total is not None
         return (total / (self.samples * self.p)).expand_as(x).contiguous(), {}
 

@@ -6,59 +6,17 @@ call's first forward pass cannot catch, and both become a :class:`~pellucid.erro
 instead of a traceback from deep inside torch or a NaN map:
 
 - a target callable sees the model output of a chunk of those rows, not one row per
-  sample: :func:`take_rows` says so when the callable fails on them;
+  sample: ``task.take(sample, what)`` (:class:`pellucid.task.RowScores`) says so when the
+  callable fails on them;
 - the model's gradient is not finite on the rows although its output is (sqrt or log at
   0): :func:`check_finite_values` says where, instead of a NaN map.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
-
 from torch import Tensor
 
 from ..errors import ModelError
-from ..targets import Target
-from ..task import Task
-
-
-def take_rows(task: Task, sample: Tensor, method: str, variants: str) -> Task:
-    """``task.take(sample)``, whose target callable, if any, fails with a clear error.
-
-    ``sample`` gives the sample of each row; ``variants`` says what the rows are (e.g.
-    ``"integration points"``). A callable is given the output of these rows, so one that
-    indexes a per-sample tensor (B,) cannot work on them; the error says what it received.
-    """
-    taken = task.take(sample)
-    fn = task.target.fn
-    if fn is None:
-        return taken
-    rows, samples = len(sample), task.rows
-
-    def on_rows(output: Tensor) -> Any:
-        problem = ""
-        try:
-            value = fn(output)
-        except Exception as error:  # the user's callable: say what it was given
-            problem = f"raised {type(error).__name__}: {error}"
-            cause: BaseException | None = error
-        else:
-            if isinstance(value, Tensor) and value.shape == (rows,):
-                return value
-            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            problem, cause = f"returned {got} instead of ({rows},)", None
-        raise ModelError(
-            "target",
-            f"the target callable {problem}. {method} evaluates it on {variants}: it receives "
-            f"the model output of {rows} rows (a chunk of the {variants} of the {samples} "
-            "samples, any number of rows per sample), not one row per sample, and must "
-            f"return one score per row. A callable that indexes per-sample tensors of "
-            f"shape ({samples},) cannot work here: compute what it needs from the output "
-            "rows themselves, or pass class indices target=<tensor (B,)>, which follow the rows",
-        ) from cause
-
-    return replace(taken, target=Target(fn=on_rows))
 
 
 def check_finite_values(values: Tensor, method: str, what: str, where: str) -> Tensor:
@@ -82,4 +40,4 @@ def check_finite_values(values: Tensor, method: str, what: str, where: str) -> T
     )
 
 
-__all__ = ["check_finite_values", "take_rows"]
+__all__ = ["check_finite_values"]

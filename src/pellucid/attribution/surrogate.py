@@ -29,14 +29,14 @@ from torch import Tensor
 
 from .._seeding import generator
 from ..batching import check_batch_size
-from ..checks import check_finite_number, check_positive_int
+from ..checks import check_count, check_finite_number, check_seed
 from ..errors import ArgumentError
 from ..method import Method, register_method
 from ..perturb import BaselineSpec, check_group_settings, feature_groups, make_fill
 from ..spatial import positive_sizes
 from ..task import Task
 from .masking import masked_scores, score_at_input
-from .validation import check_fill_settings, check_seed
+from .validation import check_fill_settings
 
 #: coalitions per model evaluation budgeted by ``cheap``
 COALITIONS_PER_EVALUATION = 8
@@ -67,7 +67,7 @@ class _Surrogate(Method):
         check_group_settings(self.feature_mask, self.patch)
         if self.patch is not None:
             positive_sizes(self.patch, 1, "patch")
-        check_positive_int(self.samples, "samples", "the number of coalitions")
+        check_count(self.samples, "samples", "the number of coalitions")
         check_fill_settings(self.fill, self.blur_sigma)
         check_seed(self.seed)
         check_batch_size(self.batch_size)
@@ -115,8 +115,7 @@ class _Surrogate(Method):
             """Masks (n, *labels.shape): 1 on the elements of the groups in the coalition."""
             return on_device[index][:, groups.labels]
 
-        scores, _ = masked_scores(task, x, fill, coalition_masks, len(z), self.batch_size,
-                                  method=self.name)
+        scores, _ = masked_scores(task, x, fill, coalition_masks, len(z), self.batch_size)
         with torch.no_grad():
             empty = task.score(fill)
         observed = (scores, score_at_input(task, x), empty)

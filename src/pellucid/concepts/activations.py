@@ -38,7 +38,7 @@ def layer_activations(
     chunks = []
     with preserved(model), torch.no_grad():
         name = layer_name(model, layer)
-        task = Task(model, Target(), None, dict(model_kwargs or {}), len(inputs))
+        task = Task(model, Target(), None, model_kwargs, len(inputs))
         for rows in row_chunks(len(inputs), batch_size):
             x = private_copy(inputs[rows], model)
             with capture(model, [name]) as captured:

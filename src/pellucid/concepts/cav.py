@@ -8,7 +8,6 @@ the concept. It is fitted by a scikit-learn linear classifier on the flattened a
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_inputs
+from .._seeding import offset_seed
+from ..checks import check_bool, check_inputs, check_seed
 from ..errors import ArgumentError, ArgumentTypeError, PellucidError, UnknownNameError
 from ..guard import preserved
 from ..layers import LayerRef, layer_name
@@ -97,7 +97,7 @@ def train_cav(
     """
     for acts, name in ((concept_acts, "concept_acts"), (random_acts, "random_acts")):
         _check_set(acts, name, name)
-    model = _classifier(classifier, _check_seed(seed))
+    model = _classifier(classifier, check_seed(seed, none=False))
     return _fit(concept_acts, random_acts, model, classifier, concept, layer,
                 ("concept_acts", "random_acts"))
 
@@ -147,10 +147,7 @@ def train_cavs(
         )
     if not concepts:
         raise ArgumentError("concepts", "concepts is empty; give {name: examples of the concept}")
-    if not isinstance(split_concepts, bool):
-        raise ArgumentTypeError(
-            "split_concepts", f"split_concepts must be True or False, got {split_concepts!r}"
-        )
+    check_bool(split_concepts, "split_concepts")
     n = len(random_sets)
     for i, examples in enumerate(random_sets):
         _check_set(examples, "random_sets", f"random_sets[{i}]")
@@ -166,22 +163,23 @@ def train_cavs(
                 f"split_concepts needs at least 2 examples per run: concepts[{name!r}] has "
                 f"{len(examples)} for {n} runs; give more examples or fewer random sets",
             )
-    seed = _check_seed(seed)
+    seed = check_seed(seed, none=False)
     _classifier(classifier, seed)  # a bad classifier fails before any forward pass
     with preserved(model):
         name = layer_name(model, layer)
     randoms = [layer_activations(model, name, r, batch_size) for r in random_sets]
+    seeds = [offset_seed(seed, i) for i in range(n)]  # run i uses seed + i
     concept_cavs = {}
     for concept, examples in concepts.items():
         acts = layer_activations(model, name, examples, batch_size)
         parts = acts.tensor_split(n) if split_concepts else [acts] * n
         concept_cavs[concept] = [
-            _fit(parts[i], randoms[i], _classifier(classifier, seed + i), classifier, concept,
+            _fit(parts[i], randoms[i], _classifier(classifier, seeds[i]), classifier, concept,
                  name, ("concepts", "random_sets"))
             for i in range(n)
         ]
     random_cavs = [
-        _fit(randoms[i], randoms[(i + 1) % n], _classifier(classifier, seed + i), classifier,
+        _fit(randoms[i], randoms[(i + 1) % n], _classifier(classifier, seeds[i]), classifier,
              f"random{i}", name, ("random_sets", "random_sets"))
         for i in range(n)
     ]
@@ -248,19 +246,6 @@ def _check_set(examples: Any, argument: str, label: str) -> None:
             f"{label} holds {len(examples)} example; a CAV needs at least 2 examples on each "
             "side of its boundary",
         )
-
-
-def _check_seed(seed: Any) -> int:
-    """A seed for scikit-learn: an int in [0, 2³¹) (run i uses seed + i)."""
-    try:
-        value = operator.index(seed) if not isinstance(seed, bool) else None
-    except TypeError:
-        value = None
-    if value is None:
-        raise ArgumentTypeError("seed", f"seed must be an int, got {seed!r}")
-    if not 0 <= value < 2**31:
-        raise ArgumentError("seed", f"seed must be an int in [0, 2**31), got {seed!r}")
-    return value
 
 
 def _described(value: Any) -> str:

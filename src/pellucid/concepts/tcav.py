@@ -24,7 +24,13 @@ import torch
 from torch import Tensor, nn
 
 from ..batching import row_chunks
-from ..checks import check_finite_number, check_inputs
+from ..checks import (
+    as_directions,
+    check_bool,
+    check_choice,
+    check_finite_number,
+    check_inputs,
+)
 from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from ..guard import preserved
 from ..layers import LayerRef, captured_forward, layer_gradients, layer_name
@@ -79,21 +85,9 @@ def directional_derivatives(
 
 def _check_vectors(vectors: object) -> Tensor:
     """The directions as a finite real K×D tensor (one vector D becomes 1×D)."""
-    try:
-        v = torch.as_tensor(vectors)
-    except (TypeError, ValueError, RuntimeError):
-        raise ArgumentTypeError(
-            "vectors",
-            f"vectors must be a tensor of directions (K×D or D), got {type(vectors).__name__}",
-        ) from None
-    if not v.is_floating_point() or v.ndim not in (1, 2) or v.numel() == 0:
-        raise ArgumentError(
-            "vectors",
-            f"vectors must be a non-empty floating tensor K×D (or one vector D), got dtype "
-            f"{v.dtype} and shape {tuple(v.shape)}; e.g. torch.stack([cav.vector for cav in cavs])",
-        )
-    if not bool(v.isfinite().all()):
-        raise ArgumentError("vectors", "vectors contain NaN or Inf; give finite directions")
+    v = as_directions(
+        vectors, "vectors", "K×D or D (e.g. torch.stack([cav.vector for cav in cavs]))"
+    )
     return v.unsqueeze(0) if v.ndim == 1 else v
 
 
@@ -218,14 +212,9 @@ def tcav(
         )
     check_finite_number(alpha, "alpha", 0.0, maximum=1.0, inclusive=False,
                         meaning="the significance level")
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ArgumentError(
-            "alternative",
-            f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}",
-        )
-    for flag, value in (("bonferroni", bonferroni), ("magnitude", magnitude)):
-        if not isinstance(value, bool):
-            raise ArgumentTypeError(flag, f"{flag} must be True or False, got {value!r}")
+    check_choice(alternative, "alternative", ("two-sided", "greater", "less"))
+    check_bool(bonferroni, "bonferroni")
+    check_bool(magnitude, "magnitude")
     with preserved(model):
         layers = [n for n, _ in model.named_modules() if n]
     if cavs.layer not in layers and cavs.layer != "":

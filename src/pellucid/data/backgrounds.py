@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import UnknownNameError
-from ..registry import suggest
+from ..checks import check_choice
 
 BACKGROUNDS = ("texture", "noise")
 
@@ -73,9 +72,4 @@ def background(kind: str, n: int, size: int, gen: torch.Generator, noise: float 
 
 def check_background(kind: str) -> None:
     """``kind`` must be one of :data:`BACKGROUNDS`."""
-    if kind not in BACKGROUNDS:
-        raise UnknownNameError(
-            "background",
-            f"unknown background {kind!r}.{suggest(str(kind), list(BACKGROUNDS))} Use one of "
-            f"{BACKGROUNDS}",
-        )
+    check_choice(kind, "background", BACKGROUNDS)

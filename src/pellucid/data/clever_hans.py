@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from .._seeding import generator
-from ..checks import check_finite_number
+from .._seeding import generator, offset_seed
+from ..checks import check_count, check_finite_number, check_seed
 from ..errors import ArgumentError
-from .imageset import ImageSet, check_count
+from .imageset import ImageSet
 from .shapes import shapes
 
 # "HANS" in a 3×5 pixel font, one column of space between letters
@@ -114,10 +114,10 @@ def clever_hans(
     """
     check_finite_number(watermark_prob_train, "watermark_prob_train", 0.0, maximum=1.0,
                         meaning="a probability")
-    n = check_count(n, "n")
-    n_test = n // 4 if n_test is None else check_count(n_test, "n_test")
-    seed = check_count(seed, "seed")
-    shortcut_class = check_count(shortcut_class, "shortcut_class")
+    n = check_count(n, "n", minimum=0)
+    n_test = n // 4 if n_test is None else check_count(n_test, "n_test", minimum=0)
+    seed = check_seed(seed, none=False)
+    shortcut_class = check_count(shortcut_class, "shortcut_class", minimum=0)
     train = shapes(n, seed=seed, **shape_settings)
     if not shortcut_class < len(train.class_names):
         raise ArgumentError(
@@ -125,8 +125,8 @@ def clever_hans(
             f"shortcut_class={shortcut_class} is not one of the {len(train.class_names)} classes",
         )
     watermark(train.images.shape[-1])  # the size fits the stamp, before drawing the test set
-    test = shapes(n_test, seed=seed + 1, **shape_settings)
-    chosen = torch.rand(n, generator=generator(seed + 2)) < watermark_prob_train
+    test = shapes(n_test, seed=offset_seed(seed, 1), **shape_settings)
+    chosen = torch.rand(n, generator=generator(offset_seed(seed, 2))) < watermark_prob_train
     is_shortcut = test.labels == shortcut_class
     nobody = torch.zeros(len(test), dtype=torch.bool)
     return CleverHans(

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, fields, replace
-from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..errors import ArgumentError, ArgumentTypeError
-
-
-def check_count(value: Any, name: str, minimum: int = 0) -> int:
-    """A count setting of the generators: an int (not a bool) ≥ ``minimum``."""
-    try:
-        number = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        number = None
-    if number is None:
-        raise ArgumentTypeError(name, f"{name} must be an int ≥ {minimum}, got {value!r}")
-    if number < minimum:
-        raise ArgumentError(name, f"{name} must be an int ≥ {minimum}, got {value!r}")
-    return number
+from ..errors import ArgumentError
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
+from ..checks import check_count, check_seed
 from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from ..registry import suggest
 from .backgrounds import background as draw_background
 from .backgrounds import check_background, object_colours
 from .geometry import KINDS, rasterise
-from .imageset import ImageSet, check_count
+from .imageset import ImageSet
 
 DEFAULT_CLASSES = ("circle", "square", "triangle", "cross", "star")
 _CANDIDATES = 8  # tries to place each distractor away from the object
@@ -142,10 +143,10 @@ def shapes(
     balanced (counts differ by at most one) and shuffled. Deterministic by ``seed`` (an
     int). ``n = 0`` gives an empty set; every other bad setting raises an error naming it.
     """
-    n = check_count(n, "n")
-    size = check_count(size, "size", 8)
-    seed = check_count(seed, "seed")
-    distractors = check_count(distractors, "distractors")
+    n = check_count(n, "n", minimum=0)
+    size = check_count(size, "size", minimum=8)
+    seed = check_seed(seed, none=False)
+    distractors = check_count(distractors, "distractors", minimum=0)
     check_background(background)
     object_radius = _check_radius(object_radius, "object_radius")
     distractor_radius = _check_radius(distractor_radius, "distractor_radius")

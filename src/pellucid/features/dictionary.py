@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_inputs, check_positive_int
+from ..checks import check_count, check_inputs
 from ..errors import ArgumentError
 from ..guard import preserved
 from ..layers import LayerRef, layer_name
@@ -60,7 +60,7 @@ def semantic_dictionary(
     if position is None:
         raise ArgumentError("position", "position is required: (row, column) in the feature map")
     _check_position(position)
-    top = check_positive_int(top, "top", "how many channels")
+    top = check_count(top, "top", "how many channels")
     with preserved(model), torch.no_grad():
         layer = layer_name(model, layer)
         act = _observe(model, private_copy(image, model), [layer], None, None).layer(layer)

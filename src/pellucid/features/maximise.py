@@ -19,13 +19,19 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._seeding import generator
-from ..checks import check_finite, check_finite_number
-from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
+from ..checks import (
+    check_bool,
+    check_choice,
+    check_count,
+    check_finite,
+    check_finite_number,
+    check_seed,
+)
+from ..errors import ArgumentError, ArgumentTypeError
 from ..guard import preserved
 from ..layers import LayerRef, capture, layer_name, tensor_outputs
 from ..method import private_copy
 from ..outputs import OutputSelector
-from ..registry import suggest
 from ..targets import Target
 from ..task import Forward, Task
 from .objectives import Objective
@@ -75,17 +81,14 @@ def maximise(
             f"objective must be an Objective (e.g. ClassLogit(3)), got {type(objective).__name__}",
         )
     shape = _check_shape(shape)
-    steps = _check_count(steps, "steps")
+    steps = check_count(steps, "steps", "optimisation steps", minimum=0)
     check_finite_number(lr, "lr", 0.0, inclusive=False, meaning="the learning rate")
-    if seed is not None:
-        seed = _check_count(seed, "seed")
-    if not isinstance(progress, bool):
-        raise ArgumentTypeError("progress", f"progress must be True or False, got {progress!r}")
+    check_seed(seed)
+    check_bool(progress, "progress")
     param = make_parameterisation(parameterisation)
     penalties, transforms, constraints = _split(regularisers)
-    _check_optimiser(optimiser)
+    check_choice(optimiser, "optimiser", ("adam", "sgd"))
     gen = generator(seed)
-    kwargs = dict(model_kwargs or {})
 
     with preserved(model):
         for name in objective.layers():
@@ -106,7 +109,7 @@ def maximise(
                     transform_images(image, transforms, gen),
                     objective.layers(),
                     output,
-                    kwargs,
+                    model_kwargs,
                 )
                 value = objective(forward) - _total_penalty(image, penalties)
                 check_finite(
@@ -157,18 +160,10 @@ def _observe(
     model_kwargs: Mapping[str, Any] | None,
 ) -> Forward:
     """:func:`observe` without the guard (for callers that hold it)."""
-    task = Task(model, Target(), output, dict(model_kwargs or {}), len(x))
+    task = Task(model, Target(), output, model_kwargs, len(x))
     with capture(model, sorted(set(layers))) as captured:
         out = task.output(x)
     return Forward(x, out, tensor_outputs(captured))
-
-
-def _check_optimiser(name: Any) -> None:
-    if name not in ("adam", "sgd"):
-        raise UnknownNameError(
-            "optimiser",
-            f"unknown optimiser {name!r}.{suggest(str(name), ['adam', 'sgd'])} Use 'adam' or 'sgd'",
-        )
 
 
 def _optimiser(name: str, params: Tensor, lr: float) -> torch.optim.Optimizer:
@@ -227,19 +222,6 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
             "sizes, e.g. (4, 3, 32, 32)",
         )
     return dims
-
-
-def _check_count(value: Any, name: str) -> int:
-    """A non-negative int (not a bool)."""
-    try:
-        number = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        number = None
-    if number is None:
-        raise ArgumentTypeError(name, f"{name} must be a non-negative int, got {value!r}")
-    if number < 0:
-        raise ArgumentError(name, f"{name} must be a non-negative int, got {value!r}")
-    return number
 
 
 def _check_init(init: Tensor, shape: tuple[int, ...]) -> Tensor:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .._deprecation import deprecated_names
-from ..checks import check_finite_number
+from ..checks import as_directions, check_bool, check_finite_number
 from ..errors import ArgumentError, ArgumentTypeError
 from ..task import Forward
 
@@ -146,8 +146,7 @@ class ClassProbability(Objective):
 
     def __post_init__(self) -> None:
         _check_index(self.classes, "classes")
-        if not isinstance(self.log, bool):
-            raise ArgumentTypeError("log", f"log must be True or False, got {self.log!r}")
+        check_bool(self.log, "log")
 
     def __call__(self, forward: Forward) -> Tensor:
         logp = torch.log_softmax(_as_matrix(forward.output, "the model output"), dim=1)
@@ -205,20 +204,9 @@ class Direction(LayerObjective):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        try:
-            v = torch.as_tensor(self.vector)
-        except (TypeError, ValueError, RuntimeError):
-            v = None
-        if v is None or not v.is_floating_point() or v.ndim not in (1, 2) or v.numel() == 0:
-            got = f"shape {tuple(v.shape)}, dtype {v.dtype}" if v is not None else type(
-                self.vector).__name__
-            raise ArgumentError(
-                "vector",
-                f"vector must be a non-empty floating tensor with one entry per channel (C) or "
-                f"one row per image (B×C), got {got}",
-            )
-        if not bool(v.isfinite().all()):
-            raise ArgumentError("vector", "vector contains NaN or Inf; give a finite direction")
+        as_directions(
+            self.vector, "vector", "C (one entry per channel) or B×C (one row per image)"
+        )
         _check_position(self.position)
 
     def __call__(self, forward: Forward) -> Tensor:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..checks import check_finite_number
+from ..checks import check_bool, check_finite_number
 from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from ..registry import suggest
 
@@ -78,10 +78,7 @@ class Fourier(Parameterisation):
 
     def __post_init__(self) -> None:
         check_finite_number(self.decay, "decay", 0.0, meaning="exponent of the 1/f scaling")
-        if not isinstance(self.decorrelate, bool):
-            raise ArgumentTypeError(
-                "decorrelate", f"decorrelate must be True or False, got {self.decorrelate!r}"
-            )
+        check_bool(self.decorrelate, "decorrelate")
         check_finite_number(self.scale, "scale", 0.0, meaning="standard deviation of the start")
 
     def init(self, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:

@@ -12,8 +12,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import ArgumentError, ArgumentTypeError, PellucidError, UnknownNameError
-from ..registry import suggest
+from ..checks import check_choice
+from ..errors import ArgumentError, ArgumentTypeError, PellucidError
 from .maximise import maximise
 from .objectives import ClassLogit, ClassProbability, Objective, _check_index
 from .regularisers import ExpertPrior, LogDensity, Regulariser
@@ -69,15 +69,10 @@ def class_prototypes(
 
 
 def _class_objective(score: str, classes: list[int]) -> Objective:
+    check_choice(score, "score", ("logit", "probability", "log_probability"))
     if score == "logit":
         return ClassLogit(classes)
-    if score in ("probability", "log_probability"):
-        return ClassProbability(classes, log=score == "log_probability")
-    scores = ["logit", "probability", "log_probability"]
-    raise UnknownNameError(
-        "score",
-        f"unknown score {score!r}.{suggest(str(score), scores)} Use one of {scores}",
-    )
+    return ClassProbability(classes, log=score == "log_probability")
 
 
 __all__ = ["class_prototypes"]

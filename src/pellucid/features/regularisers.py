@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..checks import check_finite_number, check_inputs, check_per_sample
+from ..checks import (
+    check_bool,
+    check_count,
+    check_finite_number,
+    check_inputs,
+    check_per_sample,
+)
 from ..errors import ArgumentError, ArgumentTypeError
 from ..perturb import gaussian_blur
 from ..spatial import spatial_dims
@@ -116,7 +122,9 @@ class ExpertPrior(Penalty):
 
     def cost(self, image: Tensor) -> Tensor:
         logp = self.log_density(image)
-        return -check_per_sample(logp, image.shape[0], "the expert's log_density", "log_density")
+        return -check_per_sample(
+            logp, image.shape[0], "the expert's log_density", argument="log_density"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,8 +155,8 @@ class GaussianPrior:
         """
         check_inputs(data, "data")
         eps = check_finite_number(eps, "eps", 0.0, meaning="variance floor")
-        if not isinstance(diagonal, bool):
-            raise ArgumentTypeError("diagonal", f"diagonal must be True or False, got {diagonal!r}")
+        check_bool(diagonal, "diagonal")
+        rank = check_count(rank, "rank", "components of the low-rank model", none=True)
         if diagonal and rank is not None:
             raise ArgumentError(
                 "rank", "give rank (low-rank model) or diagonal=True (diagonal model), not both"
@@ -169,8 +177,6 @@ class GaussianPrior:
             variances, components = torch.linalg.eigh(cov)
             variances = variances.clamp_min(0) + eps
             return cls._make(mean, components, variances, x.new_tensor(eps), data)
-        if isinstance(rank, bool) or not isinstance(rank, int):
-            raise ArgumentTypeError("rank", f"rank must be an int or None, got {rank!r}")
         if not 0 < rank < d:
             raise ArgumentError(
                 "rank",

@@ -31,7 +31,8 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import ArgumentError, ArgumentTypeError
+from ..checks import check_choice
+from ..errors import ArgumentTypeError
 from .rules import (
     AlphaBeta,
     ChainRule,
@@ -275,15 +276,12 @@ def deeplift(maxpool: str = "gradient") -> Composite:
     ``maxpool``: ``"gradient"`` (the chain rule, as DeepLIFT's reference implementation)
     or ``"split"`` (:class:`~.rules.SplitDifference`, as Captum).
     """
-    if not isinstance(maxpool, str) or maxpool not in DEEPLIFT_MAXPOOL:
-        error = ArgumentError if isinstance(maxpool, str) else ArgumentTypeError
-        raise error(
-            "maxpool",
-            f"maxpool must be one of {', '.join(map(repr, DEEPLIFT_MAXPOOL))}, got "
-            f"{maxpool!r}: 'gradient' passes multipliers to each window's maximum, 'split' "
-            "splits the window's difference from the baseline so that the attribution sums "
-            "to f(x) - f(baseline) (see docs/methods/deeplift.md)",
-        )
+    check_choice(
+        maxpool, "maxpool", DEEPLIFT_MAXPOOL,
+        "'gradient' passes multipliers to each window's maximum, 'split' splits the window's "
+        "difference from the baseline so that the attribution sums to f(x) - f(baseline) "
+        "(see docs/methods/deeplift.md)",
+    )
     pool = SplitDifference() if maxpool == "split" else None
     return Composite(activation=Rescale(), maxpool=pool, base=GRADIENT)
 

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor
 
+from ..checks import check_choice
 from ..errors import ArgumentError, ModelError
 from ..task import Task
 from .canonical import Plan, build_plan
@@ -77,8 +78,7 @@ def propagate(task: Task, x: Tensor, composite: Composite, *, start: str = "rele
     The call's first forward pass is reused when it was recorded at ``x`` (a rule-based
     method's ``first_pass`` records it).
     """
-    if start not in STARTS:
-        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    check_choice(start, "start", STARTS)
     task = eager_task(task)
     first = task.first_forward_at(x)
     if first is not None and isinstance(first.state, Recorder):

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from .._deprecation import deprecated_names
-from ..checks import check_finite_number
+from ..checks import check_finite_number, check_seed
 from ..errors import ArgumentError, ArgumentTypeError
 from ..method import Method, register_method
 from ..perturb import BaselineSpec, check_baseline, make_baseline
@@ -310,10 +310,7 @@ class DeepLift(_RuleMethod):
         check_baseline(self.baseline)
         check_finite_number(self.blur_sigma, "blur_sigma", 0.0, inclusive=False,
                             meaning="the standard deviation of the blur baseline")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ArgumentTypeError(
-                "seed", f"seed must be an int (of the uniform baseline's draw), got {self.seed!r}"
-            )
+        check_seed(self.seed)
 
     def named_composite(self) -> Composite:
         return named.deeplift(self.maxpool)

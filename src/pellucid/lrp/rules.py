@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..checks import check_finite, check_finite_number
+from ..checks import check_choice, check_finite, check_finite_number
 from ..errors import ArgumentError, ArgumentTypeError
 from .linear_maps import Affine, average_of_maxpool, vjp_linear
 from .op import Op
@@ -67,16 +67,12 @@ def _check_epsilon(value: Any, rule: str) -> float:
 
 
 def _check_bias(value: Any, rule: str, allowed: tuple[str, ...] = BIAS_CONVENTIONS) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        error = ArgumentError if isinstance(value, str) else ArgumentTypeError
-        raise error(
-            "bias",
-            f"bias must be one of {', '.join(repr(a) for a in allowed)} for {rule}, got "
-            f"{value!r}: 'none' leaves the bias out, 'split' adds b⁺ to the positive and b⁻ "
-            "to the negative contributions (Zennit, LRP toolbox), 'signed' adds b whole "
-            "(Captum); see docs/lrp.md",
-        )
-    return value
+    return check_choice(
+        value, "bias", allowed,
+        f"the bias conventions of {rule}; 'none' leaves the bias out, 'split' adds b⁺ to the "
+        "positive and b⁻ to the negative contributions (Zennit, LRP toolbox), 'signed' adds b "
+        "whole (Captum); see docs/lrp.md",
+    )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ is seen, so :func:`eager_model` raises for it and unwraps a ``torch.compile``'d 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from torch.nn.modules import module as _module
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from ..checks import check_eager
+from ..checks import check_eager, compiled_original
 from ..errors import ModelError, UnsupportedModelError
 
 # functions whose ``inplace`` flag may be passed positionally
@@ -60,18 +59,8 @@ def eager_model(model: nn.Module) -> nn.Module:
     (``torch.jit.script`` or ``trace``, also as a submodule) raises
     :class:`UnsupportedModelError`: its calls run outside Python, where the engine sees none.
     """
-    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # imported once anything compiled
-    if eval_frame is not None and isinstance(model, eval_frame.OptimizedModule):
-        model = model._orig_mod
+    model = compiled_original(model) or model
     check_eager(model, "pellucid.lrp's rule engine (it records torch calls made in Python)")
-    scripted = [name for name, m in model.named_modules() if isinstance(m, torch.jit.ScriptModule)]
-    if scripted:
-        raise UnsupportedModelError(
-            "model",
-            f"the model contains TorchScript submodules ({', '.join(scripted[:3])}), whose "
-            "operations run outside Python where pellucid.lrp cannot see them; build the model "
-            "with the eager nn.Modules that were scripted or traced",
-        )
     return model
 
 

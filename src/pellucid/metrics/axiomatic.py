@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..checks import check_finite
-from ..perturb import BaselineSpec, make_baseline
+from ..checks import check_bool, check_finite
+from ..perturb import BaselineSpec, check_baseline, make_baseline
 from .base import Case, Metric, Scores, register_metric
-from .settings import check_bool, check_fill
 
 
 @register_metric("axiomatic.completeness")
@@ -24,7 +23,7 @@ class Completeness(Metric):
 
     def __post_init__(self) -> None:
         if self.baseline is not None:
-            check_fill(self.baseline, "baseline")
+            check_baseline(self.baseline)
         check_bool(self.relative, "relative")
 
     def compute(self, case: Case) -> Scores:

@@ -218,7 +218,7 @@ class Case:
                 x[rows],
                 _target_spec(task.target) if target is None else target[rows],
                 output=task.select,
-                model_kwargs=task.model_kwargs,
+                model_kwargs=task.marked_kwargs(),
             )
             parts.append(explanation.attribution.to(x))
         return torch.cat(parts)

@@ -22,31 +22,32 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
-from ..checks import check_finite, check_finite_number, check_positive_int
+from ..batching import check_batch_size
+from ..checks import (
+    check_bool,
+    check_choice,
+    check_count,
+    check_finite,
+    check_finite_number,
+    check_seed,
+)
 from ..errors import ArgumentError
-from ..perturb import BaselineSpec, make_baseline
+from ..perturb import BaselineSpec, check_baseline, make_baseline
 from .base import Case, Metric, Scores, direction_by_settings, register_metric
 from .curves import perturbation_curve
 from .maps import Patch, group_sums, patch_groups
-from .settings import (
-    check_bool,
-    check_choice,
-    check_fill,
-    check_optional_count,
-    check_patch,
-    check_seed,
-)
+from .settings import check_patch
 from .stats import pearson, trapezoid
 
 
 def _check_removal(metric: Metric) -> None:
     """The settings shared by the metrics that remove regions."""
     check_patch(metric.patch)
-    check_fill(metric.fill)
+    check_baseline(metric.fill, "fill")
     check_finite_number(metric.blur_sigma, "blur_sigma", 0.0, inclusive=False,
                         meaning="the σ of the blur fill, in locations")
     check_bool(metric.probability, "probability", none=True)
-    check_optional_count(metric.batch_size, "batch_size", "rows per forward pass")
+    check_batch_size(metric.batch_size)
     check_seed(metric.seed)
 
 
@@ -82,7 +83,7 @@ class PixelFlipping(Metric):
 
     def __post_init__(self) -> None:
         check_choice(self.order, "order", ("morf", "lerf"))
-        check_optional_count(self.steps, "steps", "removal steps")
+        check_count(self.steps, "steps", "removal steps", none=True)
         check_finite_number(self.until, "until", 0.0, maximum=1.0,
                             meaning="the fraction of the regions removed at the last step")
         if self.until == 0:
@@ -134,7 +135,7 @@ class _AreaUnderCurve(Metric):
     insert = False
 
     def __post_init__(self) -> None:
-        check_optional_count(self.steps, "steps", "removal steps")
+        check_count(self.steps, "steps", "removal steps", none=True)
         _check_removal(self)
 
     def compute(self, case: Case) -> Scores:
@@ -186,11 +187,9 @@ class FaithfulnessCorrelation(Metric):
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        if check_positive_int(self.subsets, "subsets", "random subsets, at least 2") < 2:
-            raise ArgumentError(
-                "subsets", "subsets must be at least 2: a correlation over one subset is undefined"
-            )
-        check_positive_int(self.subset_size, "subset_size", "regions per subset")
+        check_count(self.subsets, "subsets", "random subsets; a correlation over one is "
+                    "undefined", minimum=2)
+        check_count(self.subset_size, "subset_size", "regions per subset")
         _check_removal(self)
 
     def compute(self, case: Case) -> Scores:
@@ -251,7 +250,7 @@ class Infidelity(Metric):
     seed: int | None = 0
 
     def __post_init__(self) -> None:
-        draws = check_positive_int(self.perturbations, "perturbations", "noise draws")
+        draws = check_count(self.perturbations, "perturbations", "noise draws")
         check_finite_number(self.noise, "noise", 0.0, inclusive=False,
                             meaning="the standard deviation of the perturbations")
         check_bool(self.optimal_scale, "optimal_scale")
@@ -261,7 +260,7 @@ class Infidelity(Metric):
                 "perturbations must be at least 2 with optimal_scale=True: the scale fitted to "
                 "one draw makes the infidelity 0 for any attribution",
             )
-        check_optional_count(self.batch_size, "batch_size", "rows per forward pass")
+        check_batch_size(self.batch_size)
         check_seed(self.seed)
 
     def compute(self, case: Case) -> Scores:

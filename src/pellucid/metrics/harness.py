@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_inputs, check_positive_int
+from ..checks import check_count, check_inputs
 from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from ..guard import preserved
 from ..method import Method
@@ -170,7 +170,7 @@ def benchmark(
     """
     folder = output_folder(out_dir)
     if n is not None:
-        n = check_positive_int(n, "n", "the number of samples to evaluate")
+        n = check_count(n, "n", "the number of samples to evaluate")
     configured = chosen_metrics(metrics, settings)
     metric_labels = distinct_labels(configured, "metrics")
     chosen = _methods(methods, method_settings, seed)
@@ -186,7 +186,7 @@ def benchmark(
                 "pass target= (e.g. target=lambda out: out[:, 0])",
             )
         target = labels
-    masks = masks if masks is not None else data_masks
+    masks = data_masks if masks is None else _given_masks(masks, len(inputs), n)
     table = Table()
     pairs = [(i, j) for i in range(len(chosen)) for j in range(len(configured))]
     current, case, explain_seconds = -1, None, 0.0
@@ -221,7 +221,7 @@ def _progress(items: list[Any], progress: bool) -> Iterable[Any]:
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc="benchmark")
+    return tqdm(items, desc="benchmark", disable=None)  # None: only on a terminal
 
 
 def output_folder(out_dir: str | Path | None) -> Path | None:
@@ -336,6 +336,24 @@ def take_samples(data: Any, n: int | None) -> Batch:
         for i in range(len(BATCH_KEYS))
     )
     return _first(joined, n)  # type: ignore[arg-type]
+
+
+def _given_masks(masks: Any, taken: int, n: int | None) -> Tensor:
+    """The ``masks=`` argument of :func:`benchmark` cut to the ``taken`` samples: one mask
+    per sample of ``data``, of which the first ``n`` are used."""
+    if not isinstance(masks, Tensor):
+        raise ArgumentTypeError(
+            "masks", f"masks must be a tensor with one mask per sample, got {type(masks).__name__}"
+        )
+    complete = n is None or taken < n  # every sample of data was taken
+    if masks.ndim < 1 or len(masks) < taken or (complete and len(masks) != taken):
+        got = tuple(masks.shape)
+        raise ArgumentError(
+            "masks",
+            f"masks have shape {got} but data holds {'' if complete else 'at least '}{taken} "
+            "samples; give one mask per sample of data, in the same order",
+        )
+    return masks[:taken]
 
 
 def _first(batch: Batch, n: int | None) -> Batch:

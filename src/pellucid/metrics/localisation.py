@@ -20,11 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..checks import check_finite
+from ..checks import check_bool, check_count, check_finite
 from ..errors import ArgumentError, ArgumentTypeError
 from .base import Case, Metric, Scores, register_metric
 from .maps import flat_map, location_map
-from .settings import check_bool
 
 
 def check_masks(masks: Any, x: Tensor) -> Tensor:
@@ -99,14 +98,7 @@ class PointingGame(Metric):
     tolerance: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, int):
-            raise ArgumentTypeError(
-                "tolerance", f"tolerance must be an int ≥ 0 (locations), got {self.tolerance!r}"
-            )
-        if self.tolerance < 0:
-            raise ArgumentError(
-                "tolerance", f"tolerance must be ≥ 0 (locations), got {self.tolerance!r}"
-            )
+        check_count(self.tolerance, "tolerance", "the dilation, in locations", minimum=0)
 
     def compute(self, case: Case) -> Scores:
         masks = location_masks(case, self.name)

@@ -37,8 +37,27 @@ def group_sums(values: Tensor, groups: Groups) -> Tensor:
     return out.index_add_(1, labels, values.flatten(1))
 
 
+def average_ranks(values: Tensor) -> Tensor:
+    """Ranks for rank correlation (B, n), float64: ascending from 0, tied values share the
+    mean of their positions (scipy's ``rankdata(method="average")`` minus 1). Spearman's ρ
+    is the Pearson correlation of these ranks; ordinal ranks would turn ties (a map of zeros,
+    a ReLU-clipped map) into an arbitrary order and an arbitrary correlation."""
+    ordered, order = values.sort(dim=1, stable=True)
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    group = starts.long().cumsum(1) - 1
+    positions = torch.arange(values.shape[1], device=values.device, dtype=torch.float64)
+    positions = positions.expand(ordered.shape)
+    total = torch.zeros_like(positions).scatter_add_(1, group, positions)
+    count = torch.zeros_like(positions).scatter_add_(1, group, torch.ones_like(positions))
+    mean_position = (total / count.clamp(min=1)).gather(1, group)
+    return torch.empty_like(mean_position).scatter_(1, order, mean_position)
+
+
 def ranks(values: Tensor, descending: bool = True) -> Tensor:
-    """The rank of every entry of each row (0 = first in the order), (B, G) long."""
+    """The position of every entry of each row in an order (0 = first), (B, G) long; ties
+    keep their index order. For orderings (what to remove first), not for correlations
+    (:func:`average_ranks`)."""
     order = values.argsort(dim=1, descending=descending, stable=True)
     rank = torch.empty_like(order)
     positions = torch.arange(values.shape[1], device=values.device).expand_as(order)

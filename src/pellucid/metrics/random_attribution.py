@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
+from ..checks import check_seed
 from ..method import Method
 from ..task import Task
-from .settings import check_seed
 
 
 @dataclass(frozen=True, eq=False)

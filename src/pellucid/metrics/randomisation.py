@@ -1,16 +1,20 @@
 """Randomisation sanity checks: an explanation should depend on what the model learned.
 
 - ``randomisation.model_parameter`` (Adebayo et al. 2018, "Sanity checks for saliency
-  maps"): re-initialise the layers of a deep copy of the model from the top down, either
-  cascading (layers stay randomised) or independently (one layer at a time), explain each
-  randomised model, and compare with the original explanation by Spearman rank correlation
-  (absolute or signed), SSIM or HOG similarity. Curve point 0 explains the unrandomised
-  copy (similarity 1 for a deterministic method); the score is the mean similarity over
-  the randomised layers (lower is better: the explanation noticed).
+  maps"): re-draw the layers of a deep copy of the model from the top down (:func:`randomise`),
+  either cascading (layers stay randomised) or independently (one layer at a time), explain
+  each randomised model, and compare with the original explanation by Spearman rank
+  correlation (absolute or signed), SSIM or HOG similarity. Curve point 0 explains the
+  unrandomised copy (similarity 1 for a deterministic method); the score is the mean
+  similarity over the randomised layers (lower is better: the explanation noticed).
 - ``randomisation.random_logit`` (Sixt et al. 2020): similarity of the explanation of the
   target and of a random other class (lower is better).
 - ``randomisation.data`` (Adebayo et al. 2018, data randomisation test): similarity of the
   explanation and that of a model trained by ``train_fn`` on randomly permuted labels.
+
+The Spearman tests report both Spearman measures in ``extras``: the absolute one (Adebayo
+et al.'s default) counts a map whose signs flipped as unchanged, which Binder et al. 2023
+("Shortcomings of top-down randomization-based sanity checks") show flatters some methods.
 
 The user's model is never changed: every randomisation works on ``copy.deepcopy(model)``.
 """
@@ -18,34 +22,139 @@ The user's model is never changed: every randomisation works on ``copy.deepcopy(
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .._seeding import generator
+from .._seeding import generator, offset_seed
+from ..batching import check_batch_size
+from ..checks import check_choice, check_seed
+from ..errors import ArgumentError, ArgumentTypeError, UnsupportedModelError
+from ..registry import suggest
 from .base import Case, Metric, Scores, TrainFn, register_metric, required_train_fn
-from .similarity import similarity
+from .settings import check_callable
+from .similarity import SIMILARITIES, similarity
+
+ORDERS = ("cascading", "independent")
+#: the Spearman similarities that the Spearman-based tests always report in their extras
+SPEARMAN = ("spearman", "spearman_abs")
+#: running statistics a normalisation layer learned from data (torch's BatchNorm and
+#: InstanceNorm, the modules with ``reset_running_stats``); they are re-drawn with it
+STATISTICS = ("running_mean", "running_var")
+#: spread of the re-draw of a tensor whose trained elements are all equal (an untrained
+#: normalisation layer): N(0, 0.1²) for a bias of zeros, exp N(0, 0.1²) for a weight of ones
+FLOOR = 0.1
 
 
 def parameter_layers(model: nn.Module) -> list[str]:
-    """Names of the modules that own parameters, from the output layer down."""
-    names = [n for n, m in model.named_modules() if any(True for _ in m.parameters(False))]
+    """Names of the modules that own parameters or running statistics, from the output down."""
+    names = [n for n, m in model.named_modules() if _owns_state(m)]
     return names[::-1]
 
 
 def randomise(module: nn.Module, seed: int) -> None:
-    """Re-initialise ``module``'s own parameters (its ``reset_parameters`` when it has one),
-    with a seeded draw that leaves the global random state as it was.
+    """Re-draw what ``module`` and every module inside it learned, with a seeded draw that
+    leaves the global random state as it was.
+
+    A module's own parameters get its ``reset_parameters`` (torch's initialisation, e.g.
+    Kaiming-uniform for convolutions and linear layers, as Adebayo et al. 2018
+    re-initialise). Three things are re-drawn from the trained values instead, element-wise
+    from N(m, s²) with m and s the mean and standard deviation of the trained tensor's
+    elements (s = ``FLOOR`` when they are all equal): a parameter that ``reset_parameters``
+    sets to a constant rather than drawing it (the weight 1 and bias 0 of BatchNorm,
+    LayerNorm, GroupNorm: a reset to the identity is not a random layer), every parameter
+    of a module without ``reset_parameters``, and the running mean and variance of
+    BatchNorm and InstanceNorm. A tensor whose trained values are all positive (running
+    variances) is drawn in log space, so it stays positive. The layer keeps its scale and
+    loses what each channel learned.
     """
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+    tensors = [*module.parameters(), *module.buffers()]
+    devices = sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(seed)
-        reset = getattr(module, "reset_parameters", None)
-        if callable(reset):
-            reset()
-            return
-        for p in module.parameters(False):
-            p.normal_(0.0, float(p.std()) if p.numel() > 1 else 1.0)
+        for part in module.modules():
+            _redraw(part)
+
+
+def _statistics(module: nn.Module) -> list[Tensor]:
+    """The running statistics ``module`` learned from data (BatchNorm, InstanceNorm)."""
+    if not callable(getattr(module, "reset_running_stats", None)):
+        return []
+    found = [getattr(module, name, None) for name in STATISTICS]
+    return [t for t in found if isinstance(t, Tensor)]
+
+
+def _owns_state(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=False)) or bool(_statistics(module))
+
+
+def _redraw(module: nn.Module) -> None:
+    """Re-draw ``module``'s own parameters and running statistics (see :func:`randomise`)."""
+    parameters = list(module.parameters(recurse=False))
+    statistics = _statistics(module)
+    trained = [t.detach().clone() for t in [*parameters, *statistics]]
+    reset = getattr(module, "reset_parameters", None)
+    drawn: set[int] = set()
+    if parameters and callable(reset):
+        reset()
+        first = [p.detach().clone() for p in parameters]
+        reset()  # a parameter that two resets set alike is a constant, not a random draw
+        drawn = {id(p) for p, f in zip(parameters, first, strict=True) if not torch.equal(p, f)}
+    for tensor, value in zip([*parameters, *statistics], trained, strict=True):
+        if id(tensor) not in drawn:
+            tensor.copy_(_drawn_like(value))
+
+
+def _drawn_like(trained: Tensor) -> Tensor:
+    """Element-wise N(mean, std²) of ``trained``'s elements (std ``FLOOR`` when they are all
+    equal), in log space when they are all positive."""
+    values = trained.to("cpu", torch.float64)
+    positive = values.numel() > 0 and bool((values > 0).all())
+    if positive:
+        values = values.log()
+    mean = float(values.mean()) if values.numel() else 0.0
+    spread = float(values.std(correction=0)) if values.numel() > 1 else 0.0
+    draw = torch.randn(values.shape, dtype=torch.float64) * (spread or FLOOR) + mean
+    return (draw.exp() if positive else draw).to(trained)
+
+
+def private_twin(model: nn.Module, metric: str) -> nn.Module:
+    """``copy.deepcopy(model)``, or an error that says how to make the model copyable."""
+    try:
+        return copy.deepcopy(model)
+    except Exception as error:  # deepcopy raises TypeError, RuntimeError, PicklingError, …
+        raise UnsupportedModelError(
+            "model",
+            f"{metric} randomises layers of copy.deepcopy(model), so that your model stays "
+            f"untouched, but copying the model failed ({type(error).__name__}: {error}). "
+            "Make the model deep-copyable: keep locks, open files, sockets and similar "
+            "handles out of its attributes (or give the module that holds one a "
+            "__deepcopy__ that shares it), and detach tensors it caches",
+        ) from error
+
+
+def _check_common(metric: Any) -> None:
+    """The settings the three tests share: similarity, batch_size, seed."""
+    check_choice(metric.similarity, "similarity", SIMILARITIES)
+    check_batch_size(metric.batch_size)
+    check_seed(metric.seed, none=not isinstance(metric, ModelParameterRandomisation))
+
+
+def _similarities(kind: str, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+    """Similarity per sample by ``kind`` and by both Spearman measures."""
+    return {k: similarity(k, a, b) for k in dict.fromkeys([kind, *SPEARMAN])}
+
+
+def _spearman_extras(scores: dict[str, Tensor], curves: dict[str, Tensor] | None = None
+                     ) -> dict[str, Tensor]:
+    """``extras`` entries ``spearman`` / ``spearman_abs`` (and their ``_curves``)."""
+    extras = {k: scores[k].detach().cpu() for k in SPEARMAN}
+    if curves is not None:
+        extras |= {f"{k}_curves": curves[k].detach().cpu() for k in SPEARMAN}
+    return extras
 
 
 @register_metric("randomisation.model_parameter")
@@ -53,45 +162,107 @@ def randomise(module: nn.Module, seed: int) -> None:
 class ModelParameterRandomisation(Metric):
     """Model parameter randomisation test (Adebayo et al. 2018), cascading or independent.
 
+    Layer k of the order (top first) is re-drawn by :func:`randomise` with seed
+    ``seed + k``: torch's initialisation for weights, a draw matched to the trained values
+    for normalisation parameters and BatchNorm statistics (never the identity). Curve point
+    k is similarity(original map, map of the model with layers 1..k randomised (cascading)
+    or only layer k (independent)); score = mean of points 1..K.
+
     Settings:
         order: ``"cascading"`` (top layer first, layers accumulate) or ``"independent"``.
-        similarity: ``"spearman_abs"``, ``"spearman"``, ``"ssim"`` or ``"hog"``.
-        layers: module names to randomise, top first; ``None`` takes every module that owns
-            parameters, from the output down.
+        similarity: ``"spearman_abs"``, ``"spearman"``, ``"ssim"`` or ``"hog"``; the score.
+            ``extras["spearman"]`` and ``extras["spearman_abs"]`` always hold both Spearman
+            scores (and ``extras["spearman_curves"]``, ``extras["spearman_abs_curves"]``).
+        layers: modules to randomise (dotted names or submodules of the model), top first;
+            a container randomises every module inside it. ``None`` takes every module that
+            owns parameters or running statistics, from the output down.
     """
 
     direction = "lower"
     order: str = "cascading"
     similarity: str = "spearman_abs"
-    layers: tuple[str, ...] | None = None
+    layers: tuple[str | nn.Module, ...] | None = None
     batch_size: int | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_choice(self.order, "order", ORDERS)
+        _check_common(self)
+        if self.layers is None:
+            return
+        if isinstance(self.layers, (str, nn.Module)) or not isinstance(self.layers, Sequence):
+            raise ArgumentTypeError(
+                "layers",
+                f"layers must be a tuple of layer names or submodules, top layer first (e.g. "
+                f"layers=('fc',)), or None for every layer; got {self.layers!r}",
+            )
+        wrong = [layer for layer in self.layers if not isinstance(layer, (str, nn.Module))]
+        if wrong:
+            raise ArgumentTypeError(
+                "layers", f"layers holds {wrong[0]!r}; give dotted names from "
+                "model.named_modules() or submodules of the model",
+            )
+        if not self.layers:
+            raise ArgumentError(
+                "layers", "layers is empty, so nothing would be randomised; name at least one "
+                "layer, or pass layers=None for every layer with parameters",
+            )
+
     def compute(self, case: Case) -> Scores:
-        if self.order not in ("cascading", "independent"):
-            raise ValueError(f"order must be 'cascading' or 'independent', got {self.order!r}")
-        twin = copy.deepcopy(case.task.model)
-        names = list(self.layers) if self.layers is not None else parameter_layers(twin)
+        model = case.task.model
+        names = (parameter_layers(model) if self.layers is None
+                 else [self._name(model, layer) for layer in self.layers])
+        if not names:
+            raise ArgumentError(
+                "model", f"{self.name}: the model has no layer with parameters or running "
+                "statistics to randomise",
+            )
+        twin = private_twin(model, self.name)
         modules = dict(twin.named_modules())
-        missing = [n for n in names if n not in modules]
-        if missing:
-            raise ValueError(f"unknown layer(s) {missing}; the model has {list(modules)}")
         trained = copy.deepcopy(twin.state_dict())
-        curve = [self._similar(case, twin)]
+        steps = [_similarities(self.similarity, case.attribution, self._explain(case, twin))]
         for step, name in enumerate(names):
             if self.order == "independent":
                 twin.load_state_dict(trained)
-            randomise(modules[name], self.seed + step)
-            curve.append(self._similar(case, twin))
-        curves = torch.stack(curve, 1)
-        score = curves[:, 1:].mean(1) if names else curves[:, 0]
-        return Scores(score, curves, torch.arange(len(names) + 1.0), {"layers": ["none", *names]})
+            randomise(modules[name], offset_seed(self.seed, step))
+            steps.append(_similarities(self.similarity, case.attribution,
+                                       self._explain(case, twin)))
+        curves = {k: torch.stack([s[k] for s in steps], 1) for k in steps[0]}
+        scores = {k: c[:, 1:].mean(1) for k, c in curves.items()}
+        return Scores(scores[self.similarity], curves[self.similarity],
+                      torch.arange(len(names) + 1.0),
+                      {"layers": ["none", *names], **_spearman_extras(scores, curves)})
 
-    def _similar(self, case: Case, model: nn.Module) -> Tensor:
-        """Similarity of the attribution under test and the explanation of ``model``."""
-        explained = case.explain(case.forward.inputs, model=model, batch_size=self.batch_size,
-                                 metric=self.name)
-        return similarity(self.similarity, case.attribution, explained)
+    def _name(self, model: nn.Module, layer: str | nn.Module) -> str:
+        """The dotted name of a layer given by name or as a submodule; it must own state."""
+        modules = dict(model.named_modules())
+        if isinstance(layer, nn.Module):
+            name = next((n for n, m in modules.items() if m is layer), None)
+            if name is None:
+                raise ArgumentError(
+                    "layers", f"the {type(layer).__name__} in layers is not a submodule of the "
+                    "model; give a dotted name from model.named_modules() or a submodule",
+                )
+        elif layer not in modules:
+            hint = suggest(layer, [n for n in modules if n])
+            raise ArgumentError(
+                "layers", f"layers names the unknown layer {layer!r}.{hint} Layer names are "
+                f"the dotted names of model.named_modules(); with parameters: "
+                f"{', '.join(parameter_layers(model)) or 'none'}",
+            )
+        else:
+            name = layer
+        if not any(_owns_state(m) for m in modules[name].modules()):
+            raise ArgumentError(
+                "layers", f"layers names {name!r} ({type(modules[name]).__name__}), which owns "
+                "no parameters or running statistics, so randomising it changes nothing; "
+                f"choose from: {', '.join(parameter_layers(model)) or 'none'}",
+            )
+        return name
+
+    def _explain(self, case: Case, model: nn.Module) -> Tensor:
+        return case.explain(case.forward.inputs, model=model, batch_size=self.batch_size,
+                            metric=self.name)
 
 
 @register_metric("randomisation.random_logit")
@@ -106,11 +277,19 @@ class RandomLogit(Metric):
     batch_size: int | None = None
     seed: int | None = 0
 
+    def __post_init__(self) -> None:
+        _check_common(self)
+
     def compute(self, case: Case) -> Scores:
         labels = case.labels(self.name)
-        classes = case.forward.output.shape[1]
+        output = case.forward.output
+        classes = output.shape[1] if output.ndim >= 2 else 1
         if classes < 2:
-            raise ValueError("the random logit test needs a model with at least two classes")
+            raise ArgumentError(
+                "model", f"{self.name} compares the explanations of two classes, but the model "
+                f"output has shape {tuple(output.shape)} (one class); use it on a classifier "
+                "with at least two outputs",
+            )
         draw = torch.randint(1, classes, (len(labels),), generator=generator(self.seed))
         other = (labels + draw.to(labels.device)) % classes
         explained = case.explain(case.forward.inputs, target=other, batch_size=self.batch_size,
@@ -126,6 +305,7 @@ class DataRandomisation(Metric):
     that ``train_fn(inputs, labels)`` trains on randomly permuted labels.
 
     ``data`` = (inputs, labels) to train on; by default the evaluated batch and its targets.
+    ``extras["spearman"]`` and ``extras["spearman_abs"]`` hold both Spearman scores.
     """
 
     direction = "lower"
@@ -135,12 +315,35 @@ class DataRandomisation(Metric):
     batch_size: int | None = None
     seed: int | None = 0
 
+    def __post_init__(self) -> None:
+        _check_common(self)
+        check_callable(self.train_fn, "train_fn", "(inputs, labels) -> trained model")
+        if self.data is None:
+            return
+        pair = isinstance(self.data, (tuple, list)) and len(self.data) == 2
+        if not pair or not all(isinstance(t, Tensor) for t in self.data):
+            raise ArgumentTypeError(
+                "data", "data must be a pair (inputs, labels) of tensors, or None for the "
+                f"evaluated batch; got {type(self.data).__name__}",
+            )
+        if len(self.data[0]) != len(self.data[1]) or len(self.data[0]) == 0:
+            raise ArgumentError(
+                "data", f"data holds {len(self.data[0])} inputs and {len(self.data[1])} "
+                "labels; give one label per input (and at least one input)",
+            )
+
     def compute(self, case: Case) -> Scores:
         train_fn = required_train_fn(self.name, self.train_fn)
         x = case.forward.inputs
         inputs, labels = self.data if self.data is not None else (x, case.labels(self.name))
         permuted = labels[torch.randperm(len(labels), generator=generator(self.seed))]
         trained = train_fn(inputs.clone(), permuted.clone())
+        if not isinstance(trained, nn.Module):
+            raise ArgumentTypeError(
+                "train_fn", f"train_fn must return the trained model (an nn.Module); it "
+                f"returned {type(trained).__name__}. End train_fn with `return model`",
+            )
         explained = case.explain(x, model=trained.eval(), batch_size=self.batch_size,
                                  metric=self.name)
-        return Scores(similarity(self.similarity, case.attribution, explained))
+        scores = _similarities(self.similarity, case.attribution, explained)
+        return Scores(scores[self.similarity], extras=_spearman_extras(scores))

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
-from ..checks import check_finite_number
+from ..checks import check_finite_number, check_seed
 from ..errors import ArgumentError
 from .base import (
     Case,
@@ -32,7 +32,7 @@ from .base import (
     train_model,
 )
 from .maps import flat_map, ranks
-from .settings import check_callable, check_fractions, check_seed
+from .settings import check_callable, check_fractions
 
 
 def remove_top(x: Tensor, order: Tensor, fraction: float, fill: Tensor) -> Tensor:

@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 
 from .._seeding import generator
-from ..checks import check_finite_number, check_positive_int
+from ..batching import check_batch_size
+from ..checks import check_bool, check_count, check_finite_number, check_seed
 from ..errors import ArgumentError
 from .base import Case, Metric, Scores, register_metric
-from .settings import check_bool, check_optional_count, check_seed
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,9 +37,9 @@ class _Sensitivity(Metric):
     def __post_init__(self) -> None:
         check_finite_number(self.radius, "radius", 0.0, inclusive=False,
                             meaning="the half-width of the input perturbation")
-        check_positive_int(self.draws, "draws", "perturbed inputs per sample")
+        check_count(self.draws, "draws", "perturbed inputs per sample")
         check_bool(self.normalise, "normalise")
-        check_optional_count(self.batch_size, "batch_size", "rows per forward pass")
+        check_batch_size(self.batch_size)
         check_seed(self.seed)
 
     def reduce(self, distances: Tensor) -> Tensor:
@@ -102,8 +102,8 @@ class Continuity(Metric):
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        check_positive_int(self.max_shift, "max_shift", "the largest translation, in locations")
-        check_optional_count(self.batch_size, "batch_size", "rows per forward pass")
+        check_count(self.max_shift, "max_shift", "the largest translation, in locations")
+        check_batch_size(self.batch_size)
 
     def compute(self, case: Case) -> Scores:
         x = case.forward.inputs

@@ -1,8 +1,10 @@
 """Similarity of two batches of attribution maps, per sample, for the randomisation tests.
 
 Maps are compared per location (summed over channels). Adebayo et al. 2018 use the Spearman
-rank correlation of the absolute and of the signed maps, SSIM (Wang et al. 2004) and the
-Pearson correlation of HOG features (Dalal & Triggs 2005); all are batched in torch.
+rank correlation of the absolute and of the signed maps (ties share their average rank, as
+scipy's ``spearmanr``; NaN where a map is constant and the correlation is undefined), SSIM
+(Wang et al. 2004) and the Pearson correlation of HOG features (Dalal & Triggs 2005); all are
+batched in torch.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ArgumentError
-from .maps import location_map, ranks
+from .maps import average_ranks, location_map
 from .stats import pearson
 
 SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog")
@@ -28,8 +30,8 @@ def similarity(kind: str, a: Tensor, b: Tensor) -> Tensor:
     if kind in ("spearman_abs", "spearman"):
         if kind == "spearman_abs":
             ma, mb = ma.abs(), mb.abs()
-        ra, rb = ranks(ma.flatten(1), descending=False), ranks(mb.flatten(1), descending=False)
-        return pearson(ra.to(a.dtype), rb.to(a.dtype))
+        spearman = pearson(average_ranks(ma.flatten(1)), average_ranks(mb.flatten(1)))
+        return spearman.to(a.dtype)
     if ma.ndim != 3:
         raise ArgumentError(
             "similarity",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import check_positive_int
+from ..checks import check_count
 from ..errors import ArgumentError
 
 
@@ -18,18 +18,18 @@ def _check_widths(widths: Sequence[int]) -> tuple[int, ...]:
         raise ArgumentError(
             "widths", f"widths must be a non-empty list of channel counts, got {widths!r}"
         )
-    return tuple(check_positive_int(w, "widths", "channels per stage") for w in widths)
+    return tuple(check_count(w, "widths", "channels per stage") for w in widths)
 
 
 def _check_sizes(in_channels: int, classes: int) -> None:
-    check_positive_int(in_channels, "in_channels", "input channels")
-    check_positive_int(classes, "classes", "outputs")
+    check_count(in_channels, "in_channels", "input channels")
+    check_count(classes, "classes", "outputs")
 
 
 def small_cnn(in_channels: int = 3, classes: int = 5, width: int = 16) -> nn.Sequential:
     """Three conv-ReLU-maxpool stages, global average pooling, one linear layer."""
     _check_sizes(in_channels, classes)
-    check_positive_int(width, "width", "channels of the first stage")
+    check_count(width, "width", "channels of the first stage")
     w = (width, 2 * width, 4 * width)
     layers: list[nn.Module] = []
     for c_in, c_out in zip((in_channels, *w[:-1]), w):

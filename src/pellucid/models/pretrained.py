@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checks import check_finite_number, check_positive_int
+from .._seeding import offset_seed
+from ..checks import check_choice, check_count, check_finite_number, check_seed
 from ..data import ImageSet, clever_hans, shapes
-from ..errors import ArgumentError, UnknownNameError
-from ..registry import suggest
+from ..errors import ArgumentError
 from .architectures import ARCHITECTURES
 from .training import accuracy, train
 
@@ -45,21 +45,13 @@ class DemoModel:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise UnknownNameError(
-                "architecture",
-                f"unknown architecture {self.architecture!r}."
-                f"{suggest(str(self.architecture), list(ARCHITECTURES))} Use one of "
-                f"{list(ARCHITECTURES)}",
-            )
-        if self.data not in ("shapes", "clever_hans"):
-            raise ArgumentError(
-                "data", f"data must be 'shapes' or 'clever_hans', got {self.data!r}"
-            )
+        check_choice(self.architecture, "architecture", list(ARCHITECTURES))
+        check_choice(self.data, "data", ("shapes", "clever_hans"))
         if isinstance(self.widths, (int, str)) or not self.widths:
             raise ArgumentError("widths", f"widths must be a non-empty tuple, got {self.widths!r}")
         for name in ("size", "n_train", "n_test", "epochs", "batch_size"):
-            check_positive_int(getattr(self, name), name)
+            check_count(getattr(self, name), name)
+        check_seed(self.seed, none=False)
         check_finite_number(self.lr, "lr", 0.0, inclusive=False, meaning="the learning rate")
 
     def build(self) -> nn.Module:
@@ -79,7 +71,7 @@ class DemoModel:
             ch = clever_hans(0, n_test=self.n_test, size=self.size, seed=self.seed)
             return {"test": ch.test, "test_watermarked": ch.test_watermarked,
                     "test_moved": ch.test_moved}
-        return {"test": shapes(self.n_test, size=self.size, seed=self.seed + 1)}
+        return {"test": shapes(self.n_test, size=self.size, seed=offset_seed(self.seed, 1))}
 
 
 DEMO_MODELS = {
@@ -91,12 +83,7 @@ DEMO_MODELS = {
 
 
 def _spec(name: str) -> DemoModel:
-    if name not in DEMO_MODELS:
-        raise UnknownNameError(
-            "name",
-            f"unknown demo model name={name!r}.{suggest(str(name), list(DEMO_MODELS))} The "
-            f"demo models are {list(DEMO_MODELS)}",
-        )
+    check_choice(name, "name", list(DEMO_MODELS), "the demo models")
     return DEMO_MODELS[name]
 
 

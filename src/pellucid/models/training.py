@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..checks import check_finite_number, check_inputs, check_model, check_positive_int
-from ..data.imageset import ImageSet, check_count
+from ..checks import check_count, check_finite_number, check_inputs, check_model, check_seed
+from ..data.imageset import ImageSet
 from ..errors import ArgumentError, ArgumentTypeError
 from ..guard import eval_mode
 from ..method import private_copy
@@ -37,10 +37,10 @@ def train(model: nn.Module, dataset: ImageSet | Dataset, epochs: int = 5, lr: fl
         )
     if len(dataset) == 0:
         raise ArgumentError("dataset", "dataset is empty; give at least one (input, label)")
-    epochs = check_positive_int(epochs, "epochs", "passes over the data")
+    epochs = check_count(epochs, "epochs", "passes over the data")
     check_finite_number(lr, "lr", 0.0, inclusive=False, meaning="the learning rate")
-    batch_size = check_positive_int(batch_size, "batch_size", "examples per step")
-    seed = check_count(seed, "seed")
+    batch_size = check_count(batch_size, "batch_size", "examples per step")
+    seed = check_seed(seed, none=False)
     losses = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -87,7 +87,7 @@ def predict(model: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
     """
     check_model(model)
     check_inputs(images, "images")
-    batch_size = check_positive_int(batch_size, "batch_size", "images per forward pass")
+    batch_size = check_count(batch_size, "batch_size", "images per forward pass")
     with eval_mode(model):
         return torch.cat([
             model(private_copy(images[i:i + batch_size], model)).argmax(1).cpu()

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..checks import as_tensor
 from ..errors import ArgumentError, ArgumentTypeError
 from ..spatial import sizes_per_dim
 
@@ -75,14 +76,7 @@ def check_group_settings(feature_mask: Any, patch: Any) -> None:
 
 def as_labels(feature_mask: Any) -> Tensor:
     """``feature_mask`` as a tensor of integer group labels (a clear error otherwise)."""
-    try:
-        mask = torch.as_tensor(feature_mask)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise ArgumentTypeError(
-            "feature_mask",
-            f"feature_mask must be a tensor of integer group labels, got a "
-            f"{type(feature_mask).__name__} ({error})",
-        ) from None
+    mask = as_tensor(feature_mask, "feature_mask", "a tensor of integer group labels")
     if mask.is_floating_point() or mask.is_complex() or mask.dtype == torch.bool:
         raise ArgumentTypeError(
             "feature_mask",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .._seeding import offset_seed
 from ..concepts import TCAVResult, tcav, train_cavs
 from ..layers import last_spatial_layer
 from .context import DemoContext
@@ -48,7 +49,7 @@ def watermark_tcav(
     stamped = pool.subset(slice(n_random, None))
     concept = add_watermark(stamped, torch.ones(len(stamped), dtype=torch.bool)).images
     randoms = [pool.images[i * per_set : (i + 1) * per_set] for i in range(random_sets)]
-    test = shapes(per_class * len(classes), size=size, classes=classes, seed=seed + 1)
+    test = shapes(per_class * len(classes), size=size, classes=classes, seed=offset_seed(seed, 1))
     layer = layer or last_spatial_layer(model, pool.images[:2])
     cavs = train_cavs(model, layer, {"watermark": concept}, randoms, split_concepts=True)
     results = {

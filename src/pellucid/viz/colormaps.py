@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import check_bool
 from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from ..registry import suggest
 
@@ -51,8 +52,7 @@ class Colormap:
             raise ArgumentError(
                 "table", f"table must be a uint8 NumPy array (N, 3) with N ≥ 2 colours, got {got}"
             )
-        if not isinstance(self.signed, bool):
-            raise ArgumentTypeError("signed", f"signed must be True or False, got {self.signed!r}")
+        check_bool(self.signed, "signed")
 
 
 def _table(anchors: list[tuple[float, tuple[float, float, float]]]) -> np.ndarray:
@@ -123,8 +123,7 @@ def get_colormap(cmap: str | Colormap, signed: bool | None = None) -> Colormap:
     An unknown name raises :class:`~pellucid.errors.UnknownNameError` (a ``KeyError``) with
     close names.
     """
-    if signed is not None and not isinstance(signed, bool):
-        raise ArgumentTypeError("signed", f"signed must be None, True or False, got {signed!r}")
+    check_bool(signed, "signed", none=True)
     if isinstance(cmap, Colormap):
         found = cmap
     elif not isinstance(cmap, str):

@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checks import check_finite, check_finite_number
-from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
-from ..registry import suggest
+from ..checks import check_bool, check_choice, check_finite, check_finite_number
+from ..errors import ArgumentError, ArgumentTypeError
 from .colormaps import Colormap, get_colormap
 
 #: channel reductions (B, C, H, W) → (B, H, W); only ``sum`` keeps the sign
@@ -66,26 +65,13 @@ def as_tensor(relevance: Any, argument: str = "relevance") -> Tensor:
     return r
 
 
-def _check_reduce(reduce: Any) -> None:
-    if not isinstance(reduce, str):
-        raise ArgumentTypeError(
-            "reduce", f"reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}"
-        )
-    if reduce not in REDUCTIONS:
-        raise UnknownNameError(
-            "reduce",
-            f"unknown channel reduction reduce={reduce!r}.{suggest(reduce, list(REDUCTIONS))} "
-            f"Use one of {', '.join(REDUCTIONS)}",
-        )
-
-
 def reduce_channels(relevance: Any, reduce: str = "sum") -> Tensor:
     """Relevance maps (B, H, W) from a batch (B, C, H, W); (B, H, W) passes through.
 
     ``reduce`` is one of ``sum`` (Σ_c R_c, signed), ``abs_sum`` (Σ_c |R_c|), ``max_abs``
     (max_c |R_c|) or ``l2`` ((Σ_c R_c²)^½).
     """
-    _check_reduce(reduce)
+    check_choice(reduce, "reduce", list(REDUCTIONS), "the channel reduction")
     r = as_tensor(relevance).double()
     if r.ndim == 3:
         return r
@@ -112,8 +98,7 @@ def normalise(maps: Tensor, signed: bool = True, clip_quantile: float = 1.0) -> 
         raise ArgumentError(
             "maps", f"maps must be a tensor (B, H, W), got {got}; see reduce_channels"
         )
-    if not isinstance(signed, bool):
-        raise ArgumentTypeError("signed", f"signed must be True or False, got {signed!r}")
+    check_bool(signed, "signed")
     clip_quantile = check_finite_number(
         clip_quantile, "clip_quantile", 0.0, maximum=1.0, meaning="the quantile of |R| drawn "
         "at full colour, in (0, 1]",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checks import check_finite_number, check_positive_int
+from ..checks import check_count, check_finite_number
 from ..errors import ArgumentError, ArgumentTypeError
 from .heatmap import as_tensor
 
@@ -85,7 +85,7 @@ def overlay(image: Any, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
 
 def upscale(rgb: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour enlargement of (…, H, W, 3) arrays by an integer ``factor``."""
-    factor = check_positive_int(factor, "factor", "the enlargement")
+    factor = check_count(factor, "factor", "the enlargement")
     _check_picture(rgb, "rgb")
     if factor == 1:
         return rgb

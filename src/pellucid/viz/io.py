@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checks import check_finite_number, check_positive_int
+from ..checks import check_count, check_finite_number
 from ..errors import ArgumentError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -71,8 +71,8 @@ def read_image(path: str | Path, size: tuple[int, int] | None = None, channels: 
     if size is not None:
         if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
             raise ArgumentError("size", f"size must be a pair (H, W) or None, got {size!r}")
-        size = (check_positive_int(size[0], "size", "height"),
-                check_positive_int(size[1], "size", "width"))
+        size = (check_count(size[0], "size", "height"),
+                check_count(size[1], "size", "width"))
     if not path.is_file():
         raise ArgumentError("path", f"no image file at path {str(path)!r}")
     try:
