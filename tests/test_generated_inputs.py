@@ -406,16 +406,16 @@ BROKEN_EVALUATE: dict[str, list[tuple[str, Callable[[torch.Tensor, Any], dict[st
         ("a class", lambda x, e: {"metrics": [type(pellucid.metrics.get_metric(
             "complexity.sparseness"))]}),
     ],
-    "explanation_or_method": [
-        ("None", lambda x, e: {"explanation_or_method": None}),
-        ("a typo", lambda x, e: {"explanation_or_method": "gradiant"}),
-        ("a method class", lambda x, e: {"explanation_or_method": type(
+    "attributions": [
+        ("None", lambda x, e: {"attributions": None}),
+        ("a typo", lambda x, e: {"attributions": "gradiant"}),
+        ("a method class", lambda x, e: {"attributions": type(
             pellucid.get_method("gradient"))}),
-        ("wrong spatial shape", lambda x, e: {"explanation_or_method": dataclasses.replace(
+        ("wrong spatial shape", lambda x, e: {"attributions": dataclasses.replace(
             e, attribution=e.attribution[..., :4, :4])}),
-        ("NaN attribution", lambda x, e: {"explanation_or_method": dataclasses.replace(
+        ("NaN attribution", lambda x, e: {"attributions": dataclasses.replace(
             e, attribution=e.attribution * math.nan)}),
-        ("of another batch", lambda x, e: {"explanation_or_method": dataclasses.replace(
+        ("of another batch", lambda x, e: {"attributions": dataclasses.replace(
             e, attribution=e.attribution[:1])}),
     ],
     "masks": [
@@ -447,7 +447,7 @@ def test_every_metric_names_a_broken_argument(metric, case):
     target = torch.tensor([0, 1])
     explanation = pellucid.explain(model, x, target, "gradient")
     call: dict[str, Any] = {"model": model, "inputs": x, "target": target,
-                            "explanation_or_method": explanation, "metrics": [metric],
+                            "attributions": explanation, "metrics": [metric],
                             "masks": _masks(x), **metric_budget(metric)}
     call.update(breaking(x, explanation))
     check_outcome(lambda: evaluate(**call), model, x, {argument}, must_fail=True)

@@ -473,6 +473,41 @@ def test_describe_names_ops_without_rules():
     assert "Epsilon(epsilon=1e-06" in text
 
 
+def test_describe_shows_full_dotted_module_names():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a_convolution_with_a_very_long_name = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return torch.relu(self.a_convolution_with_a_very_long_name(x)) + x
+
+    class Nested(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Sequential(nn.Sequential(Block(), Block()))
+            self.head = nn.Linear(2, 3)
+
+        def forward(self, x):
+            h = self.encoder(x)
+            return self.head(self.head(h.mean((2, 3))).narrow(1, 0, 2))  # head called twice
+
+    model = Nested().eval()
+    composite = Composite({"encoder.0.1.*": Flat()})
+    text = pellucid.lrp.describe(model, composite, torch.randn(1, 2, 4, 4), show=False)
+    header, *rows = text.splitlines()
+    assert header.split() == ["#", "module", "op", "kind", "rule"]
+    start = header.index("module")
+    modules = [row[start:].split()[0] for row in rows]
+    layers = [m for m, row in zip(modules, rows) if " layer " in row]
+    assert layers == ["encoder.0.0.a_convolution_with_a_very_long_name",
+                      "encoder.0.1.a_convolution_with_a_very_long_name", "head", "head#2"]
+    names = dict(model.named_modules())
+    assert all(m.split("#")[0] in names or m == "<model>" for m in modules)
+    assert "Flat" in rows[modules.index("encoder.0.1.a_convolution_with_a_very_long_name")]
+    assert "Flat" not in rows[modules.index("encoder.0.0.a_convolution_with_a_very_long_name")]
+
+
 def test_op_without_rule_raises_naming_op_and_module(snapshot, untouched):
     class Inner(nn.Module):
         def forward(self, x):

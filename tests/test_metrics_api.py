@@ -114,10 +114,10 @@ def test_errors_name_the_problem():
     handmade = Explanation(torch.rand(2, 3, 8, 8), torch.zeros(2, 3), torch.zeros(2).long(), "x")
     with pytest.raises(ArgumentError, match="re-runs the explanation method") as error:
         evaluate(model, x, 0, handmade, "robustness.max_sensitivity")
-    assert error.value.argument == "explanation_or_method"
-    with pytest.raises(ArgumentError, match="explanation_or_method has shape") as error:
+    assert error.value.argument == "method"
+    with pytest.raises(ArgumentError, match=r"\(attributions\) have shape") as error:
         evaluate(model, x[:1], 0, handmade, "complexity.sparseness")
-    assert error.value.argument == "explanation_or_method"
+    assert error.value.argument == "attributions"
 
 
 def test_roar_on_data_whose_class_lives_in_a_known_region():

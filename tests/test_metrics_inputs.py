@@ -244,14 +244,14 @@ def test_a_method_with_a_target_callable_keeps_it():
 
 
 @pytest.mark.parametrize(("explained", "argument", "error"), [
-    (None, "explanation_or_method", ArgumentTypeError),
-    (type(get_method("gradient")), "explanation_or_method", ArgumentTypeError),
-    (3, "explanation_or_method", ArgumentTypeError),
-    ("gradiant", "explanation_or_method", ArgumentError),
+    (None, "attributions", ArgumentTypeError),
+    (type(get_method("gradient")), "attributions", ArgumentTypeError),
+    (3, "attributions", ArgumentTypeError),
+    ("gradiant", "attributions", ArgumentError),
     (Explanation(torch.ones(B, 12), torch.zeros(B, 3), torch.zeros(B).long(), "x"),
-     "explanation_or_method", ArgumentError),
+     "attributions", ArgumentError),
     (Explanation(torch.full((B, 3, 2, 2), float("nan")), torch.zeros(B, 3),
-                 torch.zeros(B).long(), "x"), "explanation_or_method", ArgumentError),
+                 torch.zeros(B).long(), "x"), "attributions", ArgumentError),
 ])
 def test_bad_explanations_and_methods_name_the_argument(explained, argument, error):
     raises(argument, lambda: evaluate(linear(), inputs(), 0, explained, "complexity.sparseness"),

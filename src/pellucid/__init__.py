@@ -8,7 +8,7 @@ torch.Size([5, 4])
 """
 
 from . import attribution as _attribution  # noqa: F401  (registers the methods)
-from . import errors, layers, lrp
+from . import errors, layers, lrp, targets
 from .api import describe_methods, explain, get_method, list_methods
 from .explanation import Explanation
 from .method import Method, register_method
@@ -34,4 +34,5 @@ __all__ = [
     "per_sample",
     "register_method",
     "shared",
+    "targets",
 ]

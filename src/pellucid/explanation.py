@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor
+
+from .saving import Repr, load_fields, save_fields
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -23,6 +31,12 @@ class Explanation:
         target_spec: the target callable when ``target=`` was one (``target`` is then -1),
             else None (the classes are in ``target``). Pass ``target_spec`` if not None,
             else ``target``, to explain or evaluate the same score again.
+        inputs: the inputs that were explained (the method's detached private copy, on the
+            attribution's device), so that :meth:`plot` needs no arguments; None when the
+            explanation was built without them.
+
+    In a notebook an explanation shows itself (:meth:`_repr_png_`, the first
+    :data:`~pellucid.viz.display.NOTEBOOK_SAMPLES` samples); :meth:`plot` draws it all.
     """
 
     attribution: Tensor
@@ -32,8 +46,79 @@ class Explanation:
     settings: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     target_spec: Callable[[Tensor], Tensor] | None = None
+    inputs: Tensor | None = None
 
     def __repr__(self) -> str:
         shape = "×".join(str(s) for s in self.attribution.shape)
         extras = ", ".join(sorted(self.extras)) or "none"
         return f"Explanation(method={self.method!r}, attribution={shape}, extras: {extras})"
+
+    def plot(
+        self,
+        inputs: Tensor | None = None,
+        *,
+        tokens: Sequence[Sequence[str]] | None = None,
+        scale: str | float = "sample",
+        cmap: str = "bwr",
+        reduce: str = "sum",
+        alpha: float = 0.8,
+        clip_quantile: float = 1.0,
+        max_samples: int | None = None,
+    ) -> Figure:
+        """A matplotlib figure of this explanation (needs the ``viz`` extra; no pyplot).
+
+        Images: per sample the input, the heatmap with a colour bar (±s, s = max |R| per
+        sample, or over the batch with ``scale="shared"``) and an overlay of opacity
+        α(x) = ``alpha`` · |R(x)| / s. Sequences (B, L) or tokens (B, L, D), D summed:
+        coloured ``tokens`` (one list of L strings per sample), else heat strips.
+        ``inputs`` overrides the kept :attr:`inputs`. See :func:`pellucid.viz.plot`.
+
+        Example:
+            >>> import tempfile, torch, pellucid
+            >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Flatten(),
+            ...                             torch.nn.Linear(32, 2)).eval()
+            >>> e = pellucid.explain(model, torch.rand(2, 3, 6, 6), 0, method="gradient")
+            >>> e.plot(scale="shared").savefig(tempfile.mkdtemp() + "/explanation.png")
+        """
+        from .viz.display import plot  # display presents the result; viz never imports us
+
+        return plot(
+            self, inputs, tokens=tokens, scale=scale, cmap=cmap, reduce=reduce, alpha=alpha,
+            clip_quantile=clip_quantile, max_samples=max_samples,
+        )
+
+    def _repr_png_(self) -> bytes | None:
+        """PNG of :meth:`plot` for the first few samples (the figure says how many), for
+        notebooks; None without matplotlib or for an attribution that is not drawn."""
+        from .viz.display import notebook_png  # display presents the result
+
+        return notebook_png(self)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save to one ``.safetensors`` file (tensors) with JSON (the rest); the path written.
+
+        Values that cannot be stored (a target callable, a composite object) are saved as
+        their ``repr`` and load back as that string; ``target_spec`` loads back as None
+        (see docs/tasks/saving.md). Nothing is pickled.
+
+        Example:
+            >>> import tempfile, torch, pellucid
+            >>> model = torch.nn.Linear(3, 2).eval()
+            >>> e = pellucid.explain(model, torch.ones(1, 3), 0, method="gradient")
+            >>> path = e.save(tempfile.mkdtemp() + "/e.safetensors")
+            >>> torch.equal(pellucid.Explanation.load(path).attribution, e.attribution)
+            True
+        """
+        return save_fields(path, self)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Explanation:
+        """An explanation saved by :meth:`save`, its tensors on ``device``; never unpickles.
+
+        A target callable was saved as its repr: ``target_spec`` is None and ``target`` -1,
+        so pass the callable again to evaluate the explanation.
+        """
+        fields = load_fields(path, cls, device)
+        if isinstance(fields.get("target_spec"), Repr):
+            fields["target_spec"] = None
+        return cls(**fields)

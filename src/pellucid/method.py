@@ -136,6 +136,9 @@ class Method:
             settings=self.settings(),
             extras=extras,
             target_spec=task.target.fn,
+            # the private copy the method explained (each forward pass copies it again, so
+            # it holds the inputs as they were): kept, not copied, unless devices differ
+            inputs=x.detach().to(inputs.device),
         )
 
 

@@ -8,29 +8,54 @@
 - ``None``: the predicted class (the argmax of the output, summed over spatial positions
   for an output B×C×S…). A model with a single output, shape (B,) or (B, 1) (a
   regressor, a binary logit), has one "class", so ``None`` (or ``0``) explains that value;
-- a callable mapping the model output to one floating score per sample, shape (B,),
-  e.g. ``lambda out: out[:, 3] - out[:, 5]`` (contrastive targets, logit differences). It
-  must keep the autograd graph (no ``.detach()``, ``.item()`` or NumPy round trip).
+- a callable ``f(output) -> (rows,)``, e.g. ``lambda out: out[:, 3] - out[:, 5]``;
+- a callable ``f(output, rows) -> (rows,)`` whose second parameter ``rows`` is the index
+  of the original sample of each row of ``output``. Methods that expand the batch
+  (integration points, noisy or perturbed copies) evaluate the target on many rows per
+  sample, so only this form can use per-sample data:
+  ``lambda out, rows: (out[:, 2] * mask[rows]).sum((1, 2))``;
+- a ready-made target of this module, each such a callable with its settings checked
+  where it is built: :class:`region` (a class summed over a per-sample mask, for
+  segmentation), :class:`logit_difference`, :class:`contrast`, :class:`multilabel` and
+  :class:`output` (one entry of a dict or tuple output, e.g. a detection's score).
+
+A callable must return one floating score per row, keep the autograd graph (no
+``.detach()``, ``.item()`` or NumPy round trip) and be finite. Its form is read once from
+its signature: two required positional parameters, or a second positional parameter named
+``rows``, is the two-parameter form; one required positional parameter is the
+one-parameter form.
 
 Class indices are not wrapped: ``-1`` is an error, not the last class, and a list of one
 class for a batch of several samples is an error, not a broadcast (pass an int for that).
+
+>>> import torch, pellucid
+>>> from pellucid import targets
+>>> model = torch.nn.Conv2d(3, 4, 1).eval()  # a 4-class segmentation model
+>>> x, mask = torch.randn(2, 3, 8, 8), torch.rand(2, 8, 8) > 0.5
+>>> e = pellucid.explain(model, x, targets.region(mask, 2), method="integrated_gradients")
+>>> e.attribution.shape
+torch.Size([2, 3, 8, 8])
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Union
 
 import torch
 from torch import Tensor
 
-from .checks import check_finite, check_per_sample
-from .errors import ArgumentError, ArgumentTypeError, ModelError
+from .checks import as_tensor, check_finite, check_per_sample
+from .errors import ArgumentError, ArgumentTypeError, ModelError, PellucidError
+from .outputs import OutputSelector, select_output
 
-TargetSpec = Union[int, Sequence[int], Tensor, Callable[[Tensor], Tensor], None]
+TargetSpec = Union[int, Sequence[int], Tensor, Callable[..., Tensor], None]
 
 _FORMS = "an int class index, one class per sample (a list or tensor of ints), None, or a callable"
+
+_TWO_FORM = "target=lambda out, rows: (out[:, 2] * mask[rows]).sum((1, 2))"
 
 
 def class_scores(output: Tensor) -> Tensor:
@@ -43,28 +68,155 @@ def class_scores(output: Tensor) -> Tensor:
     return output.flatten(2).sum(-1) if output.ndim > 2 else output
 
 
+def takes_rows(fn: Callable[..., Any]) -> bool:
+    """Whether the target callable ``fn`` takes ``(output, rows)`` rather than ``(output)``.
+
+    Two required positional parameters, or a second positional parameter named ``rows``,
+    is the two-parameter form; a callable whose signature cannot be read (a builtin) gets
+    the output alone. Any other signature is an :class:`ArgumentTypeError` naming ``target``.
+
+    >>> takes_rows(lambda out, rows: out[:, 0]), takes_rows(lambda out: out[:, 0])
+    (True, False)
+    """
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    keyword_only = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    if keyword_only or len(required) > 2 or not (positional or varargs):
+        raise ArgumentTypeError(
+            "target",
+            f"a target callable takes the model output, or the output and rows (the index of "
+            f"each row's original sample); {getattr(fn, '__name__', type(fn).__name__)} has the "
+            f"signature {inspect.signature(fn)}. Give it one parameter "
+            f"(target=lambda out: out[:, 3]) or two ({_TWO_FORM})",
+        )
+    return len(required) == 2 or (len(positional) >= 2 and positional[1].name == "rows")
+
+
+@dataclass(frozen=True, eq=False)
+class RowScores:
+    """A target callable as a function of (output, rows), rows relative to the current batch.
+
+    ``sample[r]`` is the original sample of row r of the current batch (``None``: the rows
+    are the samples). :meth:`take` composes it for an expanded batch (rows of rows, so a
+    wrapper of a wrapper stays right), and ``__call__`` hands the user's callable the
+    original sample of each row when it takes ``rows`` (:func:`takes_rows`). On expanded
+    rows (``what`` set), a callable that fails raises a
+    :class:`~pellucid.errors.ModelError` saying what it received.
+    """
+
+    fn: Callable[..., Tensor]
+    with_rows: bool
+    sample: Tensor | None = None
+    samples: int | None = None
+    what: str | None = None
+
+    @classmethod
+    def of(cls, fn: Callable[..., Tensor]) -> RowScores:
+        """``fn`` as row scores on its own batch; a :class:`RowScores` is kept as it is."""
+        return fn if isinstance(fn, RowScores) else cls(fn, takes_rows(fn))
+
+    def take(self, index: Tensor, what: str | None = None, samples: int | None = None) -> RowScores:
+        """The scores for rows ``index`` of the current batch; ``samples`` is its size."""
+        if self.sample is None:
+            sample, samples = index, samples if samples is not None else int(index.max()) + 1
+        else:
+            sample, samples = self.sample[index.to(self.sample.device)], self.samples
+        return replace(self, sample=sample, samples=samples, what=what or self.what)
+
+    def __call__(self, output: Tensor, rows: Tensor | None = None) -> Any:
+        rows = _rows(output, rows)
+        original = rows if self.sample is None else self.sample[rows.to(self.sample.device)]
+        if self.what is None:
+            return self._apply(output, original)
+        n = output.shape[0]
+        try:
+            value = self._apply(output, original)
+        except PellucidError:
+            raise
+        except Exception as error:  # the user's callable: say what it was given
+            problem, cause = f"raised {type(error).__name__}: {error}", error
+        else:
+            if isinstance(value, Tensor) and value.shape == (n,):
+                return value
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            problem, cause = f"returned {got} instead of ({n},)", None
+        raise ModelError("target", self._explained(problem, n)) from cause
+
+    def _apply(self, output: Tensor, original: Tensor) -> Any:
+        return self.fn(output, original) if self.with_rows else self.fn(output)
+
+    def _explained(self, problem: str, n: int) -> str:
+        received = (
+            f"It is evaluated on {self.what}: it receives the model output of {n} rows (a "
+            f"chunk of the {self.what} of the {self.samples} samples, any number of rows per "
+            "sample)"
+        )
+        if self.with_rows:
+            return (
+                f"the target callable {problem}. {received} and rows, the index in "
+                f"0..{self.samples - 1} of each row's original sample, shape ({n},); it must "
+                "return one score per row: index per-sample tensors with rows "
+                "(mask[rows]), never with the row position"
+            )
+        return (
+            f"the target callable {problem}. {received}, not one row per sample, and must "
+            f"return one score per row. A callable that indexes per-sample tensors of shape "
+            f"({self.samples},) cannot work here: give it a second parameter, the index of "
+            f"each row's sample ({_TWO_FORM}), use a ready-made target of pellucid.targets, "
+            "or pass class indices target=<tensor (B,)>, which follow the rows"
+        )
+
+    def __repr__(self) -> str:
+        return f"RowScores({self.fn!r})" if self.sample is None else (
+            f"RowScores({self.fn!r}, {len(self.sample)} rows of {self.samples} samples)"
+        )
+
+
+def _rows(output: Tensor, rows: Tensor | None) -> Tensor:
+    """``rows`` as given, or every row of ``output`` in order."""
+    return torch.arange(output.shape[0], device=output.device) if rows is None else rows
+
+
 @dataclass(frozen=True, eq=False)
 class Target:
     """A resolved target for a batch of rows: class indices (rows,) or a score function.
 
     For an output of more than two dimensions (e.g. segmentation, B×C×H×W), a class
     target scores the sum of that class's channel; for an output (B,), class 0 is the
-    output itself.
+    output itself. A score function is kept as :class:`RowScores`, which knows the
+    original sample of each row.
     """
 
     classes: Tensor | None = None
-    fn: Callable[[Tensor], Tensor] | None = None
+    #: the score function as given (the user's callable), or the :class:`RowScores` of a
+    #: taken task: either resolves to this target again
+    fn: Callable[..., Tensor] | None = None
+    #: ``fn`` as a function of (output, rows)
+    scorer: RowScores | None = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.fn is not None:
+            object.__setattr__(self, "scorer", RowScores.of(self.fn))
 
     def score(self, output: Tensor) -> Tensor:
         """One score per row of ``output``."""
-        if self.fn is not None:
-            return _checked_scores(self.fn(output), output)
+        if self.scorer is not None:
+            return _checked_scores(self.scorer(output), output)
         assert self.classes is not None
         rows = torch.arange(output.shape[0], device=output.device)
         return class_scores(output)[rows, self.classes.to(output.device)]
 
-    def take(self, index: Tensor) -> Target:
-        """The target for rows ``index`` of this batch (for expanded batches)."""
+    def take(self, index: Tensor, what: str | None = None, samples: int | None = None) -> Target:
+        """The target for rows ``index`` of this batch (for expanded batches): classes
+        follow the rows, a score function learns their samples (``what`` they are, of how
+        many ``samples``)."""
+        if self.scorer is not None:
+            return Target(fn=self.scorer.take(index, what, samples))
         if self.classes is None:
             return self
         return Target(classes=self.classes[index.to(self.classes.device)])
@@ -104,6 +256,8 @@ def _checked_scores(scores: object, output: Tensor) -> Tensor:
 def resolve_target(spec: TargetSpec, output: Tensor) -> Target:
     """Check ``spec`` against the model output of the batch and resolve it."""
     if callable(spec) and not isinstance(spec, (Tensor, type)):
+        if isinstance(spec, _Ready):
+            spec.check(output)
         target = Target(fn=spec)
         target.score(output)
         return target
@@ -132,37 +286,453 @@ def resolve_target(spec: TargetSpec, output: Tensor) -> Target:
     return Target(classes=classes)
 
 
-def _class_indices(spec: object, device: torch.device) -> Tensor:
-    """``spec`` as a LongTensor of class indices: 0-d for one class, else its shape."""
+def split_selection(spec: TargetSpec, select: OutputSelector) -> tuple[OutputSelector, TargetSpec]:
+    """(the output selector, the target) for ``target=output(key, then)``: ``output=key``
+    with ``target=then``, so that both are checked as when given that way; other targets
+    are returned unchanged."""
+    if not isinstance(spec, output):
+        return select, spec
+    if select is not None:
+        raise ArgumentError(
+            "output",
+            f"output={select!r} and target={spec!r} both select the model output to "
+            f"explain; give the selection once: drop output= (or use target={spec.then!r})",
+        )
+    return spec.key, spec.then
+
+
+def _class_indices(spec: object, device: torch.device | str, name: str = "target") -> Tensor:
+    """``spec`` as a LongTensor of class indices: 0-d for one class, else its shape.
+
+    ``name`` is the argument that holds them (``target``, or a ready-made target's setting).
+    """
     if isinstance(spec, (bool, str, bytes, float, complex, type)) or spec is Ellipsis:
         shown = f"the class {spec.__name__}" if isinstance(spec, type) else repr(spec)
-        raise ArgumentTypeError("target", f"target must be {_FORMS}; got {shown}")
+        raise ArgumentTypeError(name, f"{name} must be {_FORMS}; got {shown}")
     if isinstance(spec, int):
         if not 0 <= spec < 2**63:
             raise ArgumentError(
-                "target",
-                f"target {spec} is not a class index: use an int ≥ 0 (or None); negative "
+                name,
+                f"{name} {spec} is not a class index: use an int ≥ 0 (or None); negative "
                 "indices are not wrapped (-1 is not the last class)",
             )
         return torch.tensor(spec, device=device)
     if isinstance(spec, Tensor) and spec.is_meta:
-        raise ArgumentError("target", "target is a meta tensor with no values; pass real indices")
+        raise ArgumentError(name, f"{name} is a meta tensor with no values; pass real indices")
     try:
         classes = torch.as_tensor(spec)
     except (TypeError, ValueError, RuntimeError, OverflowError) as err:
         if "overflow" in str(err).lower():
             raise ArgumentError(
-                "target", "target holds an int too large for a class index; use ints ≥ 0"
+                name, f"{name} holds an int too large for a class index; use ints ≥ 0"
             ) from None
         raise ArgumentTypeError(
-            "target", f"target must be {_FORMS}; cannot read {type(spec).__name__} ({err})"
+            name, f"{name} must be {_FORMS}; cannot read {type(spec).__name__} ({err})"
         ) from None
     if classes.numel() == 0:
-        raise ArgumentError("target", f"target is empty; it must be {_FORMS}")
+        raise ArgumentError(name, f"{name} is empty; it must be {_FORMS}")
     if classes.dtype == torch.bool or classes.is_floating_point() or classes.is_complex():
         raise ArgumentTypeError(
-            "target",
-            f"target must hold class indices (integers), got dtype {classes.dtype}; "
+            name,
+            f"{name} must hold class indices (integers), got dtype {classes.dtype}; "
             "for a score per sample pass a callable",
         )
     return classes.to(device=device, dtype=torch.long)
+
+
+# --------------------------------------------------------------------------- ready-made targets
+
+
+def _indices(value: Any, name: str) -> Tensor:
+    """One class index (0-d) or one per sample (B,), each ≥ 0, on the CPU."""
+    classes = _class_indices(value, "cpu", name)
+    if classes.ndim > 1:
+        raise ArgumentError(
+            name, f"{name} has shape {tuple(classes.shape)}; give an int or one int per sample"
+        )
+    if bool((classes < 0).any()):
+        raise ArgumentError(
+            name, f"{name} holds {int(classes.min())}; class indices are ints ≥ 0 (not wrapped)"
+        )
+    return classes
+
+
+def _pick(scores: Tensor, index: Tensor, rows: Tensor, name: str) -> Tensor:
+    """``scores[r, index]`` (one index) or ``scores[r, index[rows[r]]]`` (one per sample)."""
+    chosen = index.expand(len(rows)) if index.ndim == 0 else _per_row(index, rows)
+    chosen = chosen.to(scores.device)
+    if bool((chosen >= scores.shape[1]).any()):
+        raise ArgumentError(
+            "target",
+            f"{name}={int(chosen.max())} of the target is out of range for a model output "
+            f"with {scores.shape[1]} classes (shape {tuple(scores.shape)}); use 0..."
+            f"{scores.shape[1] - 1}",
+        )
+    return scores[torch.arange(len(rows), device=scores.device), chosen]
+
+
+def _per_row(values: Tensor, rows: Tensor) -> Tensor:
+    """The per-sample ``values`` of each row's sample."""
+    return values[rows.to(values.device)]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Tensor):
+        if value.numel() <= 8:
+            return repr(value.tolist() if value.ndim else value.item())
+        return f"<{str(value.dtype).removeprefix('torch.')} tensor {tuple(value.shape)}>"
+    return repr(value)
+
+
+class _Ready:
+    """A ready-made target: a frozen dataclass called as ``target(output, rows=None)``.
+
+    ``check(output)`` (called once on the first forward pass) compares its per-sample
+    values with the batch; ``_samples(output)`` says how many samples they hold (None when
+    they are shared).
+    """
+
+    def _samples(self, output: Tensor) -> int | None:
+        return None
+
+    def check(self, output: Tensor) -> None:
+        """Its per-sample values must hold exactly one entry per sample of the batch."""
+        n = self._samples(output)
+        if n is not None and n != output.shape[0]:
+            raise ArgumentError(
+                "target",
+                f"target={self!r} holds values for {n} samples but the batch has "
+                f"{output.shape[0]}; give one per sample (or a single shared value)",
+            )
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f}={_shown(getattr(self, f))}" for f in self.__dataclass_fields__
+            if self.__dataclass_fields__[f].repr
+        )
+        return f"{type(self).__name__}({shown})"
+
+
+def _sample_count(values: dict[str, Tensor], argument: str = "target") -> int | None:
+    """The number of samples of the per-sample (1-D) values among ``values`` (by name)."""
+    counts = {name: len(v) for name, v in values.items() if v.ndim == 1}
+    if len(set(counts.values())) > 1:
+        raise ArgumentError(
+            argument,
+            f"{argument}: the per-sample values {counts} (name: samples) differ in length; "
+            "give each one entry per sample",
+        )
+    return next(iter(counts.values())) if counts else None
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class region(_Ready):
+    """The score of class ``cls`` summed over a region: Σₚ mask[b, p] · out[b, cls, p].
+
+    For segmentation outputs (B, C, H, W) and sequence outputs (B, C, L). ``mask`` is one
+    per sample (B, H, W) or (B, 1, H, W), or one shared by the batch (H, W); bool, or
+    float weights. ``cls`` is a class index or one per sample. Each row uses the mask of
+    its own sample, whatever method expands the batch.
+
+    >>> import torch, pellucid
+    >>> model = torch.nn.Conv2d(3, 4, 1).eval()
+    >>> mask = torch.zeros(2, 8, 8, dtype=torch.bool); mask[:, 2:5, 2:5] = True
+    >>> target = pellucid.targets.region(mask, cls=1)
+    >>> e = pellucid.explain(model, torch.randn(2, 3, 8, 8), target, method="gradient")
+    >>> bool((e.attribution[:, :, 0, 0] == 0).all())  # outside the region: no gradient
+    True
+    """
+
+    mask: Any
+    cls: Any
+
+    def __post_init__(self) -> None:
+        mask = as_tensor(self.mask, "mask", "a bool or float mask (B, H, W), (B, 1, H, W) or "
+                         "(H, W)")
+        if mask.is_complex() or mask.ndim == 0 or mask.numel() == 0:
+            raise ArgumentError(
+                "mask",
+                f"mask must be a non-empty real mask with at least one dimension (B, H, W), "
+                f"(B, 1, H, W) or (H, W); got dtype {mask.dtype} and shape {tuple(mask.shape)}",
+            )
+        check_finite(mask, "mask", fix="give finite weights (or a bool mask)")
+        object.__setattr__(self, "mask", mask)
+        object.__setattr__(self, "cls", _indices(self.cls, "cls"))
+
+    def _weights(self, output: Tensor) -> tuple[Tensor, bool]:
+        """The mask as (samples or 1, *positions), and whether it is per sample."""
+        mask, positions = self.mask, output.shape[2:]
+        if output.ndim < 3:
+            raise ArgumentError(
+                "target",
+                f"target={self!r} sums a class over positions, but the model output has shape "
+                f"{tuple(output.shape)}, no positions; it needs an output (B, C, H, W) or "
+                "(B, C, L) (or use target=<class> for one score per class)",
+            )
+        if mask.shape == positions:
+            return mask.unsqueeze(0), False
+        if mask.ndim == len(positions) + 1 and mask.shape[1:] == positions:
+            return mask, True
+        if mask.ndim == len(positions) + 2 and mask.shape[1] == 1 and mask.shape[2:] == positions:
+            return mask[:, 0], True
+        shape = tuple(positions)
+        raise ArgumentError(
+            "target",
+            f"target={self!r}: the mask has shape {tuple(mask.shape)}, which does not match the "
+            f"model output {tuple(output.shape)}; give a mask (B, *{shape}), (B, 1, *{shape}) "
+            f"or {shape} shared by the batch",
+        )
+
+    def _samples(self, output: Tensor) -> int | None:
+        weights, per_sample = self._weights(output)
+        n = _sample_count({"cls": self.cls})
+        if per_sample and n is not None and n != len(weights):
+            raise ArgumentError(
+                "cls", f"target={self!r} has a mask for {len(weights)} samples but cls for {n}; "
+                "give both one entry per sample",
+            )
+        return len(weights) if per_sample else n
+
+    def __call__(self, output: Tensor, rows: Tensor | None = None) -> Tensor:
+        rows = _rows(output, rows)
+        weights, per_sample = self._weights(output)
+        if per_sample:
+            weights = _per_row(weights, rows)
+        picked = _pick(output, self.cls, rows, "cls")
+        return (picked * weights.to(picked)).flatten(1).sum(1)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class logit_difference(_Ready):
+    """The difference of two class scores: out[b, a] − out[b, b].
+
+    ``a`` and ``b`` are class indices, or one per sample. The score of a class of an output
+    with positions (B, C, H, W) is its sum over them, as for ``target=<class>``.
+
+    >>> import torch, pellucid
+    >>> model = torch.nn.Linear(4, 3, bias=False).eval()
+    >>> e = pellucid.explain(model, torch.ones(1, 4), pellucid.targets.logit_difference(0, 2),
+    ...                      method="gradient")
+    >>> torch.allclose(e.attribution[0], model.weight[0] - model.weight[2])
+    True
+    """
+
+    a: Any
+    b: Any
+
+    def __post_init__(self) -> None:
+        a, b = _indices(self.a, "a"), _indices(self.b, "b")
+        _sample_count({"a": a, "b": b}, "b")
+        if bool((a == b).any()):
+            raise ArgumentError(
+                "b", f"a={_shown(a)} and b={_shown(b)} name the same class, whose difference is "
+                "0 for every input; give two different classes",
+            )
+        object.__setattr__(self, "a", a)
+        object.__setattr__(self, "b", b)
+
+    def _samples(self, output: Tensor) -> int | None:
+        return _sample_count({"a": self.a, "b": self.b})
+
+    def __call__(self, output: Tensor, rows: Tensor | None = None) -> Tensor:
+        rows, scores = _rows(output, rows), class_scores(output)
+        return _pick(scores, self.a, rows, "a") - _pick(scores, self.b, rows, "b")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class contrast(_Ready):
+    """A class against the others: out[b, cls] − (1/|O|) Σ_{j∈O} out[b, j].
+
+    ``others`` O (shared by the batch) defaults to every class but ``cls``. This is the
+    contrastive target of Gu, Yang and Tresp (2018, "Understanding individual decisions of
+    CNNs via contrastive backpropagation", ACCV; CLRP's dual class made of the other
+    classes' mean): it explains what speaks for ``cls`` more than for the others, not what
+    raises every score alike.
+
+    >>> import torch, pellucid
+    >>> model = torch.nn.Linear(4, 3, bias=False).eval()
+    >>> e = pellucid.explain(model, torch.ones(1, 4), pellucid.targets.contrast(0),
+    ...                      method="gradient")
+    >>> w = model.weight
+    >>> torch.allclose(e.attribution[0], w[0] - (w[1] + w[2]) / 2)
+    True
+    """
+
+    cls: Any
+    others: Any = None
+
+    def __post_init__(self) -> None:
+        cls = _indices(self.cls, "cls")
+        object.__setattr__(self, "cls", cls)
+        if self.others is None:
+            return
+        others = _indices(self.others, "others").reshape(-1)
+        if len(others.unique()) != len(others):
+            raise ArgumentError(
+                "others", f"others={_shown(others)} repeats a class; list each once"
+            )
+        if bool(torch.isin(cls, others).any()):
+            raise ArgumentError(
+                "others", f"others={_shown(others)} contains cls={_shown(cls)}; the contrast "
+                "is against the other classes, so leave cls out of others",
+            )
+        object.__setattr__(self, "others", others)
+
+    def _samples(self, output: Tensor) -> int | None:
+        return _sample_count({"cls": self.cls})
+
+    def __call__(self, output: Tensor, rows: Tensor | None = None) -> Tensor:
+        rows, scores = _rows(output, rows), class_scores(output)
+        chosen = _pick(scores, self.cls, rows, "cls")
+        n = scores.shape[1]
+        if self.others is None:
+            if n < 2:
+                raise ArgumentError(
+                    "target",
+                    f"target={self!r} contrasts a class with the others, but the model has "
+                    f"{n} output; use target=None for a one-output model",
+                )
+            return chosen - (scores.sum(1) - chosen) / (n - 1)
+        if int(self.others.max()) >= n:
+            raise ArgumentError(
+                "target",
+                f"target={self!r}: others holds class {int(self.others.max())}, out of range "
+                f"for a model output with {n} classes; use 0..{n - 1}",
+            )
+        return chosen - scores[:, self.others.to(scores.device)].mean(1)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class multilabel(_Ready):
+    """The sum of the scores of a sample's positive labels: Σ_c labels[b, c] · out[b, c].
+
+    ``labels`` is a multi-hot tensor or array (B, C) of 0/1 (bool or numbers), or a list of
+    index lists, one per sample (``[[0, 3], [2]]``); a nested list is always read as index
+    lists.
+
+    >>> import torch, pellucid
+    >>> model = torch.nn.Linear(4, 3, bias=False).eval()
+    >>> target = pellucid.targets.multilabel([[0, 2]])
+    >>> e = pellucid.explain(model, torch.ones(1, 4), target, method="gradient")
+    >>> torch.allclose(e.attribution[0], model.weight[0] + model.weight[2])
+    True
+    """
+
+    labels: Any
+    hot: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        labels = self.labels
+        if isinstance(labels, Sequence) and not isinstance(labels, (str, bytes)) and all(
+            isinstance(row, Sequence) and not isinstance(row, (str, bytes)) for row in labels
+        ) and len(labels) > 0:
+            hot = self._from_lists(labels)
+        else:
+            hot = as_tensor(labels, "labels", "a multi-hot tensor (B, C) or a list of index lists")
+            if hot.ndim != 2 or hot.numel() == 0 or hot.is_complex():
+                raise ArgumentError(
+                    "labels",
+                    f"labels must be a multi-hot tensor (B, C) of 0/1, got shape "
+                    f"{tuple(hot.shape)} and dtype {hot.dtype}; or give a list of index lists",
+                )
+            if not bool(((hot == 0) | (hot == 1)).all()):
+                raise ArgumentError(
+                    "labels", "labels must hold only 0 and 1 (a multi-hot tensor); for class "
+                    "indices give a list of index lists such as [[0, 3], [2]]",
+                )
+        object.__setattr__(self, "hot", hot.float())
+
+    @staticmethod
+    def _from_lists(lists: Sequence[Sequence[Any]]) -> Tensor:
+        rows = [_indices(list(row), "labels") if len(row) else torch.zeros(0, dtype=torch.long)
+                for row in lists]
+        for i, row in enumerate(rows):
+            if len(row.unique()) != len(row):
+                raise ArgumentError(
+                    "labels", f"labels[{i}]={row.tolist()} repeats a class; list each once (a "
+                    "multi-hot 0/1 row must be a tensor or array, not a list)",
+                )
+        width = max((int(r.max()) + 1 for r in rows if len(r)), default=1)
+        hot = torch.zeros(len(rows), width)
+        for i, row in enumerate(rows):  # building the setting once, not a per-sample loop of a call
+            hot[i, row] = 1.0
+        return hot
+
+    def _samples(self, output: Tensor) -> int | None:
+        return len(self.hot)
+
+    def __call__(self, output: Tensor, rows: Tensor | None = None) -> Tensor:
+        rows, scores = _rows(output, rows), class_scores(output)
+        hot = self.hot
+        if hot.shape[1] > scores.shape[1] or (
+            hot.shape[1] < scores.shape[1] and not isinstance(self.labels, Sequence)
+        ):
+            raise ArgumentError(
+                "target",
+                f"target={self!r} has labels for {hot.shape[1]} classes but the model output "
+                f"has {scores.shape[1]} (shape {tuple(output.shape)}); give one column per class",
+            )
+        hot = torch.nn.functional.pad(hot, (0, scores.shape[1] - hot.shape[1]))
+        return (scores * _per_row(hot, rows).to(scores)).sum(1)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class output(_Ready):
+    """One entry of a dict, tuple or object output, then a score of it.
+
+    ``output(key, then)`` explains ``then`` on ``out[key]``; it is the same as passing
+    ``output=key, target=then`` (the selection goes through the one ``output=`` selector,
+    :func:`pellucid.outputs.select_output`). ``then`` is ``None`` (a one-value output, or
+    the predicted class), an index (one detection, one class) or one per sample, or another
+    target callable (e.g. :class:`region` on a mask output).
+
+    >>> import torch, pellucid
+    >>> class Detector(torch.nn.Module):  # detection-style dict output
+    ...     def forward(self, x):
+    ...         return {"boxes": x[:, :4].unsqueeze(1), "scores": x.sigmoid()}
+    >>> target = pellucid.targets.output("scores", 0)  # the score of detection 0
+    >>> e = pellucid.explain(Detector().eval(), torch.zeros(2, 5), target, method="gradient")
+    >>> e.attribution[:, 0].tolist()  # σ'(0) = 1/4
+    [0.25, 0.25]
+    """
+
+    key: OutputSelector
+    then: Any = None
+
+    def __post_init__(self) -> None:
+        key = self.key
+        readable = callable(key) or isinstance(key, (int, str))
+        if isinstance(key, bool) or key is None or not readable:
+            raise ArgumentTypeError(
+                "key", f"key must be an int index, a str key or attribute, or a callable on the "
+                f"model's return value; got {key!r}",
+            )
+        then = self.then
+        if isinstance(then, output):
+            raise ArgumentTypeError(
+                "then", "then cannot be another output(...): select nested entries with a "
+                "callable key, e.g. output(lambda out: out['a']['b'])",
+            )
+        if callable(then) and not isinstance(then, (Tensor, type)):
+            takes_rows(then)
+        elif then is not None:
+            object.__setattr__(self, "then", _indices(then, "then"))
+
+    def _samples(self, output: Tensor) -> int | None:
+        return _sample_count({"then": self.then}) if isinstance(self.then, Tensor) else None
+
+    def __call__(self, output: Any, rows: Tensor | None = None) -> Tensor:
+        picked = select_output(output, self.key)
+        rows, then = _rows(picked, rows), self.then
+        if isinstance(then, Tensor):
+            return _pick(class_scores(picked), then, rows, "then")
+        if then is not None:
+            return RowScores.of(then)(picked, rows)
+        scores = class_scores(picked)
+        if scores.shape[1] != 1:
+            raise ArgumentError(
+                "then",
+                f"target={self!r} selects an output of shape {tuple(picked.shape)}; give then= "
+                "the index to explain (one value per sample is needed)",
+            )
+        return scores[:, 0]

@@ -26,7 +26,8 @@ from .checks import check_output
 from .errors import ArgumentError, ArgumentTypeError, ModelError, UnknownNameError
 from .outputs import OutputSelector, select_output
 from .registry import suggest
-from .targets import Target, TargetSpec, resolve_target
+from .targets import RowScores as RowScores
+from .targets import Target, TargetSpec, resolve_target, split_selection
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,9 +139,11 @@ class Task:
     ) -> Task:
         """The task for the private inputs ``x``, its target resolved on a first forward pass.
 
+        ``target=pellucid.targets.output(key, then)`` is ``select=key, target=then``.
         ``first_pass(task, x)`` makes that pass (default: the selected output without
         gradients); it is kept as ``first_forward`` so that later steps can reuse it.
         """
+        select, target = split_selection(target, select)
         unresolved = cls(model, Target(), select, model_kwargs, x.shape[0])
         if first_pass is None:
             with torch.no_grad():
@@ -188,59 +191,21 @@ class Task:
     def take(self, index: Tensor, what: str = EXPANDED) -> Task:
         """The task for rows ``index`` of this batch (with repetition).
 
-        ``what`` says what the rows are (e.g. ``"integration points"``) for the error of a
-        target callable that fails on them (:class:`RowScores`).
+        Per-sample model arguments and class targets follow the rows; a target callable
+        learns the original sample of each row (:class:`~pellucid.targets.RowScores`
+        composes ``index`` with the rows this task already stands for, so a task taken
+        from a taken task still maps to the samples of the call). ``what`` says what the
+        rows are (e.g. ``"integration points"``) for the error of a target callable that
+        fails on them.
         """
         names = self.per_sample or frozenset()
         kwargs = {
             k: v[index.to(v.device)] if k in names else v for k, v in self.model_kwargs.items()
         }
-        target = self.target
-        if target is not None and target.fn is not None:
-            fn = target.fn
-            samples = fn.samples if isinstance(fn, RowScores) else self.rows
-            target = Target(fn=RowScores(getattr(fn, "fn", fn), samples, what))
-        elif target is not None:
-            target = target.take(index)
         return replace(
-            self, target=target, model_kwargs=kwargs, rows=len(index), first_forward=None
+            self, target=self.target.take(index, what, self.rows), model_kwargs=kwargs,
+            rows=len(index), first_forward=None,
         )
-
-
-@dataclass(frozen=True)
-class RowScores:
-    """A target callable evaluated on the rows of ``Task.take``, whose failure there says so.
-
-    The callable is given the model output of those rows (a chunk of the ``what`` of the
-    ``samples`` samples, any number of rows per sample), not one row per sample; one that
-    indexes per-sample tensors of shape (samples,) cannot work there, and the
-    :class:`~pellucid.errors.ModelError` says what it received.
-    """
-
-    fn: Callable[[Tensor], Tensor]
-    samples: int
-    what: str
-
-    def __call__(self, output: Tensor) -> Any:
-        rows = output.shape[0]
-        try:
-            value = self.fn(output)
-        except Exception as error:  # the user's callable: say what it was given
-            problem, cause = f"raised {type(error).__name__}: {error}", error
-        else:
-            if isinstance(value, Tensor) and value.shape == (rows,):
-                return value
-            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            problem, cause = f"returned {got} instead of ({rows},)", None
-        raise ModelError(
-            "target",
-            f"the target callable {problem}. It is evaluated on {self.what}: it receives the "
-            f"model output of {rows} rows (a chunk of the {self.what} of the {self.samples} "
-            "samples, any number of rows per sample), not one row per sample, and must return "
-            f"one score per row. A callable that indexes per-sample tensors of shape "
-            f"({self.samples},) cannot work here: compute what it needs from the output rows "
-            "themselves, or pass class indices target=<tensor (B,)>, which follow the rows",
-        ) from cause
 
 
 _NO_GRAPH = (

@@ -22,8 +22,11 @@ def describe(model: nn.Module, composite: Composite | None, example_input: Tenso
              show: bool = True) -> str:
     """Print (and return) one line per recorded op: index, module, op, kind, rule.
 
-    Ops that relevance can reach but that have no rule are marked ``NO RULE``; folded
-    BatchNorms are marked as such. ``composite=None`` shows the defaults of the LRP methods.
+    The module is the full dotted name from ``model.named_modules()`` (``layer1.0.conv2``;
+    ``name#2`` for a module's second call; ``<model>`` for calls in the model's own
+    ``forward``), never shortened: the columns are as wide as their longest entry. Ops that
+    relevance can reach but that have no rule are marked ``NO RULE``; folded BatchNorms are
+    marked as such. ``composite=None`` shows the defaults of the LRP methods.
     """
     resolved = RELEVANCE if composite is None else composite.over(RELEVANCE)
     kwargs = dict(model_kwargs or {})
@@ -34,16 +37,23 @@ def describe(model: nn.Module, composite: Composite | None, example_input: Tenso
         )
         plan = build_plan(recorder, resolved, model, weights=WEIGHT_CACHE)
     reached = _reachable(plan, recorder.source_of(out))
-    lines = [f"{'#':>4}  {'module':<32} {'op':<22} {'kind':<10} rule"]
-    for op in plan.ops[1:]:
-        lines.append(
-            f"{op.node.index:>4}  {op.label[:32]:<32} {op.node.name[:22]:<22} {op.kind:<10} "
-            f"{_rule_text(plan, op, op.node.index in reached)}"
-        )
-    text = "\n".join(lines)
+    rows = [(str(op.node.index), op.label, op.node.name, op.kind,
+             _rule_text(plan, op, op.node.index in reached)) for op in plan.ops[1:]]
+    text = _table(("#", "module", "op", "kind", "rule"), rows)
     if show:
         print(text)
     return text
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Columns as wide as their longest entry (the index right-aligned, the last unpadded)."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [row[0].rjust(widths[0])] + [c.ljust(w) for c, w in zip(row[1:-1], widths[1:])]
+        return "  ".join([*cells, row[-1]])
+
+    return "\n".join(line(row) for row in [header, *rows])
 
 
 def _rule_text(plan: Plan, op: Op, reached: bool) -> str:

@@ -24,11 +24,13 @@ from .base import (
     register_metric,
 )
 from .evaluate import evaluate
+from .external import CallableMethod
 from .harness import Table, benchmark
 from .random_attribution import RandomAttribution
 
 __all__ = [
     "METRICS",
+    "CallableMethod",
     "Case",
     "Metric",
     "MetricResult",

@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
+import os
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -24,6 +26,7 @@ from ..batching import expanded_rows, row_chunks
 from ..errors import ArgumentError
 from ..method import Method
 from ..registry import Registry
+from ..saving import load_fields, save_fields
 from ..targets import Target, TargetSpec
 from ..task import Forward, Task
 
@@ -134,6 +137,27 @@ class MetricResult:
         undefined = f", {self.nan_count} of {len(self.scores)} NaN" if self.nan_count else ""
         return f"MetricResult({self.name}: {self.mean:.4g} ± {self.std:.3g} {arrow}{undefined})"
 
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save to one ``.safetensors`` file (scores, curves, tensors) with JSON (the rest).
+
+        Settings that cannot be stored (a ``train_fn``, a method object) are saved as their
+        ``repr`` and load back as that string (see docs/tasks/saving.md).
+
+        Example:
+            >>> import tempfile, torch
+            >>> scores = torch.tensor([0.25, float("nan")])
+            >>> r = MetricResult("faithfulness.deletion", scores, "lower")
+            >>> path = r.save(tempfile.mkdtemp() + "/r.safetensors")
+            >>> MetricResult.load(path).nan_count
+            1
+        """
+        return save_fields(path, self)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> MetricResult:
+        """A result saved by :meth:`save`, its tensors on ``device``; never unpickles."""
+        return cls(**load_fields(path, cls, device))
+
 
 def _std(values: Tensor) -> float:
     return float(values.std()) if values.numel() > 1 else (0.0 if values.numel() else math.nan)
@@ -205,10 +229,13 @@ class Case:
         """
         if self.method is None:
             raise ArgumentError(
-                "explanation_or_method",
-                f"{metric} re-runs the explanation method; pass explanation_or_method= a "
-                "method name or a Method object (not an Explanation whose method is not "
-                "registered)",
+                "method",
+                f"{metric} re-runs the explanation method, which attributions made elsewhere "
+                "(a tensor, an array, an Explanation of an unregistered method) do not carry; "
+                "pass method= a registered name (method='integrated_gradients'), a Method "
+                "object, or a callable (model, x, target) -> attributions, e.g. "
+                "method=lambda m, x, t: IntegratedGradients(m).attribute(x, target=t) with "
+                "Captum",
             )
         parts = []
         for rows in row_chunks(len(x), batch_size, x.device):
@@ -249,6 +276,13 @@ class Case:
             )
         return classes.to(self.forward.inputs.device)
 
+    @property
+    def one_output(self) -> bool:
+        """Whether the model gives one value per sample, (B,) or (B, 1, …): a regressor or a
+        single logit, with no classes to compare."""
+        out = self.forward.output
+        return out.ndim == 1 or out.shape[1] == 1
+
     def probability(self, setting: bool | None, metric: str) -> bool:
         """Whether ``metric`` scores softmax probabilities, for its ``probability`` setting.
 
@@ -259,13 +293,12 @@ class Case:
         target callable. ``True`` on a one-output model is an error.
         """
         out = self.forward.output
-        classes = out.ndim >= 2 and out.shape[1] > 1
         if setting is None:
-            if not classes or self.task.target.classes is None:
+            if self.one_output or self.task.target.classes is None:
                 return False
             sums = out.sum(1)
             return not (bool((out >= 0).all()) and torch.allclose(sums, torch.ones_like(sums)))
-        if setting and not classes:
+        if setting and self.one_output:
             raise ArgumentError(
                 "probability",
                 f"{metric}: probability=True scores the softmax over the classes, but the model "

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -17,45 +19,61 @@ from ..guard import preserved
 from ..method import METHODS, Method, private_copy
 from ..outputs import OutputSelector
 from ..registry import suggest
+from ..saving import Repr
 from ..targets import TargetSpec
 from ..task import Task
 from .base import METRICS, Case, Metric, MetricResult, distinct_labels
+from .external import CALLABLE, CallableMethod
 from .localisation import check_masks
+from .maps import as_attribution
 
 MetricSpec = str | Metric
-Explained = Explanation | str | Method
+#: a method that metrics can re-run: a registered name, a Method object, or a callable
+#: ``(model, x, target) -> attributions`` (e.g. Captum's ``attribute``)
+MethodSpec = str | Method | Callable[[nn.Module, Tensor, Any], Any]
+#: what ``evaluate`` scores: attributions made anywhere, an Explanation, or a method
+Attributions = Explanation | Tensor | np.ndarray | MethodSpec
+Explained = Attributions  # the former name
 
 
 def evaluate(
     model: nn.Module,
     inputs: Tensor,
     target: TargetSpec,
-    explanation_or_method: Explained,
+    attributions: Attributions | None = None,
     metrics: Sequence[MetricSpec] | MetricSpec = ("faithfulness.pixel_flipping",),
-    masks: Tensor | None = None,
+    masks: Tensor | np.ndarray | None = None,
     *,
+    method: MethodSpec | None = None,
     output: OutputSelector = None,
     model_kwargs: Mapping[str, Any] | None = None,
     method_settings: Mapping[str, Any] | None = None,
     progress: bool = False,
     **settings: Any,
 ) -> dict[str, MetricResult]:
-    """Score an explanation of ``model`` on ``inputs`` with each of ``metrics``.
+    """Score attributions of ``model`` on ``inputs`` with each of ``metrics``.
 
     Args:
         target: as for :func:`pellucid.explain`; ``None`` takes the explanation's target
             (its class per sample, or the target callable it explained), or the
-            predicted class when a method is given.
-        explanation_or_method: an :class:`~pellucid.Explanation` of these inputs, a method
-            name, or a method object. Metrics that re-run the method (sensitivity,
-            randomisation, random logit) need a name or object, or an Explanation whose
-            method is registered.
+            predicted class (the output itself for a one-output model, a regressor).
+        attributions: what is scored: attributions made anywhere (a tensor or NumPy array
+            of the inputs' shape, or for inputs (B, C, *S) one map per sample (B, 1, *S) or
+            (B, *S), taken as the location map: each channel gets map / C), an
+            :class:`~pellucid.Explanation` of these inputs, or a method (a registered name,
+            a Method object, or a callable as for ``method``) that explains them first.
+            (Formerly ``explanation_or_method=``, which still works with a warning.)
         metrics: registered names (see :func:`list_metrics`) or metric objects. The same
             metric twice with different settings gives two results, each keyed by the name
             and the settings that tell them apart (``faithfulness.pixel_flipping(order='lerf')``).
-        masks: ground-truth masks for the localisation metrics, (B, *spatial) or the inputs'
-            shape; nonzero marks the object.
-        method_settings: settings of the method (given by name or as an object).
+        masks: ground-truth masks for the localisation metrics, (B, *S), (B, 1, *S) or the
+            inputs' shape; nonzero marks the object.
+        method: the method that metrics which re-explain (sensitivity, continuity,
+            randomisation) re-run: a registered name, a Method object, or any callable
+            ``(model, x, target) -> attributions`` (see
+            :class:`~pellucid.metrics.external.CallableMethod`). Default: the method of
+            ``attributions`` when it is one, or the registered method of an Explanation.
+        method_settings: settings of the method given by name or object.
         **settings: metric settings (e.g. ``batch_size=128``, ``seed=1``, ``steps=50``),
             given to every chosen metric that has a setting of that name.
 
@@ -70,17 +88,37 @@ def evaluate(
         >>> r = evaluate(model, x, 0, "gradient_x_input", ["complexity.sparseness"])
         >>> r["complexity.sparseness"].scores.shape
         torch.Size([4])
+        >>> saliency = torch.rand(4, 4, 4)  # one map per sample, from any library
+        >>> r = evaluate(model, x, 0, saliency, "robustness.max_sensitivity", method="saliency")
+        >>> r["robustness.max_sensitivity"].scores.shape
+        torch.Size([4])
     """
+    attributions = _renamed_attributions(attributions, settings)
     check_inputs(inputs)
     chosen = chosen_metrics(metrics, settings)
     with preserved(model):
-        case = make_case(model, inputs, target, explanation_or_method, masks, output,
-                         dict(model_kwargs or {}), method_settings)
+        case = make_case(model, inputs, target, attributions, masks, output,
+                         dict(model_kwargs or {}), method_settings, method)
         return {
             label: score(case, metric)
             for label, metric in _progress(list(zip(distinct_labels(chosen, "metrics"), chosen,
                                                     strict=True)), progress, "metrics")
         }
+
+
+def _renamed_attributions(attributions: Any, settings: dict[str, Any]) -> Any:
+    """``attributions``, or what was given by its former name ``explanation_or_method``."""
+    if "explanation_or_method" not in settings:
+        return attributions
+    former = settings.pop("explanation_or_method")
+    if attributions is not None:
+        raise ArgumentError(
+            "attributions", "attributions and explanation_or_method (its former name) are both "
+            "given; pass attributions only",
+        )
+    warnings.warn("evaluate(explanation_or_method=...) is deprecated; pass attributions=...",
+                  DeprecationWarning, stacklevel=3)
+    return former
 
 
 def score(case: Case, metric: Metric) -> MetricResult:
@@ -173,47 +211,82 @@ def as_method_object(
     return as_method(spec, **settings)
 
 
+def rerun_method(spec: Any, argument: str, settings: Mapping[str, Any]) -> Method:
+    """The method that metrics re-run, for a registered name, a Method object or a callable
+    ``(model, x, target) -> attributions``; ``settings`` configure a name or object."""
+    if callable(spec) and not isinstance(spec, (Method, type)):
+        if settings:
+            raise ArgumentError(
+                "method_settings",
+                f"method_settings configure a registered method, but {argument} is a callable, "
+                "which has none: set them inside the callable",
+            )
+        return CallableMethod(spec)
+    return as_method_object(spec, argument, settings,
+                            f"a method name (str), a Method object, or {CALLABLE}")
+
+
 def make_case(
     model: nn.Module,
     inputs: Tensor,
     target: TargetSpec,
-    explained: Explained,
-    masks: Tensor | None,
+    explained: Attributions | None,
+    masks: Any,
     output: OutputSelector,
     model_kwargs: dict[str, Any],
     method_settings: Mapping[str, Any] | None,
+    method: MethodSpec | None = None,
 ) -> Case:
-    """The batch under evaluation: the attribution (computed when a method is given), the
-    method when it is known, and the task resolved at a forward pass on a private copy.
+    """The batch under evaluation: the attribution (computed when a method is given, shaped
+    as the inputs), the method that metrics re-run when it is known, and the task resolved
+    at a forward pass on a private copy.
     """
     if method_settings is not None and not isinstance(method_settings, Mapping):
         raise ArgumentTypeError(
             "method_settings",
             f"method_settings must be a dict of the method's settings, got {method_settings!r}",
         )
-    method: Method | None
-    if isinstance(explained, Explanation):
-        if method_settings:
+    given = isinstance(explained, (Explanation, Tensor, np.ndarray))
+    if method is not None:
+        if not given:
             raise ArgumentError(
-                "method_settings",
-                "method_settings cannot change an Explanation, which is already computed; "
-                "pass the method's name or object as explanation_or_method instead",
+                "method", "attributions is already a method; pass the method once, as "
+                "attributions (to explain and re-run) or as method= beside attributions made "
+                "elsewhere",
             )
-        explanation = explained
-        _check_attribution(explanation.attribution, inputs)
-        method = (get_method(explanation.method, **explanation.settings)
-                  if explanation.method in METHODS else None)
-        if target is None:
-            target = _explained_target(explanation)
-    else:
-        method = as_method_object(
-            explained, "explanation_or_method", method_settings or {},
-            "an Explanation, a method name (str) or a Method object",
+        rerun: Method | None = rerun_method(method, "method", method_settings or {})
+    elif given and method_settings:
+        raise ArgumentError(
+            "method_settings",
+            "method_settings configure a method, but attributions are already computed; pass "
+            "method= the method they configure (for the metrics that re-run it), or a method "
+            "name or object as attributions",
         )
-        explanation = method(model, inputs, target, output=output, model_kwargs=model_kwargs)
-        check_finite(explanation.attribution, f"the attribution of {method.name}",
-                     argument="explanation_or_method",
+    else:
+        rerun = None
+    if isinstance(explained, Explanation):
+        attribution = explained.attribution
+        # a loaded Explanation holds settings it could not store as their repr (a Composite,
+        # a callable): its method cannot be rebuilt, so metrics that re-run it ask for method=
+        rebuildable = not any(isinstance(v, Repr) for v in explained.settings.values())
+        if rerun is None and explained.method in METHODS and rebuildable:
+            rerun = get_method(explained.method, **explained.settings)
+        if target is None:
+            target = _explained_target(explained)
+    elif given:
+        attribution = explained
+    else:
+        if explained is None:
+            raise ArgumentTypeError(
+                "attributions", "attributions is None; pass attributions (a tensor or NumPy "
+                "array), an Explanation, or a method name, Method object or callable",
+            )
+        rerun = rerun_method(explained, "attributions", method_settings or {})
+        explanation = rerun(model, inputs, target, output=output, model_kwargs=model_kwargs)
+        check_finite(explanation.attribution, f"the attributions of {rerun.name}",
+                     argument="attributions",
                      fix="check the method's settings and that the model's gradients are finite")
+        attribution = explanation.attribution
         if target is None:
             target = _explained_target(explanation)
     x = private_copy(inputs, model)
@@ -221,29 +294,10 @@ def make_case(
     return Case(
         task=task,
         forward=task.first_forward,
-        attribution=explanation.attribution.to(x),
-        method=method,
+        attribution=as_attribution(attribution, x, "attributions"),
+        method=rerun,
         masks=None if masks is None else check_masks(masks, x),
     )
-
-
-def _check_attribution(attribution: Any, inputs: Tensor) -> None:
-    """An Explanation's attribution must be a finite tensor of the inputs' shape."""
-    if not isinstance(attribution, Tensor) or attribution.is_complex():
-        raise ArgumentTypeError(
-            "explanation_or_method",
-            "the attribution of explanation_or_method must be a real tensor of the inputs' "
-            "shape, got "
-            f"{getattr(attribution, 'dtype', type(attribution).__name__)}",
-        )
-    if attribution.shape != inputs.shape:
-        raise ArgumentError(
-            "explanation_or_method",
-            f"the attribution of explanation_or_method has shape {tuple(attribution.shape)} but "
-            f"the inputs have shape {tuple(inputs.shape)}; pass the inputs it explains",
-        )
-    check_finite(attribution, "the explanation's attribution", argument="explanation_or_method",
-                 fix="a metric cannot rank them; pass a finite attribution")
 
 
 def _explained_target(explanation: Explanation) -> TargetSpec:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,6 +21,7 @@ from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from ..guard import preserved
 from ..method import Method
 from ..registry import check_settings, suggest
+from ..saving import load_fields, save_fields
 from ..targets import TargetSpec
 from .base import distinct_labels
 from .evaluate import MetricSpec, as_list, as_method_object, chosen_metrics, make_case, score
@@ -65,6 +67,27 @@ class Table:
         text = json.dumps(_nan_to_none({"rows": self.rows, "curves": curves}), indent=2,
                           allow_nan=False)
         Path(path).write_text(text)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the rows, scores and curves to one ``.safetensors`` file that :meth:`load`
+        reads back exactly (NaN included); ``to_csv`` and ``to_json`` are reports to read.
+
+        Example:
+            >>> import tempfile, torch
+            >>> table = Table([{"method": "gradient", "metric": "complexity.sparseness",
+            ...                 "mean": 0.5, "std": 0.0, "direction": "higher", "n": 1,
+            ...                 "nan": 0, "seconds": 0.1}],
+            ...               {("gradient", "complexity.sparseness"): torch.tensor([0.5])})
+            >>> path = table.save(tempfile.mkdtemp() + "/table.safetensors")
+            >>> Table.load(path).value("gradient", "complexity.sparseness")
+            0.5
+        """
+        return save_fields(path, self)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Table:
+        """A table saved by :meth:`save`, its tensors on ``device``; never unpickles."""
+        return cls(**load_fields(path, cls, device))
 
     def value(self, method: str, metric: str) -> float:
         """The mean of ``metric`` for ``method`` (their labels in the table)."""

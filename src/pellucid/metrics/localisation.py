@@ -8,7 +8,8 @@
   K most relevant locations that lie inside the mask, |top-K ∩ mask| / K.
 
 Relevance is summed over channels first; masks of the inputs' shape are reduced with
-"any channel". Every sample needs a non-empty mask.
+"any channel", masks (B, 1, *spatial) and (B, *spatial) are the location masks. Every
+sample needs a non-empty mask.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from torch import Tensor
 from ..checks import check_bool, check_count, check_finite
 from ..errors import ArgumentError, ArgumentTypeError
 from .base import Case, Metric, Scores, register_metric
-from .maps import flat_map, location_map
+from .maps import flat_map, location_map, shapes_accepted
 
 
 def check_masks(masks: Any, x: Tensor) -> Tensor:
     """Ground-truth masks for inputs ``x`` as booleans of the location map's shape
-    (B, *spatial): a tensor (bool, integer or finite floating; nonzero marks the object)
-    of that shape or of the inputs' shape.
+    (B, *spatial): a tensor or array (bool, integer or finite floating; nonzero marks the
+    object) of that shape, of (B, 1, *spatial), or of the inputs' shape (a location is in
+    the mask when any of its channels is).
     """
     if not isinstance(masks, Tensor):
         try:
@@ -45,15 +47,11 @@ def check_masks(masks: Any, x: Tensor) -> Tensor:
         )
     check_finite(masks, "masks", fix="mark the object with 1 (or True) and the rest with 0")
     masks = masks.to(x.device)
-    if x.ndim > 2 and masks.shape == x.shape:
+    if x.ndim > 2 and masks.shape in (x.shape, (x.shape[0], 1, *x.shape[2:])):
         masks = masks.ne(0).any(1)
-    expected = location_map(x).shape
-    if masks.shape != expected:
+    if masks.shape != location_map(x).shape:
         raise ArgumentError(
-            "masks",
-            f"masks have shape {tuple(masks.shape)}; give one mask per sample of shape "
-            f"{tuple(expected)} (the inputs' spatial shape) or the inputs' shape "
-            f"{tuple(x.shape)}",
+            "masks", f"masks have shape {tuple(masks.shape)}; give {shapes_accepted(x)}",
         )
     return masks.ne(0)
 

@@ -7,9 +7,14 @@ attribution is summed over the channel dimension (B×C×H×W -> B×H×W). Tabula
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import check_finite
+from ..errors import ArgumentError, ArgumentTypeError
 from ..perturb import Groups, feature_groups
 
 Patch = int | tuple[int, ...] | None
@@ -18,6 +23,54 @@ Patch = int | tuple[int, ...] | None
 def location_map(attribution: Tensor) -> Tensor:
     """The attribution per location: summed over channels when there are spatial dims."""
     return attribution.sum(1) if attribution.ndim > 2 else attribution
+
+
+def shapes_accepted(x: Tensor) -> str:
+    """The attribution (and mask) shapes accepted for inputs ``x``, for messages."""
+    if x.ndim <= 2:
+        return f"the inputs' shape {tuple(x.shape)}"
+    b, c, *spatial = x.shape
+    return (f"the inputs' shape {tuple(x.shape)}, or one map per sample {(b, 1, *spatial)} or "
+            f"{(b, *spatial)} for all {c} channels")
+
+
+def as_attribution(values: Any, x: Tensor, argument: str, what: str = "the attributions") -> Tensor:
+    """Attributions for inputs ``x`` (a tensor or NumPy array) as a finite tensor of ``x``'s
+    shape, dtype and device; errors name ``argument``.
+
+    For inputs with channels, (B, C, *S), one map per sample, (B, 1, *S) or (B, *S) as
+    Quantus users pass them, is the *location map* m itself: each of the C channels gets
+    m / C, so that the channel sum that every per-location metric reads is exactly m.
+
+    Example:
+        >>> import torch
+        >>> x = torch.zeros(2, 3, 4, 4)
+        >>> a = as_attribution(torch.ones(2, 4, 4), x, "attributions")
+        >>> a.shape, float(location_map(a)[0, 0, 0])
+        (torch.Size([2, 3, 4, 4]), 1.0)
+    """
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind not in "iuf":
+            raise ArgumentTypeError(argument, f"{what} ({argument}) must hold real numbers, got "
+                                    f"a NumPy array of dtype {values.dtype}")
+        values = torch.from_numpy(np.ascontiguousarray(values))
+    if not isinstance(values, Tensor):
+        raise ArgumentTypeError(
+            argument, f"{what} ({argument}) must be a tensor or a NumPy array of "
+            f"{shapes_accepted(x)}, got {type(values).__name__}")
+    if values.dtype == torch.bool or values.is_complex():
+        raise ArgumentTypeError(argument, f"{what} ({argument}) must hold real numbers, got "
+                                f"dtype {values.dtype}")
+    values = values.detach().to(device=x.device, dtype=x.dtype)
+    if x.ndim > 2 and values.shape in ((x.shape[0], *x.shape[2:]), (x.shape[0], 1, *x.shape[2:])):
+        values = (values.reshape(x.shape[0], 1, *x.shape[2:]) / x.shape[1]).expand(x.shape)
+    if values.shape != x.shape:
+        raise ArgumentError(
+            argument, f"{what} ({argument}) have shape {tuple(values.shape)}; give "
+            f"{shapes_accepted(x)} (the attributions of these inputs)")
+    check_finite(values, what, argument=argument,
+                 fix="a metric cannot rank them; pass finite attributions")
+    return values.contiguous()
 
 
 def flat_map(attribution: Tensor) -> Tensor:

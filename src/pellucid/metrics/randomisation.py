@@ -335,6 +335,14 @@ class DataRandomisation(Metric):
     def compute(self, case: Case) -> Scores:
         train_fn = required_train_fn(self.name, self.train_fn)
         x = case.forward.inputs
+        if self.data is None and case.one_output:
+            raise ArgumentError(
+                "data",
+                f"{self.name} permutes the labels of the evaluated batch, but the model has one "
+                f"output per sample (shape {tuple(case.forward.output.shape)}), so its only "
+                "class is 0 and permuting changes nothing; pass data=(inputs, targets) with the "
+                "regression targets to permute",
+            )
         inputs, labels = self.data if self.data is not None else (x, case.labels(self.name))
         permuted = labels[torch.randperm(len(labels), generator=generator(self.seed))]
         trained = train_fn(inputs.clone(), permuted.clone())

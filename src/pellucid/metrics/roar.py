@@ -68,6 +68,14 @@ class Roar(Metric):
 
     def compute(self, case: Case) -> Scores:
         required_train_fn(self.name, self.train_fn)
+        if case.one_output:
+            raise ArgumentError(
+                "model",
+                f"{self.name} measures the accuracy of retrained classifiers, but the model "
+                f"output has shape {tuple(case.forward.output.shape)}, one value per sample (a "
+                "regressor has no accuracy); use it on a classifier, or score a regressor with "
+                "faithfulness.deletion or faithfulness.pixel_flipping",
+            )
         x, labels = case.forward.inputs, case.labels(self.name)
         gen = generator(self.seed)
         split = torch.randperm(len(x), generator=gen).to(x.device)

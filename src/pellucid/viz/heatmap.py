@@ -5,8 +5,9 @@ A heatmap shows one relevance map R (H, W) per image. Channels are reduced first
 that v ∈ [−1, 1] and R = 0 lands on the centre of the colour map (white for ``bwr``, black
 for ``coldnhot``); with the LRP convention, red is positive relevance and blue negative
 (Montavon et al. 2018, "Methods for interpreting and understanding deep neural networks").
-Positive maps (for CAMs) show max(R, 0) / max R. Everything is batched: no loop over images
-or pixels.
+Positive maps (for CAMs) show max(R, 0) / max R. ``scale="shared"`` divides by one max |R|
+over the whole batch instead, so that colours compare across images. Everything is batched:
+no loop over images or pixels.
 
 Relevance holding NaN or Inf raises :class:`~pellucid.errors.ArgumentError`: a missing
 value has no colour, and drawing it as one (NaN used to become the strongest negative
@@ -85,14 +86,53 @@ def reduce_channels(relevance: Any, reduce: str = "sum") -> Tensor:
     return REDUCTIONS[reduce](r)
 
 
-def normalise(maps: Tensor, signed: bool = True, clip_quantile: float = 1.0) -> Tensor:
-    """Maps (B, H, W) scaled per image to [−1, 1] (signed) or [0, 1] (positive part).
+#: how relevance is scaled to colours: per image, or one scale for the whole batch
+SCALES = ("sample", "shared")
 
-    The scale s is the ``clip_quantile`` quantile of |R| (signed) or of max(R, 0) per image,
-    v = clamp(R / s): 1.0 is the maximum; 0.99 lets the top 1 % saturate. Where that
-    quantile is 0 but the map is not (a sparse map), s is the maximum, so that small values
-    are not drawn as full ones; an all-zero map stays zero.
+
+def normalise(
+    maps: Tensor, signed: bool = True, clip_quantile: float = 1.0, *, scale: Any = "sample"
+) -> Tensor:
+    """Maps (B, H, W) scaled to [−1, 1] (signed) or [0, 1] (positive part): v = clamp(R / s).
+
+    The scale s is the ``clip_quantile`` quantile of |R| (signed) or of max(R, 0): per
+    image (``scale="sample"``), over the whole batch (``scale="shared"``, so that colours
+    compare across images), or a given positive number (one scale across several batches
+    or methods, as :func:`~pellucid.viz.compare` does). ``clip_quantile=1.0`` is the
+    maximum; 0.99 lets the top 1 % saturate. See :func:`relevance_scale`.
+
+    Example:
+        >>> import torch
+        >>> maps = torch.tensor([[[1.0, -2.0]], [[4.0, 0.0]]])
+        >>> normalise(maps, scale="shared").tolist()
+        [[[0.25, -0.5]], [[1.0, 0.0]]]
     """
+    values, s = _values_and_scale(maps, signed, clip_quantile, scale)
+    return (values / s.view(-1, 1, 1).to(values)).clamp(-1.0 if signed else 0.0, 1.0)
+
+
+def relevance_scale(
+    maps: Tensor, signed: bool = True, clip_quantile: float = 1.0, *, scale: Any = "sample"
+) -> Tensor:
+    """The scale s (B,) that :func:`normalise` divides each map by (float64).
+
+    s is the ``clip_quantile`` quantile of |R| (signed) or of max(R, 0), per image or over
+    the batch (``scale="shared"``; every entry is then the same), or the number ``scale``.
+    Where that quantile is 0 but the map is not (a sparse map), s is the maximum, so that
+    small values are not drawn as full ones; an all-zero map gets s = 1 (it stays zero).
+    Colour bars use it: the ends of the colour map stand for ±s.
+
+    Example:
+        >>> import torch
+        >>> relevance_scale(torch.tensor([[[1.0, -2.0]], [[4.0, 0.0]]])).tolist()
+        [2.0, 4.0]
+    """
+    return _values_and_scale(maps, signed, clip_quantile, scale)[1]
+
+
+def _values_and_scale(
+    maps: Tensor, signed: bool, clip_quantile: float, scale: Any
+) -> tuple[Tensor, Tensor]:
     if not isinstance(maps, Tensor) or maps.ndim != 3:
         got = f"shape {tuple(maps.shape)}" if isinstance(maps, Tensor) else type(maps).__name__
         raise ArgumentError(
@@ -105,17 +145,37 @@ def normalise(maps: Tensor, signed: bool = True, clip_quantile: float = 1.0) -> 
     )
     if clip_quantile == 0.0:
         raise ArgumentError("clip_quantile", "clip_quantile must be in (0, 1], got 0")
+    fixed = check_scale(scale)
     if maps.is_complex():
         raise ArgumentTypeError("maps", f"maps have the complex dtype {maps.dtype}; pass real maps")
     maps = maps if maps.is_floating_point() else maps.double()
     check_finite(maps, "maps")
     values = maps if signed else maps.clamp(min=0)
+    if fixed is not None:
+        return values, torch.full((len(maps),), fixed, dtype=torch.float64)
     flat = values.abs().flatten(1).double()
+    if scale == "shared":
+        flat = flat.reshape(1, -1)
     top = flat.amax(1)
-    scale = top if clip_quantile == 1.0 else torch.quantile(flat, clip_quantile, dim=1)
-    scale = torch.where(scale > 0, scale, top)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale)).view(-1, 1, 1)
-    return (values / scale.to(values)).clamp(-1.0 if signed else 0.0, 1.0)
+    if clip_quantile == 1.0:
+        s = top
+    else:  # NumPy: torch.quantile refuses more than 2**24 values (a large shared batch)
+        s = torch.from_numpy(np.quantile(flat.numpy(), clip_quantile, axis=1))
+    s = torch.where(s > 0, s, top)
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    return values, s.expand(len(maps)).clone() if scale == "shared" else s
+
+
+def check_scale(scale: Any) -> float | None:
+    """``scale`` is "sample", "shared" or a positive number; returns the number or None."""
+    if isinstance(scale, str):
+        check_choice(scale, "scale", SCALES, "per image, or one colour scale for the batch; "
+                     "or a positive number, the |R| drawn at full colour")
+        return None
+    return check_finite_number(
+        scale, "scale", 0.0, inclusive=False,
+        meaning="'sample', 'shared' or the |R| drawn at full colour",
+    )
 
 
 def colorize(normalised: Tensor, cmap: Colormap) -> np.ndarray:
@@ -133,6 +193,7 @@ def heatmap(
     *,
     signed: bool | None = None,
     clip_quantile: float = 1.0,
+    scale: Any = "sample",
 ) -> np.ndarray:
     """Heatmaps as uint8 RGB arrays (B, H, W, 3), or (H, W, 3) for one map (H, W).
 
@@ -145,7 +206,10 @@ def heatmap(
         reduce: channel reduction, see :func:`reduce_channels`.
         signed: override the colour map's kind (signed: 0 at the centre; positive: 0 at
             the bottom and negative values clipped).
-        clip_quantile: per-image quantile of |R| that maps to the ends of the colour map.
+        clip_quantile: the quantile of |R| that maps to the ends of the colour map.
+        scale: ``"sample"`` (each image by its own scale), ``"shared"`` (one scale for the
+            batch, so colours compare across images) or a positive number (the |R| drawn
+            at full colour, e.g. one scale across methods); see :func:`normalise`.
 
     Raises :class:`~pellucid.errors.ArgumentError` for relevance with NaN or Inf (no
     colour stands for a missing value), for an explanation whose attribution is not an
@@ -168,8 +232,18 @@ def heatmap(
     single = r.ndim == 2
     colours = get_colormap(cmap, signed)
     maps = reduce_channels(r[None] if single else r, reduce)
-    rgb = colorize(normalise(maps, colours.signed, clip_quantile), colours)
+    rgb = colorize(normalise(maps, colours.signed, clip_quantile, scale=scale), colours)
     return rgb[0] if single else rgb
 
 
-__all__ = ["REDUCTIONS", "as_tensor", "colorize", "heatmap", "normalise", "reduce_channels"]
+__all__ = [
+    "REDUCTIONS",
+    "SCALES",
+    "as_tensor",
+    "check_scale",
+    "colorize",
+    "heatmap",
+    "normalise",
+    "reduce_channels",
+    "relevance_scale",
+]

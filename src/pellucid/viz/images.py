@@ -1,4 +1,5 @@
-"""Inputs as pictures: tensors to uint8 RGB, overlays, nearest-neighbour upscaling."""
+"""Inputs as pictures: tensors to uint8 RGB, overlays (with opacity that may follow the
+relevance), nearest-neighbour upscaling."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from ..checks import check_count, check_finite_number
 from ..errors import ArgumentError, ArgumentTypeError
-from .heatmap import as_tensor
+from .heatmap import as_tensor, normalise, reduce_channels
 
 
 def to_rgb(images: Any, value_range: tuple[float, float] | None = None) -> np.ndarray:
@@ -58,13 +59,23 @@ def _check_range(value_range: Any) -> tuple[float, float]:
     return low, high
 
 
-def overlay(image: Any, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """(1 − alpha) · image + alpha · heatmap, as uint8 RGB with the heatmap's shape.
+def overlay(image: Any, heat: np.ndarray, alpha: Any = 0.5) -> np.ndarray:
+    """(1 − α) · image + α · heatmap, as uint8 RGB with the heatmap's shape.
 
     ``image`` is anything :func:`to_rgb` takes (or one uint8 (H, W, 3) picture); ``heat``
-    comes from :func:`~pellucid.viz.heatmap`.
+    comes from :func:`~pellucid.viz.heatmap`. ``alpha`` is one opacity in [0, 1], or one
+    per pixel (B, H, W) or (H, W), e.g. :func:`opacity` of the relevance, so that pixels
+    without relevance show the image unchanged.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> from pellucid.viz import heatmap, opacity, overlay
+        >>> r = torch.tensor([[[[2.0, 0.0]]]])
+        >>> image = np.full((1, 1, 2, 3), 100, dtype=np.uint8)
+        >>> overlay(image, heatmap(r), alpha=opacity(r, 0.5))[0, 0].tolist()
+        [[178, 50, 50], [100, 100, 100]]
     """
-    alpha = check_finite_number(alpha, "alpha", 0.0, maximum=1.0, meaning="the heatmap's weight")
+    weight = _check_alpha(alpha)
     _check_picture(heat, "heat")
     base = to_rgb(image).astype(np.float64)
     if base.shape[-3:] != heat.shape[-3:]:
@@ -74,13 +85,75 @@ def overlay(image: Any, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
             "explain the image you overlay",
         )
     try:
-        np.broadcast_shapes(base.shape, heat.shape)
+        shape = np.broadcast_shapes(base.shape, heat.shape)
     except ValueError:
         raise ArgumentError(
             "heat",
             f"{base.shape[0]} images and {heat.shape[0]} heatmaps; give one heatmap per image",
         ) from None
-    return np.round((1 - alpha) * base + alpha * heat.astype(np.float64)).astype(np.uint8)
+    if not isinstance(weight, float):
+        try:
+            weight = np.broadcast_to(weight[..., None], shape)
+        except ValueError:
+            raise ArgumentError(
+                "alpha",
+                f"alpha of shape {weight.shape} does not fit pictures {shape[:-1]}; give one "
+                "opacity per pixel (B, H, W) or (H, W), e.g. opacity(relevance)",
+            ) from None
+    return np.round((1 - weight) * base + weight * heat.astype(np.float64)).astype(np.uint8)
+
+
+def opacity(
+    relevance: Any,
+    alpha_max: float = 0.8,
+    reduce: str = "sum",
+    *,
+    signed: bool = True,
+    clip_quantile: float = 1.0,
+    scale: Any = "sample",
+) -> np.ndarray:
+    """Per-pixel opacities α(x) = α_max · |R(x)| / s (B, H, W) for :func:`overlay`.
+
+    s is the scale of :func:`~pellucid.viz.heatmap` (max |R| per image, over the batch with
+    ``scale="shared"``, or a quantile with ``clip_quantile``), so the opacity follows the
+    strength of the colour drawn: where R = 0 the overlay shows the image unchanged instead
+    of washing it out, and the strongest relevance is drawn with opacity α_max. With
+    ``signed=False`` (positive maps, CAMs), α follows max(R, 0).
+
+    Example:
+        >>> import torch
+        >>> from pellucid.viz import opacity
+        >>> opacity(torch.tensor([[[4.0, -2.0, 0.0]]]), alpha_max=0.5).tolist()
+        [[[0.5, 0.25, 0.0]]]
+    """
+    alpha_max = check_finite_number(
+        alpha_max, "alpha_max", 0.0, maximum=1.0, meaning="the opacity of the strongest relevance"
+    )
+    r = as_tensor(relevance)
+    maps = reduce_channels(r[None] if r.ndim == 2 else r, reduce)
+    weight = normalise(maps, signed, clip_quantile, scale=scale).abs() * alpha_max
+    weight = weight.numpy()
+    return weight[0] if r.ndim == 2 else weight
+
+
+def _check_alpha(alpha: Any) -> float | np.ndarray:
+    """One opacity in [0, 1], or a real array of them (one per pixel)."""
+    if isinstance(alpha, (np.ndarray, torch.Tensor)):
+        weight = np.asarray(alpha.detach().cpu() if isinstance(alpha, torch.Tensor) else alpha)
+        if weight.dtype.kind not in "fiu" or weight.ndim < 2:
+            raise ArgumentError(
+                "alpha",
+                f"alpha must be a number in [0, 1] or real opacities per pixel (B, H, W) or "
+                f"(H, W), got {weight.dtype} {weight.shape}; see opacity(relevance)",
+            )
+        weight = weight.astype(np.float64)
+        if not np.isfinite(weight).all() or weight.min() < 0 or weight.max() > 1:
+            raise ArgumentError(
+                "alpha", "alpha per pixel must be finite and in [0, 1] (the heatmap's weight); "
+                "see opacity(relevance)",
+            )
+        return weight
+    return check_finite_number(alpha, "alpha", 0.0, maximum=1.0, meaning="the heatmap's weight")
 
 
 def upscale(rgb: np.ndarray, factor: int) -> np.ndarray:
@@ -106,4 +179,4 @@ def _check_picture(picture: Any, argument: str) -> None:
         )
 
 
-__all__ = ["overlay", "to_rgb", "upscale"]
+__all__ = ["opacity", "overlay", "to_rgb", "upscale"]
