@@ -17,10 +17,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -213,6 +217,28 @@ def test_every_method_on_drawn_valid_calls(call):
                            blame={inapplicable} if inapplicable else set(),
                            must_fail=inapplicable is not None)
     assert_finite_explanation(result, x)
+
+
+@settings(max_examples=max(30, settings.default.max_examples // 10))  # drawing takes ~0.5 s
+@given(valid_calls())
+def test_every_method_result_saves_loads_and_draws(call):
+    """What a user does next with a result: save it, load it back bit for bit, look at it."""
+    method, model_name, x, target, seed = call
+    if (method, model_name) in INAPPLICABLE:
+        return
+    DRAWN["results saved, loaded and drawn"] += 1
+    model = build(model_name, seed)
+    e = pellucid.explain(model, x, target, method=cheap(method, x))
+    with tempfile.TemporaryDirectory() as folder:
+        loaded = pellucid.Explanation.load(e.save(Path(folder) / "e.safetensors"))
+    for name in ("attribution", "output", "target", "inputs"):
+        assert torch.equal(getattr(loaded, name), getattr(e, name)), name
+    assert loaded.method == e.method
+    figure = e.plot()
+    assert figure.axes, "an empty figure"
+    png = e._repr_png_()
+    assert png is not None and png.startswith(b"\x89PNG")
+    matplotlib.pyplot.close("all")
 
 
 # ---------------------------------------------------------------------------- one broken argument
