@@ -26,8 +26,9 @@ from .checks import check_output
 from .errors import ArgumentError, ArgumentTypeError, ModelError, UnknownNameError
 from .outputs import OutputSelector, select_output
 from .registry import suggest
-from .targets import RowScores as RowScores
-from .targets import Target, TargetSpec, resolve_target, split_selection
+from .target_resolution import RowScores as RowScores
+from .target_resolution import Target, TargetSpec, resolve_target
+from .targets import split_selection
 
 
 @dataclass(frozen=True, eq=False)
