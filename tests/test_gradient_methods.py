@@ -10,6 +10,7 @@ from torch import nn
 
 import pellucid
 from pellucid.attribution.integrated import RULES, quadrature
+from pellucid.errors import ArgumentError
 from pellucid.perturb import gaussian_blur, make_baseline
 
 
@@ -229,3 +230,17 @@ def test_noise_wrapper_errors(linear_model, x):
         pellucid.explain(linear_model, x, method="smoothgrad", noise=-1.0)
     with pytest.raises(KeyError, match=r"unknown base 'gradients'\. Did you mean 'gradient'"):
         pellucid.explain(linear_model, x, method="smoothgrad", base="gradients")
+
+
+@pytest.mark.parametrize("method", ["smoothgrad", "smoothgrad_squared", "vargrad"])
+def test_noise_wrappers_refuse_a_constant_sample_instead_of_an_unsmoothed_map(method):
+    """σ = noise·(max − min) is 0 on a constant sample: SmoothGrad would silently return the
+    plain gradient and VarGrad a zero map."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()
+    x = torch.randn(3, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    x[1] = 0.5
+    with pytest.raises(ArgumentError) as error:
+        pellucid.explain(model, x, 0, method, samples=4)
+    assert error.value.argument == "inputs" and "[1]" in str(error.value)
+    varied = pellucid.explain(model, x[[0, 2]], 0, method, samples=4).attribution
+    assert torch.isfinite(varied).all()

@@ -91,7 +91,17 @@ class _NoiseWrapper(Method):
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         base = self.base_method()
         flat = x.flatten(1)
-        sigma = broadcast_like(self.noise * (flat.amax(1) - flat.amin(1)), x)
+        spread = flat.amax(1) - flat.amin(1)
+        constant = (spread == 0).nonzero().flatten().tolist()
+        if constant and self.noise > 0:
+            raise ArgumentError(
+                "inputs",
+                f"inputs: sample(s) {constant[:8]} hold one constant value, so the noise "
+                f"σ = noise·(max − min) is 0 there and {self.name} would return the base map "
+                "unsmoothed (VarGrad: zero everywhere); explain such samples with the base "
+                f"method ({self.base!r}) instead",
+            )
+        sigma = broadcast_like(self.noise * spread, x)
         gen = generator(self.seed)
         eps = torch.randn((self.samples, *x.shape[1:]), generator=gen, dtype=x.dtype).to(x.device)
         total, total_sq = torch.zeros_like(x), torch.zeros_like(x)
