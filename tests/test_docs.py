@@ -50,6 +50,9 @@ METHOD_PAGES = {
     "deeplift": "methods/deeplift.md",
     "excitation_backprop": "methods/excitation_backprop.md",
     "excitation_backprop.contrastive": "methods/excitation_backprop.md",
+    "attention_rollout": "methods/attention.md",
+    "attention_flow": "methods/attention.md",
+    "generic_attention": "methods/attention.md",
 }
 
 

@@ -179,6 +179,9 @@ for _method in ("gradcam", "gradcam_plus_plus"):  # need a spatial layer
 for _method in METHODS:  # the rule engine needs BatchNorm as a fixed affine map (eval mode)
     if type(pellucid.get_method(_method)).__module__ == "pellucid.lrp.methods":
         INAPPLICABLE[(_method, "cnn_train_mode")] = "model"
+for _method in ("attention_rollout", "attention_flow", "generic_attention"):
+    for _model in MODELS:  # no drawn model has self-attention
+        INAPPLICABLE[(_method, _model)] = "model"
 
 
 def valid_targets(model_name: str, batch: int) -> st.SearchStrategy[Any]:

@@ -21,6 +21,7 @@ import pellucid
 from pellucid import targets
 from pellucid.errors import ArgumentError, ArgumentTypeError, ModelError
 from pellucid.targets import RowScores, Target, takes_rows
+from tests.helpers.methods import methods_without
 
 B, H, W = 3, 6, 6
 
@@ -61,7 +62,7 @@ def close(a: torch.Tensor, b: torch.Tensor) -> bool:
 # --------------------------------------------------------------------------- callables with rows
 
 
-@pytest.mark.parametrize("method", pellucid.list_methods())
+@pytest.mark.parametrize("method", methods_without("attention"))
 def test_every_method_explains_a_per_sample_region_as_each_sample_alone(method):
     model, x, mask = segmentation_case()
     chosen = cheap(method, x)
@@ -395,7 +396,7 @@ def closed_form(method: str, w: torch.Tensor, x: torch.Tensor, reference: torch.
 
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("shape", ["(B,)", "(B, 1)"])
-@pytest.mark.parametrize("method", pellucid.list_methods())
+@pytest.mark.parametrize("method", methods_without("attention"))
 def test_every_method_explains_a_linear_regressor_with_target_none(method, shape):
     model, w = regressor(shape)
     x = torch.randn(B, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(9))

@@ -3,8 +3,10 @@
 - :func:`find_layer`: the submodule at a dotted name, with close-name hints for typos.
 - :func:`capture`: temporary forward hooks that record each layer's outputs (one entry
   per call) and are removed when the block ends, however it ends.
-- :func:`last_spatial_layer`: the last layer, in the order layers finish in a forward pass,
-  whose output is a feature map N×C×L, N×C×H×W or N×C×D×H×W with more than one position.
+- :func:`spatial_layers`, :func:`last_spatial_layer`: the layers, in the order they finish
+  in a forward pass, whose output is a feature map N×C×L, N×C×H×W or N×C×D×H×W (or
+  tokens N×T×D) with more than one position, and the last of them; :func:`outermost`
+  keeps those inside no other.
 - :func:`layer_gradients`: layer outputs and the gradients of the explained score with
   respect to them (and to the inputs), from one forward and one backward pass.
 """
@@ -112,20 +114,27 @@ def _recorder(store: list[Any]):
 
 
 def is_spatial(output: Any) -> bool:
-    """A tensor N×C×S₁×… (at least one spatial dimension) with more than one position."""
+    """A tensor N×C×S₁×… (at least one spatial dimension; tokens N×T×D and channels-last
+    maps count too) with more than one position."""
     return isinstance(output, Tensor) and output.ndim >= 3 and math.prod(output.shape[2:]) > 1
 
 
-def last_spatial_layer(
+def spatial_layers(
     model: nn.Module, x: Tensor, model_kwargs: Mapping[str, Any] | None = None
-) -> str:
-    """The dotted name of the last submodule to finish with a spatial output on ``x``.
+) -> list[str]:
+    """The dotted names of the submodules with a spatial output on ``x``, in the order
+    they finish (a module that runs several times is placed at its last call).
 
     One forward pass (without gradients) records the order in which submodules finish;
     a container finishes after its children, the model itself is not a candidate. A
-    spatial output is a tensor N×C×L, N×C×H×W or N×C×D×H×W with more than one position,
-    so global pooling (1×1) and classifier outputs are skipped. Only structure is used,
-    no class names.
+    spatial output (:func:`is_spatial`) is a tensor N×C×L, N×C×H×W or N×C×D×H×W (or tokens
+    N×T×D) with more than one position, so global pooling (1×1) and classifier outputs are
+    skipped. Only structure is used, no class names.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.AdaptiveAvgPool2d(1))
+        >>> spatial_layers(net, torch.randn(1, 1, 5, 5))
+        ['0']
     """
     finished: list[str] = []
     handles = []
@@ -155,7 +164,25 @@ def last_spatial_layer(
             f"N×C×D×H×W with more than one position) for inputs of shape {tuple(x.shape)}; "
             "pass layer='<dotted name>' explicitly",
         )
-    return finished[-1]
+    return list(reversed(dict.fromkeys(reversed(finished))))
+
+
+def last_spatial_layer(
+    model: nn.Module, x: Tensor, model_kwargs: Mapping[str, Any] | None = None
+) -> str:
+    """The dotted name of the last submodule to finish with a spatial output on ``x``
+    (the last of :func:`spatial_layers`)."""
+    return spatial_layers(model, x, model_kwargs)[-1]
+
+
+def outermost(names: Sequence[str]) -> list[str]:
+    """The entries of ``names`` (dotted) that lie inside no other entry, in order.
+
+    Example:
+        >>> outermost(["blocks.0.norm", "blocks.0", "blocks.1.attn.v", "blocks.1", "norm"])
+        ['blocks.0', 'blocks.1', 'norm']
+    """
+    return [n for n in names if not any(n.startswith(f"{other}.") for other in names)]
 
 
 @dataclass(frozen=True)
@@ -242,6 +269,8 @@ __all__ = [
     "last_spatial_layer",
     "layer_gradients",
     "layer_name",
+    "outermost",
+    "spatial_layers",
     "tensor_output",
     "tensor_outputs",
 ]

@@ -47,6 +47,9 @@ class Method:
     name: ClassVar[str] = "method"
     #: the first forward pass keeps its graph, for methods whose first step is ∂f/∂x at x
     grad_at_input: ClassVar[bool] = False
+    #: what a model must have for the method to apply: ``"attention"`` (a self-attention
+    #: softmax), ``"spatial"`` (a layer with a spatial map); empty for any model
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     def first_pass(self, task: Task, x: Tensor) -> Forward:
         """The call's first forward pass at ``x``; its output resolves the target.

@@ -8,6 +8,9 @@ explained score and g = ∂y/∂A:
   αᶜₛ = (gᶜₛ)² / (2 (gᶜₛ)² + (Σₛ' Aᶜₛ') (gᶜₛ)³)  (0 where the denominator is 0),
   wᶜ = Σₛ αᶜₛ ReLU(gᶜₛ),  map = ReLU(Σᶜ wᶜ Aᶜ).
 
+A layer output in another layout is first read as N×C×S (``spatial.as_feature_map``):
+transformer tokens N×(K + h·w)×D lose their K leading tokens (class token, registers) and
+are laid on the patch grid (h, w) = (H/p, W/p); channels-last maps N×h×w×C are permuted.
 The layer map is upsampled to the input's spatial size (linear, bilinear or trilinear)
 and repeated over the input channels, so the attribution has the input's shape.
 For a network that ends in global average pooling and one linear layer, Grad-CAM is
@@ -18,16 +21,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_eager
 from ..errors import ArgumentError, ArgumentTypeError
-from ..layers import captured_forward, last_spatial_layer, layer_gradients
+from ..layers import (
+    captured_forward,
+    last_spatial_layer,
+    layer_gradients,
+    outermost,
+    spatial_layers,
+)
 from ..method import Method, register_method
-from ..spatial import INTERPOLATIONS, check_interpolation, check_spatial_input, upsample
+from ..spatial import (
+    INTERPOLATIONS,
+    Reshape,
+    as_feature_map,
+    check_interpolation,
+    check_reshape,
+    check_spatial_input,
+    upsample,
+)
 from ..task import Forward, Task
 from .rows import check_finite_values
 
@@ -37,6 +54,10 @@ class _LayerCam(Method):
     layer: str | nn.Module | None = None
     relu: bool = True
     interpolation: str = "auto"
+    reshape: Reshape = None
+
+    #: a map over spatial positions (a conv layer, or tokens that form a patch grid)
+    requires: ClassVar[frozenset[str]] = frozenset({"spatial"})
 
     def __post_init__(self) -> None:
         if self.layer is not None and not isinstance(self.layer, (str, nn.Module)):
@@ -47,6 +68,7 @@ class _LayerCam(Method):
             )
         check_bool(self.relu, "relu")
         check_choice(self.interpolation, "interpolation", INTERPOLATIONS)
+        check_reshape(self.reshape)
 
     def channel_weights(self, activation: Tensor, grad: Tensor) -> Tensor:
         """One weight per sample and channel, (N, C)."""
@@ -57,17 +79,31 @@ class _LayerCam(Method):
         check_spatial_input(x, self.name)
         check_interpolation(self.interpolation, x.ndim - 2)
         check_eager(task.model, f"the layer hooks of {self.name}")
-        name = self.layer if self.layer is not None else _automatic_layer(task, x)
-        return captured_forward(task, x, [name])
+        if self.layer is not None:
+            return captured_forward(task, x, [self.layer])
+        model_kwargs = task.take(torch.zeros(1, dtype=torch.long, device=x.device)).model_kwargs
+        return captured_forward(task, x, [last_spatial_layer(task.model, x[:1], model_kwargs)])
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         recorded = task.first_forward_at(x) or self.first_pass(task, x)  # checks x is spatial
         (name,) = recorded.layers
         recorded.layer(name)  # the one error for a layer that did not run
         found = layer_gradients(task, x, [name], recorded=recorded)
+        if self.layer is None and not _reaches(found.grads[name][-1][:1], x[:1], self.reshape):
+            name = _reached_layer(task, x, self.reshape)
+            found = layer_gradients(task, x, [name])
         # a layer that runs several times is explained at its last call
-        activation, grad = found.outputs[name][-1], found.grads[name][-1]
+        activation, grad = (as_feature_map(t[name][-1], x, self.reshape, name)
+                            for t in (found.outputs, found.grads))
         _check_feature_map(name, activation, x)
+        if not grad.any() and found.grads[name][-1].any():
+            raise ArgumentError(
+                "layer",
+                f"the score depends on layer {name!r} only through the tokens left out of "
+                f"its map (class token, registers: reshape={self.reshape!r}), so the map "
+                "would be zero; pick an earlier layer, e.g. the input of the last attention "
+                "block (layer=None finds one)",
+            )
         check_finite_values(grad, self.name, "gradients", f"layer {name!r}")
         weights = self.channel_weights(activation, grad)
         layer_map = torch.einsum("nc,nc...->n...", weights, activation)
@@ -77,10 +113,31 @@ class _LayerCam(Method):
         return drawn.expand_as(x).contiguous(), {"layer_map": layer_map, "layer": name}
 
 
-def _automatic_layer(task: Task, x: Tensor) -> str:
-    """The last spatial layer, found on the first sample (the choice depends on structure)."""
+def _reaches(grad: Tensor, x: Tensor, reshape: Reshape) -> bool:
+    """The gradient ``grad`` of a layer output, read as a map of ``x``, is not all zero
+    there (False where it is no map of ``x``)."""
+    try:
+        grad = as_feature_map(grad, x, reshape)
+    except ArgumentError as error:
+        if error.argument == "layer":  # tokens on no grid: not a map of the inputs
+            return False
+        raise
+    return grad.ndim == x.ndim and math.prod(grad.shape[2:]) > 1 and bool(grad.any())
+
+
+def _reached_layer(task: Task, x: Tensor, reshape: Reshape) -> str:
+    """The last of the outermost spatial layers whose map the score's gradient reaches.
+
+    Asked when the last spatial layer gets no gradient on its map: a ViT's last blocks
+    reach a class-token classifier only through their class token, so the gradient is
+    zero on the patch grid. Found on the first sample with one forward and backward pass
+    through every outermost spatial layer; the last spatial layer if none is reached.
+    """
     first = task.take(torch.zeros(1, dtype=torch.long, device=x.device))
-    return last_spatial_layer(task.model, x[:1], first.model_kwargs)
+    names = outermost(spatial_layers(task.model, x[:1], first.model_kwargs))
+    found = layer_gradients(first, x[:1], names)
+    reached = [n for n in names if _reaches(found.grads[n][-1], x[:1], reshape)]
+    return (reached or names)[-1]
 
 
 def _check_feature_map(name: str, activation: Tensor, x: Tensor) -> None:
@@ -89,7 +146,8 @@ def _check_feature_map(name: str, activation: Tensor, x: Tensor) -> None:
             "layer",
             f"layer {name!r} outputs shape {tuple(activation.shape)} for a batch of "
             f"{x.shape[0]}, which is not a feature map N×C×S; pick a convolutional layer "
-            "(or leave layer=None to use the last spatial layer)",
+            "(or leave layer=None to use the last spatial layer, or read it as a map with "
+            "reshape=)",
         )
     if math.prod(activation.shape[2:]) == 1:
         raise ArgumentError(
@@ -104,7 +162,7 @@ def _check_feature_map(name: str, activation: Tensor, x: Tensor) -> None:
             f"layer {name!r} outputs a {activation.ndim - 2}-D feature map "
             f"{tuple(activation.shape)} but the inputs {tuple(x.shape)} are "
             f"{x.ndim - 2}-D, so the map cannot be drawn on them; pick a layer with the "
-            "inputs' number of spatial dimensions",
+            "inputs' number of spatial dimensions (or read it as a map with reshape=)",
         )
 
 
@@ -113,9 +171,19 @@ def _check_feature_map(name: str, activation: Tensor, x: Tensor) -> None:
 class GradCAM(_LayerCam):
     """Grad-CAM: feature maps weighted by their mean gradient (Selvaraju et al. 2017).
 
-    Settings: ``layer`` (a dotted name or a submodule; None picks the last layer with a
-    spatial output), ``relu`` (keep only positive evidence), ``interpolation`` (``"auto"``
-    is linear, bilinear or trilinear). ``extras``: ``layer_map`` (N×S at the layer) and ``layer``.
+    Settings: ``layer`` (a dotted name or a submodule; None picks the last outermost layer
+    with a spatial output that the score's gradient reaches), ``relu`` (keep only positive
+    evidence), ``interpolation`` (``"auto"`` is linear, bilinear or trilinear), ``reshape``
+    (how to read the layer output as N×C×S: None automatic, ``"vit"``, ``"tokens=K"``,
+    ``"channels_last"``, ``"channels_first"`` or a callable). ``extras``: ``layer_map``
+    (N×S at the layer) and ``layer``.
+
+    Example:
+        >>> import pellucid
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+        ...     torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> pellucid.explain(net, torch.randn(2, 3, 8, 8), method="gradcam").attribution.shape
+        torch.Size([2, 3, 8, 8])
     """
 
     def channel_weights(self, activation: Tensor, grad: Tensor) -> Tensor:

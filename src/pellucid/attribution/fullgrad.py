@@ -16,7 +16,9 @@ summed over its channels and upsampled to the input size, the input term is summ
 the input channels, and S is repeated over the input channels. Layers are found by
 structure: convolutions of any dimension (transposed too) and linear layers with a bias,
 and normalisations with running statistics in eval mode, whose effective bias is
-β − γ·μ/√(σ² + ε). Linear biases (no spatial map) count in the completeness check only.
+β − γ·μ/√(σ² + ε). Linear biases on the last dim of a map (transformer tokens N×T×D on
+inputs N×C×H×W, read on the patch grid by ``spatial.as_feature_map``; channels-last
+N×H×W×C) get a map too; those on N×D outputs count in the completeness check only.
 """
 
 from __future__ import annotations
@@ -29,9 +31,17 @@ from torch import Tensor, nn
 
 from ..batching import broadcast_like
 from ..checks import check_bool, check_choice, check_eager, check_finite_number
+from ..errors import ArgumentError
 from ..layers import captured_forward, layer_gradients
 from ..method import Method, register_method
-from ..spatial import INTERPOLATIONS, check_alignment, check_interpolation, upsample
+from ..spatial import (
+    INTERPOLATIONS,
+    as_feature_map,
+    check_alignment,
+    check_interpolation,
+    patch_grids,
+    upsample,
+)
 from ..task import Forward, Task
 from .rows import check_finite_values
 
@@ -84,6 +94,28 @@ def rescale(maps: Tensor, eps: float = 0.0) -> Tensor:
     return (magnitude - broadcast_like(low, maps)) / broadcast_like(span, maps)
 
 
+def _bias_map(contribution: Tensor, dim: int, x: Tensor) -> Tensor | None:
+    """A layer's bias terms as a map N×C×S of the inputs ``x``, or None where there is none.
+
+    A bias along the channels of a map with the inputs' dims is one as it is. On 2-D
+    inputs, a bias along the last dim is that of a channels-last map N×h×w×C when (h, w)
+    is a patch grid of the inputs, or of tokens N×T×D where one patch grid fits (class
+    token and registers dropped).
+    """
+    if dim == CHANNEL:
+        return contribution if contribution.ndim == x.ndim >= 3 else None
+    if x.ndim != 4:
+        return None
+    if contribution.ndim == 4 and tuple(contribution.shape[1:3]) in patch_grids(x.shape[2:]):
+        return contribution.movedim(-1, 1)
+    if contribution.ndim == 3:
+        try:
+            return as_feature_map(contribution, x)
+        except ArgumentError:  # no grid, or several: the terms count in completeness only
+            return None
+    return None
+
+
 @register_method("fullgrad")
 @dataclass(frozen=True, eq=False)
 class FullGrad(Method):
@@ -134,8 +166,9 @@ class FullGrad(Method):
                 contribution = grad * bias.to(grad).view(shape)
                 check_finite_values(contribution, self.name, "bias gradients", f"layer {name!r}")
                 total = total + contribution.flatten(1).sum(1)
-                if dim == CHANNEL and grad.ndim == x.ndim >= 3:
-                    maps.append(rescale(contribution, self.rescale_eps).sum(1, keepdim=True))
+                layer_map = _bias_map(contribution, dim, x)
+                if layer_map is not None:
+                    maps.append(rescale(layer_map, self.rescale_eps).sum(1, keepdim=True))
         saliency = rescale(input_term, self.rescale_eps)
         if x.ndim >= 3:
             saliency = saliency.sum(1, keepdim=True)

@@ -6,10 +6,8 @@
   BatchNorm passes messages through. A BatchNorm fed by anything else is a layer of its own
   (a per-channel scale and shift). Both are checked on the batch: ``a·z + c`` must reproduce
   the recorded BatchNorm output, otherwise an error names the BatchNorm.
-- A product of two input-dependent tensors is a gate times a signal when exactly one factor
-  comes out of a gating function (sigmoid, hard sigmoid, softmax, rsqrt, reciprocal); a
-  quotient by an input-dependent tensor is a signal over a normaliser. Anything else is an
-  ``other`` op without a relevance rule.
+- Every other call has the kind that the registry :data:`.kinds.KINDS` recognises, and the
+  rule the composite gives that kind (by kind name; layers by their selectors).
 - Folded weights are kept in a :class:`~.weight_cache.WeightCache`, derived again when a
   parameter of the layer or of the BatchNorm changes.
 """
@@ -18,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ArgumentError
 from .composites import Composite, LayerInfo
-from .kinds import GATES, QUOTIENTS, RESHAPES, RULE_METHOD_OF_KIND, classify
+from .kinds import BATCH_NORM, KINDS, PASS, classify
 from .linear_maps import (
     Affine,
     batch_norm_coefficients,
@@ -47,13 +46,13 @@ class Plan:
     ops: list[Op]
     rules: dict[Op, Rule | None]
 
-    def rule_method(self, op: Op) -> Callable[[Op, Tensor], list[Tensor]] | None:
-        """The bound method of ``op``'s rule that handles its kind, or None when there is none."""
+    def rule_method(self, op: Op) -> Callable[[Op, Any], list[Tensor | None]] | None:
+        """The bound handler of ``op``'s rule for its kind, or None when there is none."""
         rule = self.rules.get(op)
-        method = RULE_METHOD_OF_KIND.get(op.kind)
-        if rule is None or method is None or not rule.handles(method):
+        kind = KINDS.get(op.kind)
+        if rule is None or kind is None or kind.handler is None or not rule.handles(kind.handler):
             return None
-        return getattr(rule, method)
+        return getattr(rule, kind.handler)
 
 
 def build_plan(recorder: Recorder, composite: Composite, model: nn.Module, *,
@@ -70,11 +69,11 @@ def build_plan(recorder: Recorder, composite: Composite, model: nn.Module, *,
         if op.kind == "layer":
             op.affine = conv_affine(op.node) if op.node.name != "linear" else linear_affine(op.node)
             op.affine.cache = (weights, model)
+        elif op.kind in KINDS:
+            op.linearise = KINDS[op.kind].linearise
     for op in ops:
-        if op.kind == "batch_norm":
+        if op.kind == BATCH_NORM:
             _canonicalise_batch_norm(op, ops, model, weights)
-        elif op.kind == "product":
-            _canonicalise_product(op)
     _relabel_duplicates(ops)
     layers = [op for op in ops if op.kind == "layer" and op.affine.kind != "scale"]
     first = layers[0] if layers else None
@@ -86,7 +85,7 @@ def build_plan(recorder: Recorder, composite: Composite, model: nn.Module, *,
             info = LayerInfo(op.label, _owner(op.node, recorder), op.affine.kind,
                              first=op is first, last_linear=op is last_linear)
             rules[op] = composite.rule_for_layer(info)
-        elif op.kind in RULE_METHOD_OF_KIND:
+        elif op.kind in KINDS and KINDS[op.kind].handler is not None:
             rules[op] = composite.rule_for(op.kind)
     if baseline is not None:
         _attach_baseline(ops, baseline)
@@ -111,7 +110,7 @@ def _relabel_duplicates(ops: list[Op]) -> None:
     """Layers called more than once (reused modules) get '#2', '#3', ... labels."""
     seen: dict[str, int] = {}
     for op in ops:
-        if op.kind in ("layer", "norm"):
+        if op.kind in KINDS and KINDS[op.kind].reported:
             seen[op.label] = seen.get(op.label, 0) + 1
             if seen[op.label] > 1:
                 op.label = f"{op.label}#{seen[op.label]}"
@@ -143,7 +142,7 @@ def _canonicalise_batch_norm(op: Op, ops: list[Op], model: nn.Module,
         what = ("batch_norm folded", node.arg(7, "eps", 1e-5))
         weight, bias = weights.derived(model, what, sources, lambda: _folded(feeder.affine, a, c))
         feeder.affine = replace(feeder.affine, weight=weight, bias=bias, out=y)
-        op.kind = "pass"
+        op.kind = PASS
     else:
         op.kind = "layer"
         op.affine = scale_affine(x, a, c, y)  # a is new on every call: nothing to cache
@@ -156,35 +155,6 @@ def _folded(aff: Affine, a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     weight = (w * a.view(shape)).detach()
     bias = (c if b is None else b * a + c).detach()
     return weight, bias
-
-
-def _canonicalise_product(op: Op) -> None:
-    """Gate × signal, signal / normaliser, attention weights × values; else ``other``."""
-    node = op.node
-    positions = [pos for pos, _, _ in node.inputs]
-    if node.name in QUOTIENTS:
-        op.kind, op.signal = "gate", positions.index(0)
-        return
-    if node.name == "scaled_dot_product_attention":
-        value = node.arg(2, "value")
-        found = [i for i, pos in enumerate(positions) if node.leaves[pos] is value]
-        if found:
-            op.kind, op.signal = "gate", found[0]
-        else:
-            op.kind = "other"
-        return
-    gates = [i for i, (_, source, _) in enumerate(node.inputs) if _origin(source).name in GATES]
-    if len(node.inputs) == 2 and len(gates) == 1:
-        op.kind, op.signal = "gate", 1 - gates[0]
-    else:
-        op.kind = "other"
-
-
-def _origin(node: Node) -> Node:
-    """The producer of a value, looking through reshapes and dropout."""
-    while node.name in RESHAPES and len(node.inputs) == 1:
-        node = node.inputs[0][1]
-    return node
 
 
 def _attach_baseline(ops: list[Op], baseline: list[Node]) -> None:

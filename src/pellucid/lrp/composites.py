@@ -1,10 +1,14 @@
 """Composites: which rule applies where.
 
-A :class:`Composite` maps layer selectors to rules and names one rule per parameter-free op
-kind (activation, linear ops, normalisation, max pooling, gates, other ops)::
+A :class:`Composite` maps layer selectors to rules and op kinds (by name, see
+:data:`.kinds.KINDS`) to rules::
 
     Composite({"features.0": ZBox(low=-3, high=3), nn.Conv2d: Gamma(0.25),
-               nn.Linear: Epsilon(0.25)})
+               nn.Linear: Epsilon(0.25)}, ops={"linear": Epsilon(0.5)})
+
+``ops`` maps kind names to rules; the keywords ``activation=``, ``linear=``, ``norm=``,
+``maxpool=``, ``gate=`` and ``other=`` are the same as ``ops={name: rule}``, and ``default=``
+is ``ops={"layer": rule}``: the rule of layers that no selector matches.
 
 Layer selectors, in order of precedence:
 
@@ -26,13 +30,14 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
 
 from ..checks import check_choice
-from ..errors import ArgumentTypeError
+from ..errors import ArgumentError, ArgumentTypeError
+from .kinds import KINDS, check_kind_name
 from .rules import (
     AlphaBeta,
     ChainRule,
@@ -40,14 +45,11 @@ from .rules import (
     Epsilon,
     Flat,
     Gamma,
-    Pass,
     RectifiedGradient,
     RectifiedPass,
     Rescale,
     Rule,
-    SignalTakesAll,
     SplitDifference,
-    WinnerTakeAll,
     ZBox,
     Zero,
     ZPlus,
@@ -86,7 +88,12 @@ class LayerInfo:
 
 @dataclass(frozen=True, eq=False)
 class Composite:
-    """Rules for layers (by name, position, pattern, type or kind) and for op kinds."""
+    """Rules for layers (by name, position, pattern, type or kind) and for op kinds.
+
+    >>> from pellucid.lrp import Composite, Epsilon
+    >>> Composite(ops={"linear": Epsilon(0.5)}).rule_for("linear")
+    Epsilon(epsilon=0.5, bias='signed')
+    """
 
     layers: Mapping[Any, Rule] = field(default_factory=dict)
     default: Rule | None = None
@@ -97,6 +104,10 @@ class Composite:
     gate: Rule | None = None
     other: Rule | None = None
     base: Composite | None = None
+    ops: Mapping[str, Rule] = field(default_factory=dict)
+    #: the rule of each op kind named here (``ops`` and the keyword slots), built on creation
+    _kind_rules: dict[str, Rule] = field(init=False, repr=False, compare=False,
+                                         default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.layers, Mapping):
@@ -131,6 +142,35 @@ class Composite:
             raise ArgumentTypeError(
                 "base", f"Composite's base must be a Composite or None, got {self.base!r}"
             )
+        object.__setattr__(self, "_kind_rules", self._check_ops())
+
+    def _check_ops(self) -> dict[str, Rule]:
+        """The rule of each op kind this composite names: ``ops`` and the keyword slots."""
+        if not isinstance(self.ops, Mapping):
+            raise ArgumentTypeError(
+                "ops",
+                f"Composite's ops must be a mapping from op kind names to rules, e.g. "
+                f"{{'linear': Epsilon(0.5)}}, got {type(self.ops).__name__}",
+            )
+        rules = {_SLOT_KINDS[slot]: getattr(self, slot) for slot in _SLOTS
+                 if getattr(self, slot) is not None}
+        for name, rule in self.ops.items():
+            check_kind_name(name)
+            if not isinstance(rule, Rule):
+                raise ArgumentTypeError(
+                    "ops",
+                    f"Composite's ops entry {name!r} maps to {rule!r}, which is not a rule; "
+                    "give a rule object such as Epsilon(1e-6) (a class needs ())",
+                )
+            if name in rules:
+                slot = next(s for s in _SLOTS if _SLOT_KINDS[s] == name)
+                raise ArgumentError(
+                    "ops",
+                    f"Composite gets a rule for the op kind {name!r} twice, as ops[{name!r}] "
+                    f"and as {slot}=; give it once",
+                )
+            rules[name] = rule
+        return rules
 
     def over(self, base: Composite) -> Composite:
         """This composite laid over ``base`` (this one's selectors and slots win)."""
@@ -139,7 +179,7 @@ class Composite:
     def rule_for_layer(self, info: LayerInfo) -> Rule | None:
         """The rule for a layer, by the precedence in the module docstring."""
         matched = self._match_chain(info)
-        return matched if matched is not None else self._slot("default")
+        return matched if matched is not None else self.rule_for("layer")
 
     def _match_chain(self, info: LayerInfo) -> Rule | None:
         own = self._match(info)
@@ -147,14 +187,12 @@ class Composite:
             return self.base._match_chain(info)
         return own
 
-    def rule_for(self, slot: str) -> Rule | None:
-        """The rule for a parameter-free op kind (``activation``, ``linear``, ...)."""
-        return self._slot(slot)
-
-    def _slot(self, slot: str) -> Rule | None:
-        rule = getattr(self, slot)
+    def rule_for(self, kind: str) -> Rule | None:
+        """The rule for an op kind by its name (``activation``, ``linear``, ...; ``layer``:
+        the rule of layers that no selector matches), from this composite or its base."""
+        rule = self._kind_rules.get(kind)
         if rule is None and self.base is not None:
-            return self.base._slot(slot)
+            return self.base.rule_for(kind)
         return rule
 
     def _match(self, info: LayerInfo) -> Rule | None:
@@ -178,28 +216,29 @@ class Composite:
 
     def __repr__(self) -> str:
         parts = [f"{_key(k)}: {v!r}" for k, v in self.layers.items()]
-        slots = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
-                 if f.name not in ("layers", "base") and getattr(self, f.name) is not None]
+        slots = [f"{name}={getattr(self, name)!r}" for name in _SLOTS
+                 if getattr(self, name) is not None]
+        if self.ops:
+            slots.append(f"ops={dict(self.ops)!r}")
         return f"Composite({{{', '.join(parts)}}}{''.join(', ' + s for s in slots)})"
 
 
-_SLOTS = ("default", "activation", "linear", "norm", "maxpool", "gate", "other")
+#: the keyword slots, each the rule of the op kind of the same name (``default``: ``layer``)
+_SLOT_KINDS = {"default": "layer", "activation": "activation", "linear": "linear",
+               "norm": "norm", "maxpool": "maxpool", "gate": "gate", "other": "other"}
+_SLOTS = tuple(_SLOT_KINDS)
 
 
 def _key(key: Any) -> str:
     return key.__name__ if isinstance(key, type) else repr(key)
 
 
-#: the defaults every relevance composite builds on
-RELEVANCE = Composite(
-    default=Epsilon(1e-6), activation=Pass(), linear=Epsilon(1e-9), norm=Epsilon(1e-6),
-    maxpool=WinnerTakeAll(), gate=SignalTakesAll(),
-)
+#: the defaults every relevance composite builds on: each op kind's default rule
+RELEVANCE = Composite(ops={name: kind.default for name, kind in KINDS.items()
+                           if kind.default is not None})
 #: the defaults every gradient-type composite builds on (the plain gradient everywhere)
-GRADIENT = Composite(
-    default=ChainRule(), activation=ChainRule(), linear=ChainRule(), norm=ChainRule(),
-    maxpool=ChainRule(), gate=ChainRule(), other=ChainRule(),
-)
+GRADIENT = Composite(ops=dict.fromkeys(
+    (name for name, kind in KINDS.items() if kind.handler is not None), ChainRule()))
 
 
 def zero() -> Composite:

@@ -12,8 +12,8 @@ from ..outputs import OutputSelector, select_output
 from .canonical import Plan, build_plan
 from .composites import RELEVANCE, Composite
 from .engine import WEIGHT_CACHE
+from .kinds import KINDS, PASS
 from .op import Op
-from .rules import SignalTakesAll
 from .tape import eager_model, record
 
 
@@ -57,25 +57,26 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 
 def _rule_text(plan: Plan, op: Op, reached: bool) -> str:
-    if op.kind == "shape":
-        return "pass-through (the op's own vector-Jacobian product)"
-    if op.kind == "pass":
+    if op.kind == PASS:
         return "folded into the layer that feeds it"
+    if KINDS[op.kind].handler is None:
+        return "pass-through (the op's own vector-Jacobian product)"
     if plan.rule_method(op) is not None:
         return repr(plan.rules[op])
     return "NO RULE (relevance reaches it: explaining raises)" if reached else "no rule (unused)"
 
 
 def _reachable(plan: Plan, source: Any) -> set[int]:
-    """Indices of the ops that the output depends on."""
+    """Indices of the ops that the output depends on, through the inputs each op's rule feeds."""
     if source is None:
         return set()
     reached = {source[0].index}
     for op in reversed(plan.ops):
         if op.node.index in reached:
             inputs = op.node.inputs
-            if op.kind == "gate" and isinstance(plan.rules.get(op), SignalTakesAll):
-                inputs = [inputs[op.signal]]  # the gate receives nothing
+            rule = plan.rules.get(op)
+            if rule is not None and plan.rule_method(op) is not None:
+                inputs = [inputs[i] for i in rule.feeds(op)]
             reached.update(producer.index for _, producer, _ in inputs)
     return reached
 

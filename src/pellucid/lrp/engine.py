@@ -25,6 +25,7 @@ from ..errors import ArgumentError, ModelError
 from ..task import Task
 from .canonical import Plan, build_plan
 from .composites import Composite
+from .kinds import INPUT, KINDS, PASS
 from .op import Op
 from .rules import Rule
 from .tape import Node, Recorder, UnsupportedOpError, eager_model, record
@@ -130,10 +131,10 @@ def walk_back(plan: Plan, source: tuple[Node, int], message: Tensor
         messages = pending.pop(op.node.index, None)
         if messages is None or all(m is None for m in messages):
             continue
-        if op.kind == "input":
+        if op.kind == INPUT:
             return _filled(messages[0], op.node.outputs[0]), totals
         backward = input_messages(plan, op, messages)
-        if op.kind in ("layer", "norm"):
+        if op.kind in KINDS and KINDS[op.kind].reported:
             totals[op.label] = sum(per_sample_total(g) for g in backward if g is not None)
         for (_, producer, index), g in zip(op.node.inputs, backward):
             if g is None:
@@ -145,16 +146,19 @@ def walk_back(plan: Plan, source: tuple[Node, int], message: Tensor
 
 
 def input_messages(plan: Plan, op: Op, messages: list[Tensor | None]) -> list[Tensor | None]:
-    """The messages at an op's inputs from those at its outputs, by the op's rule."""
-    if op.kind == "shape":
-        return op.vjp(messages)
-    if op.kind == "pass":
+    """The messages at an op's inputs from those at its outputs, by the op's rule: its kind's
+    handler gets the message at the output (or, for a kind with ``all_outputs``, the list of
+    messages at all outputs). Ops of a kind without a handler move values: their messages go
+    back by the op's own vector-Jacobian product; a folded BatchNorm passes them on."""
+    if op.kind == PASS:
         return [messages[0]]
+    kind = KINDS[op.kind]
+    if kind.handler is None:
+        return op.vjp(messages)
     method = plan.rule_method(op)
     if method is None:
         _raise_no_rule(op, plan.rules.get(op))
-    op.output_messages = messages
-    return method(op, _filled(messages[0], op.output))
+    return method(op, messages if kind.all_outputs else _filled(messages[0], op.output))
 
 
 def _filled(message: Tensor | None, like: Tensor) -> Tensor:
@@ -170,11 +174,11 @@ def _raise_no_rule(op: Op, rule: Rule | None) -> NoReturn:
             f"{op.kind!r} that this rule cannot handle; in composite, assign a rule that "
             f"handles {op.kind!r} ops there",
         )
-    if op.kind != "other":
+    if KINDS[op.kind].default is not None:
         raise ArgumentError(
             "composite",
             f"the composite assigns no rule to the model's {where} (kind {op.kind!r}); give "
-            f"composite a rule for the {op.kind!r} slot",
+            f"composite a rule for the {op.kind!r} slot (ops={{{op.kind!r}: rule}})",
         )
     hint = ""
     if "softmax" in op.node.name:

@@ -1,111 +1,159 @@
-"""Op kinds: what a recorded call is, recognised by its function's name and its arguments.
+"""Op kinds: what a recorded call is, each defined once in the registry :data:`KINDS`.
 
-Kinds (the keys a composite assigns rules to):
+An :class:`OpKind` says how to recognise the kind from a recorded call, which method of a
+:class:`~.rules.Rule` handles it, and its default rule (the rule of every relevance method
+unless a composite says otherwise). A composite chooses rules by kind name
+(``Composite(ops={"linear": Epsilon(0.5)})``). Adding a rule for a new op is one
+:func:`register_kind` here, a method of that name on the rules that handle it, and its test.
+
+The kinds, in the order they are tried (the first that recognises a call wins):
 
 - ``layer``: a convolution of any dimension (also transposed) or ``F.linear``, with weights;
   a BatchNorm that no such layer feeds is a ``layer`` too (a per-channel scale and shift).
 - ``norm``: ``F.layer_norm`` and ``F.group_norm``, linearised with the normaliser constant.
 - ``activation``: element-wise non-linearities (ReLU family, GELU, SiLU, ELU, tanh, ...).
 - ``maxpool``: max pooling of any dimension, adaptive or not.
+- ``shape``: cat, split, reshape, flatten, permute, indexing, padding, dropout in eval mode:
+  they only move values, so messages go back by the op's own vector-Jacobian product and
+  no rule is chosen.
 - ``linear``: parameter-free linear ops: sums of input-dependent tensors (``+``, ``+=``,
   ``torch.add``, ``sum``, ``-``), means, average pooling, interpolation, and products or
   quotients with a constant (e.g. layer scale) or matrix products with a constant matrix.
 - ``gate``: an element-wise product of a gate and a signal, a quotient by an
   input-dependent normaliser, attention weights times values (``softmax(q kᵀ) @ v``,
-  ``F.scaled_dot_product_attention``), resolved from ``product`` in :mod:`.canonical`.
-- ``shape``: cat, split, reshape, flatten, permute, indexing, padding, dropout in eval mode:
-  relevance (or gradient) goes back by the op's own vector-Jacobian product.
-- ``other``: everything else; an error names it if relevance reaches it.
+  ``F.scaled_dot_product_attention``); see :func:`.calls.gate_signal`.
+- ``other``: everything else; an error names it if relevance reaches it without a rule.
 
-:func:`classify` also returns the kinds that :mod:`.canonical` resolves further:
-``batch_norm`` (folded into the layer that feeds it, then ``pass``, or a ``layer`` of its own),
-``product`` (``gate`` or ``other``), and ``input`` for the root of the tape.
+Two structural kinds are not in the registry: ``input`` (the root of the tape) and ``pass``
+(a BatchNorm folded into the layer that feeds it, see :mod:`.canonical`), which
+:func:`classify` gives as ``batch_norm`` until then.
 """
 
 from __future__ import annotations
 
-import torch.nn.functional as F
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from torch import Tensor
+
+from ..checks import check_choice
+from .calls import (
+    ACTIVATIONS,
+    CONVOLUTIONS,
+    DROPOUTS,
+    MATMULS,
+    MAXPOOL_FUNCS,
+    MAXPOOLS,
+    NORMS,
+    PRODUCTS,
+    QUOTIENTS,
+    SHAPES,
+    SUMS,
+    gate_signal,
+    tracked_positions,
+)
+from .linear_maps import linearised_norm
+from .rules import Epsilon, Pass, Rule, SignalTakesAll, WinnerTakeAll
 from .tape import Node
 
-CONVOLUTIONS = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-                "conv_transpose3d"}
-ACTIVATIONS = {
-    "relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu", "leaky_relu_", "elu",
-    "elu_", "selu", "selu_", "celu", "celu_", "gelu", "silu", "mish", "softplus", "tanh", "tanh_",
-    "sigmoid", "sigmoid_", "hardsigmoid", "hardswish", "threshold", "threshold_", "prelu",
-    "rrelu", "logsigmoid", "softsign", "tanhshrink", "clamp", "clamp_", "clamp_min", "clip",
-}
-#: activations after which the value acts as a gate when it multiplies a signal
-GATES = {"sigmoid", "sigmoid_", "hardsigmoid", "softmax", "rsqrt", "reciprocal"}
-MAXPOOLS = {"max_pool1d", "max_pool2d", "max_pool3d", "adaptive_max_pool1d",
-            "adaptive_max_pool2d", "adaptive_max_pool3d", "max_pool1d_with_indices",
-            "max_pool2d_with_indices", "max_pool3d_with_indices", "max", "amax"}
-SUMS = {"add", "add_", "__add__", "__radd__", "__iadd__", "sub", "sub_", "__sub__", "__rsub__",
-        "rsub", "__isub__", "subtract", "neg", "__neg__", "negative", "sum", "mean", "avg_pool1d",
-        "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
-        "adaptive_avg_pool3d", "interpolate", "upsample", "upsample_nearest",
-        "upsample_bilinear", "cumsum", "trace"}
-PRODUCTS = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"}
-QUOTIENTS = {"div", "div_", "__truediv__", "__itruediv__", "__div__", "true_divide", "divide"}
-MATMULS = {"matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "einsum", "tensordot", "mv"}
-RESHAPES = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "contiguous",
-            "clone", "view_as", "reshape_as", "detach", "to", "type", "float", "double", "half",
-            "bfloat16", "cpu", "cuda",
-            "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-            "feature_alpha_dropout", "identity"}
-SHAPES = RESHAPES | {
-    "permute", "transpose", "t", "T", "mT", "swapaxes", "swapdims", "movedim", "moveaxis",
-    "expand", "expand_as", "broadcast_to", "repeat", "tile", "repeat_interleave", "cat", "concat",
-    "concatenate", "stack", "hstack", "vstack", "split", "split_with_sizes", "chunk", "unbind",
-    "tensor_split", "__getitem__", "narrow", "select", "index_select", "gather", "flip", "roll",
-    "pad", "unfold", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "masked_select",
-    "where", "masked_fill",
-}
+#: structural kinds outside the registry
+INPUT, PASS, BATCH_NORM = "input", "pass", "batch_norm"
 
-ADAPTIVE_MAXPOOLS = (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)
-MAXPOOL_FUNCS = (F.max_pool1d, F.max_pool2d, F.max_pool3d, *ADAPTIVE_MAXPOOLS)
 
-#: the kinds a rule handles, each with the name of the rule method that handles it (a
-#: normalisation is linear once its normaliser is held constant); a composite names the rule
-#: of every kind but ``layer`` in the slot of the same name
-RULE_METHOD_OF_KIND = {
-    "layer": "layer", "linear": "linear", "norm": "linear", "activation": "activation",
-    "maxpool": "maxpool", "gate": "gate", "other": "other",
-}
+@dataclass(frozen=True)
+class OpKind:
+    """One kind of op: how it is recognised, which rule method handles it, its default rule.
+
+    ``handler``: the name of the :class:`~.rules.Rule` method that takes the op and the
+    message at its output (or, with ``all_outputs``, the list of messages at all its outputs,
+    None where none arrived) and returns one message per input-dependent input; None for
+    ``shape``, whose messages go back by the op's own vector-Jacobian product.
+    ``default``: the rule of every relevance method (None: relevance reaching such an op is
+    an error unless a composite gives it a rule). ``linearise``: for an op that is linear
+    once something is held constant, that linear map (``op.linear_vjp`` uses it).
+    ``reported``: the total message arriving at its input appears in ``layer_relevance``.
+    """
+
+    name: str
+    recognise: Callable[[Node], bool]
+    handler: str | None
+    default: Rule | None
+    all_outputs: bool = False
+    linearise: Callable[[Node], Callable[[Tensor], Tensor]] | None = None
+    reported: bool = False
+
+
+#: every op kind, by name, in the order they are tried
+KINDS: dict[str, OpKind] = {}
+
+
+def register_kind(kind: OpKind, *, before: str | None = None) -> OpKind:
+    """Add ``kind`` to :data:`KINDS` (tried before the kind ``before``, or last).
+
+    >>> from pellucid.lrp.kinds import KINDS
+    >>> list(KINDS)[:3]
+    ['layer', 'norm', 'activation']
+    """
+    items = [(k, v) for k, v in KINDS.items() if k != kind.name]
+    names = [k for k, _ in items]
+    at = len(items) if before is None else names.index(check_choice(before, "before", names))
+    items.insert(at, (kind.name, kind))
+    KINDS.clear()
+    KINDS.update(items)
+    return kind
+
+
+def rule_kinds() -> list[str]:
+    """The names of the kinds a composite gives rules to (those with a handler)."""
+    return [name for name, kind in KINDS.items() if kind.handler is not None]
+
+
+def check_kind_name(name: object, argument: str = "ops") -> str:
+    """``name`` must name a kind that takes rules (an :class:`UnknownNameError` suggests the
+    closest names)."""
+    return check_choice(name, argument, rule_kinds(),
+                        "the op kinds a composite gives rules to (see docs/lrp.md)")
 
 
 def classify(node: Node) -> str:
-    """The op kind of a recorded call (products are refined in :mod:`.canonical`)."""
-    name = node.name
+    """The kind of a recorded call: the first registered kind that recognises it, or
+    ``input`` / ``batch_norm`` (resolved in :mod:`.canonical`)."""
     if node.func is None:
-        return "input"
-    if name in CONVOLUTIONS or name == "linear":
-        # a layer whose weights depend on the input (dynamic filters) has no layer rule
-        return "layer" if [pos for pos, _, _ in node.inputs] == [0] else "other"
-    if name == "batch_norm":
-        return "batch_norm"
-    if name in ("layer_norm", "group_norm"):
-        return "norm"
-    if name in ACTIVATIONS:
-        return "activation"
-    if name in MAXPOOLS or node.func in MAXPOOL_FUNCS:
-        return "maxpool"
-    if name in ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout") and bool(
-        node.arg(2, "training", True)
-    ):
-        return "other"  # random masks: the model is in train mode
-    if name in SHAPES:
-        return "shape"
-    if name in SUMS:
-        return "linear"
-    if name == "scaled_dot_product_attention":
-        return "product"
-    if name in PRODUCTS or name in MATMULS:
-        return "linear" if len(node.inputs) == 1 else "product"
-    if name in QUOTIENTS:
-        denominator_tracked = any(pos != 0 for pos, _, _ in node.inputs)
-        if not denominator_tracked:
-            return "linear"
-        return "product" if any(pos == 0 for pos, _, _ in node.inputs) else "other"
-    return "other"
+        return INPUT
+    if node.name == "batch_norm":
+        return BATCH_NORM
+    return next(name for name, kind in KINDS.items() if kind.recognise(node))
+
+
+def _is_layer(node: Node) -> bool:
+    # a layer whose weights depend on the input (dynamic filters) has no layer rule
+    return (node.name in CONVOLUTIONS or node.name == "linear") and tracked_positions(node) == [0]
+
+
+def _is_shape(node: Node) -> bool:
+    if node.name in DROPOUTS and bool(node.arg(2, "training", True)):
+        return False  # random masks: the model is in train mode
+    return node.name in SHAPES
+
+
+def _is_linear(node: Node) -> bool:
+    if node.name in SUMS:
+        return True
+    if node.name in PRODUCTS or node.name in MATMULS:
+        return len(node.inputs) == 1
+    return node.name in QUOTIENTS and tracked_positions(node) == [0]
+
+
+for _kind in (
+    OpKind("layer", _is_layer, "layer", Epsilon(1e-6), reported=True),
+    OpKind("norm", lambda n: n.name in NORMS, "linear", Epsilon(1e-6),
+           linearise=linearised_norm, reported=True),
+    OpKind("activation", lambda n: n.name in ACTIVATIONS, "activation", Pass()),
+    OpKind("maxpool", lambda n: n.name in MAXPOOLS or n.func in MAXPOOL_FUNCS, "maxpool",
+           WinnerTakeAll()),
+    OpKind("shape", _is_shape, None, None),
+    OpKind("linear", _is_linear, "linear", Epsilon(1e-9)),
+    OpKind("gate", lambda n: gate_signal(n) is not None, "gate", SignalTakesAll()),
+    OpKind("other", lambda n: True, "other", None, all_outputs=True),
+):
+    register_kind(_kind)

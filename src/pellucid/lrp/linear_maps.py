@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ArgumentError, ModelError
-from .kinds import ADAPTIVE_MAXPOOLS
+from .calls import ADAPTIVE_MAXPOOLS
 from .tape import Node
 from .weight_cache import WeightCache
 

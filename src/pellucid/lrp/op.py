@@ -1,14 +1,18 @@
-"""The op: one recorded call as the rules see it (its kind, its label, what its rule needs)."""
+"""The op: one recorded call as the rules see it (its kind, its label, what its rule needs).
+
+Everything on an op is set when the plan is built (:mod:`.canonical`); the backward walk
+writes nothing on it: a rule receives the messages as arguments."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .kinds import RESHAPES
-from .linear_maps import Affine, linearised_norm, vjp_linear
+from .calls import RESHAPES, gate_signal
+from .linear_maps import Affine, vjp_linear
 from .tape import Node
 
 
@@ -23,12 +27,17 @@ class Op:
     label: str
     #: the affine map of a ``layer``
     affine: Affine | None = None
-    #: the index of the signal among the inputs of a ``gate``
-    signal: int = 0
     #: the same call recorded on the baseline input (DeepLIFT)
     baseline: Node | None = None
-    #: the messages at all outputs, for rules on ops with several outputs
-    output_messages: list[Tensor | None] = field(default_factory=list)
+    #: the linear map of an op that is linear once something is held constant (its kind's
+    #: ``linearise``, e.g. a LayerNorm with the normaliser constant); None: the op itself
+    linearise: Callable[[Node], Callable[[Tensor], Tensor]] | None = None
+
+    @property
+    def signal(self) -> int:
+        """The index of the signal among the inputs of a gate × signal product (0 otherwise)."""
+        found = gate_signal(self.node)
+        return 0 if found is None else found
 
     @property
     def inputs(self) -> list[Tensor]:
@@ -77,7 +86,6 @@ class Op:
 
     def linear_vjp(self, s: Tensor) -> list[Tensor]:
         """The vector-Jacobian product of the op's linear part (normaliser held constant)."""
-        if self.kind == "norm":
-            x = self.inputs[0]
-            return [vjp_linear(linearised_norm(self.node), x, s)]
+        if self.linearise is not None:
+            return [vjp_linear(self.linearise(self.node), self.inputs[0], s)]
         return self.vjp([s])

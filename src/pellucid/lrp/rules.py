@@ -1,9 +1,10 @@
 """Rules: how relevance (or a modified gradient) goes back through one operation.
 
-A rule is a small frozen dataclass with one method per op kind it can handle
-(``layer``, ``linear``, ``activation``, ``maxpool``, ``gate``, ``other``; see :mod:`.kinds`).
-Each method takes the op (an :class:`~pellucid.lrp.op.Op`) and the message ``m`` at
-its output and returns one message per input-dependent input.
+A rule is a small frozen dataclass with one handler method per op kind it can handle
+(``layer``, ``linear``, ``activation``, ``maxpool``, ``gate``, ``other``: the handler names of
+the kinds registered in :mod:`.kinds`). Each handler takes the op (an
+:class:`~pellucid.lrp.op.Op`) and the message ``m`` at its output (``other``: the messages at
+all its outputs) and returns one message per input-dependent input.
 
 For affine layers ``z_k = Σ_j x_j w_jk + b_k`` every LRP rule is a choice of modified terms
 (x′, w′, b′), computed with the gradient trick (Montavon et al. 2019, "Layer-wise relevance
@@ -131,30 +132,38 @@ def negative_terms(aff: Affine, bias: Tensor | None = None) -> list[Term]:
 
 
 class Rule:
-    """Base class; subclasses implement the kinds they handle."""
+    """Base class: a rule handles the op kinds whose handler method it defines (see
+    :data:`.kinds.KINDS`: ``layer``, ``linear``, ``activation``, ``maxpool``, ``gate``,
+    ``other``). A handler takes the op and the message at its output (for a kind with
+    ``all_outputs``, the list of messages at its outputs) and returns one message per
+    input-dependent input (None for an input that receives nothing)."""
 
     def handles(self, method: str) -> bool:
-        """Whether this rule implements the rule method ``method`` (``layer``, ``linear``, ...)."""
-        own = getattr(type(self), method, None)
-        return own is not None and own is not getattr(Rule, method, None)
+        """Whether this rule implements the handler method ``method`` (``layer``, ...).
 
-    def layer(self, op: Op, m: Tensor) -> list[Tensor]:
-        raise NotImplementedError
+        >>> Epsilon().handles("layer"), Pass().handles("layer")
+        (True, False)
+        """
+        return callable(getattr(self, method, None))
 
-    def linear(self, op: Op, m: Tensor) -> list[Tensor]:
-        raise NotImplementedError
+    def feeds(self, op: Op) -> list[int]:
+        """The indices of the op's input-dependent inputs that this rule sends messages to
+        (all of them unless a rule says otherwise): ``describe`` follows them to show which
+        ops relevance reaches.
 
-    def activation(self, op: Op, m: Tensor) -> list[Tensor]:
-        raise NotImplementedError
-
-    def maxpool(self, op: Op, m: Tensor) -> list[Tensor]:
-        raise NotImplementedError
-
-    def gate(self, op: Op, m: Tensor) -> list[Tensor]:
-        raise NotImplementedError
-
-    def other(self, op: Op, m: Tensor) -> list[Tensor]:
-        raise NotImplementedError
+        >>> import torch
+        >>> from pellucid.lrp.canonical import build_plan
+        >>> from pellucid.lrp.composites import RELEVANCE
+        >>> from pellucid.lrp.engine import WEIGHT_CACHE
+        >>> from pellucid.lrp.tape import record
+        >>> gated = lambda x: x * torch.sigmoid(x.flip(1))
+        >>> recorder, _ = record(torch.nn.Identity(), gated, torch.randn(1, 2))
+        >>> plan = build_plan(recorder, RELEVANCE, torch.nn.Identity(), weights=WEIGHT_CACHE)
+        >>> product = plan.ops[-1]
+        >>> Pass().feeds(product), SignalTakesAll().feeds(product)
+        ([0, 1], [0])
+        """
+        return list(range(len(op.node.inputs)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -514,6 +523,10 @@ class SignalTakesAll(Rule):
         messages = op.vjp([s], only=op.signal)
         return [g if g is None else g * x for g, x in zip(messages, op.inputs)]
 
+    def feeds(self, op: Op) -> list[int]:
+        """Only the signal: the gate receives nothing."""
+        return [op.signal]
+
 
 # ----------------------------------------------------------------------------------------------
 # Gradient-type rules: guided backprop, deconvnet, DeepLIFT
@@ -540,8 +553,8 @@ class ChainRule(Rule):
     def gate(self, op: Op, m: Tensor) -> list[Tensor]:
         return op.vjp([m])
 
-    def other(self, op: Op, m: Tensor) -> list[Tensor]:
-        return op.vjp(op.output_messages)
+    def other(self, op: Op, messages: list[Tensor | None]) -> list[Tensor | None]:
+        return op.vjp(messages)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .. import list_methods
+from .. import get_method, list_methods
 from .._deprecation import deprecated_names
 from .context import DemoContext, MethodResult
 from .html import Section, esc, page
@@ -34,8 +34,10 @@ QUICK_METHODS = (
 
 
 def select_methods(quick: bool, pattern: str | None = None) -> list[str]:
-    """Registered methods for the demo: all, the quick subset, or those matching ``pattern``."""
-    names = list_methods(pattern or "*")
+    """Registered methods for the demo: all, the quick subset, or those matching ``pattern``;
+    never those that need self-attention (the demo models are CNNs)."""
+    names = [n for n in list_methods(pattern or "*")
+             if "attention" not in get_method(n).requires]
     if quick and pattern is None:
         names = [n for n in names if n in QUICK_METHODS]
     return names
