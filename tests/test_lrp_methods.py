@@ -352,6 +352,8 @@ def test_every_rule_method_explains_a_regressor(shape):
 
 NAN = float("nan")
 BAD_SETTINGS = [
+    ("lrp.attnlrp", {"epsilon": -1.0}, ArgumentError, "epsilon"),
+    ("lrp.cp_lrp", {"epsilon": NAN}, ArgumentError, "epsilon"),
     ("lrp.epsilon", {"epsilon": NAN}, ArgumentError, "epsilon"),
     ("lrp.epsilon", {"epsilon": -1e-3}, ArgumentError, "epsilon"),
     ("lrp.epsilon", {"epsilon": True}, ArgumentTypeError, "epsilon"),

@@ -59,3 +59,15 @@ def import_zennit() -> Any:
         import zennit.layer
         import zennit.rules
     return zennit
+
+
+def import_lxt() -> Any:
+    """``lxt.explicit.functional`` (AttnLRP's reference rules per op: softmax, matmul, mul2,
+    layer_norm, rms_norm_identity, ...), imported next to the placeholder torchvision."""
+    if "lxt.explicit.functional" in sys.modules:
+        return sys.modules["lxt.explicit.functional"]
+    if importlib.util.find_spec("transformers") is not None:
+        import transformers  # noqa: F401  (probes torchvision's spec: before the placeholders)
+    with _placeholder_torchvision():
+        import lxt.explicit.functional
+    return lxt.explicit.functional

@@ -11,9 +11,20 @@ torch.Size([2, 4])
 
 from .._deprecation import deprecated_names
 from . import methods as _methods  # noqa: F401  (registers the methods)
-from .composites import BATCHNORM, CONV, FIRST, LAST_LINEAR, LINEAR, Composite, Selector
+from .composites import (
+    BATCHNORM,
+    CONV,
+    FIRST,
+    LAST_LINEAR,
+    LINEAR,
+    Composite,
+    Selector,
+    attnlrp,
+    cp_lrp,
+)
 from .describe import describe
 from .engine import clear_weight_cache
+from .recurrent import Recurrent
 from .rules import (
     AlphaBeta,
     Average,
@@ -48,7 +59,7 @@ __getattr__ = deprecated_names(__name__, {
 __all__ = [
     "BATCHNORM", "CONV", "FIRST", "LAST_LINEAR", "LINEAR", "AlphaBeta", "Average", "ChainRule",
     "Composite", "DualContrast", "Epsilon", "Flat", "Gamma", "Pass", "RectifiedGradient",
-    "RectifiedPass", "Rescale", "Rule", "Selector", "SignalTakesAll", "SplitDifference",
-    "UnsupportedOpError", "WSquare", "WinnerTakeAll", "ZBox", "ZPlus", "Zero",
-    "clear_weight_cache", "describe",
+    "RectifiedPass", "Recurrent", "Rescale", "Rule", "Selector", "SignalTakesAll",
+    "SplitDifference", "UnsupportedOpError", "WSquare", "WinnerTakeAll", "ZBox", "ZPlus", "Zero",
+    "attnlrp", "clear_weight_cache", "cp_lrp", "describe",
 ]

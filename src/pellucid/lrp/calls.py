@@ -30,6 +30,12 @@ SUMS = {"add", "add_", "__add__", "__radd__", "__iadd__", "sub", "sub_", "__sub_
 PRODUCTS = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply"}
 QUOTIENTS = {"div", "div_", "__truediv__", "__itruediv__", "__div__", "true_divide", "divide"}
 MATMULS = {"matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "einsum", "tensordot", "mv"}
+SOFTMAXES = {"softmax", "_softmax"}
+EXPS = {"exp", "exp_"}
+#: gating functions that normalise the signal they multiply (RMSNorm's x · rsqrt(mean x²))
+NORMALISERS = {"rsqrt", "reciprocal"}
+#: the fused recurrent calls of nn.LSTM, nn.GRU and nn.RNN (see :mod:`.recurrent`)
+RECURRENTS = {"lstm", "gru", "rnn_tanh", "rnn_relu"}
 DROPOUTS = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout"}
 RESHAPES = {"view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze", "contiguous",
             "clone", "view_as", "reshape_as", "detach", "to", "type", "float", "double", "half",
@@ -73,6 +79,15 @@ def gate_signal(node: Node) -> int | None:
         return None
     gates = [i for i, (_, source, _) in enumerate(node.inputs) if _origin(source).name in GATES]
     return 1 - gates[0] if len(gates) == 1 else None
+
+
+def gate_name(node: Node) -> str | None:
+    """The name of the gating function of a gate × signal product (``softmax``, ``sigmoid``,
+    ``rsqrt``, ...), or None for a quotient, ``scaled_dot_product_attention`` or no gate."""
+    signal = gate_signal(node)
+    if signal is None or node.name in QUOTIENTS or node.name == "scaled_dot_product_attention":
+        return None
+    return _origin(node.inputs[1 - signal][1]).name
 
 
 def _origin(node: Node) -> Node:

@@ -45,11 +45,15 @@ from .rules import (
     Epsilon,
     Flat,
     Gamma,
+    HoldConstant,
+    Pass,
     RectifiedGradient,
     RectifiedPass,
     Rescale,
     Rule,
+    SoftmaxTaylor,
     SplitDifference,
+    UniformProduct,
     ZBox,
     Zero,
     ZPlus,
@@ -336,3 +340,33 @@ def excitation_backprop_contrastive(classifier: str | None = None) -> Composite:
         )
     key = LAST_LINEAR if classifier is None else classifier
     return Composite({key: DualContrast()}, default=ZPlus(), base=RELEVANCE)
+
+
+def attnlrp(eps: float = 1e-6) -> Composite:
+    """AttnLRP (Achtibat et al. 2024): softmax by its Taylor linearisation at x
+    (:class:`~.rules.SoftmaxTaylor`), products of two signals (q·kᵀ, attention·v, gates) by
+    the uniform ε rule (:class:`~.rules.UniformProduct`), LayerNorm/RMSNorm with the
+    normaliser held constant (the identity rule on 1/σ), GELU, SiLU and exp by the identity
+    rule, LRP-ε for every layer.
+
+    >>> import pellucid.lrp.composites as c
+    >>> c.attnlrp().rule_for("softmax")
+    SoftmaxTaylor()
+    """
+    uniform = UniformProduct()
+    return Composite(default=Epsilon(eps), base=RELEVANCE, ops={
+        "softmax": SoftmaxTaylor(), "product": uniform, "gate": uniform, "exp": Pass()})
+
+
+def cp_lrp(eps: float = 1e-6) -> Composite:
+    """CP-LRP (Ali et al. 2022): attention weights and normalisers held constant
+    (:class:`~.rules.HoldConstant` at the softmax, :class:`~.rules.SignalTakesAll` at
+    attention·v and at quotients), so relevance flows through the value path only;
+    LRP-ε for every layer.
+
+    >>> import pellucid.lrp.composites as c
+    >>> c.cp_lrp().rule_for("softmax")
+    HoldConstant()
+    """
+    return Composite(default=Epsilon(eps), base=RELEVANCE, ops={
+        "softmax": HoldConstant(), "product": UniformProduct(), "exp": Pass()})

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..errors import ArgumentTypeError
 from ..guard import preserved
 from ..outputs import OutputSelector, select_output
 from .canonical import Plan, build_plan
@@ -28,6 +29,12 @@ def describe(model: nn.Module, composite: Composite | None, example_input: Tenso
     relevance can reach but that have no rule are marked ``NO RULE``; folded BatchNorms are
     marked as such. ``composite=None`` shows the defaults of the LRP methods.
     """
+    if composite is not None and not isinstance(composite, Composite):
+        raise ArgumentTypeError(
+            "composite",
+            f"composite must be a pellucid.lrp.Composite or None (the LRP defaults), got "
+            f"{composite!r}; for a named composite call it, e.g. pellucid.lrp.epsilon_plus()",
+        )
     resolved = RELEVANCE if composite is None else composite.over(RELEVANCE)
     kwargs = dict(model_kwargs or {})
     model = eager_model(model)

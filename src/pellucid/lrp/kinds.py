@@ -22,7 +22,18 @@ The kinds, in the order they are tried (the first that recognises a call wins):
 - ``gate``: an element-wise product of a gate and a signal, a quotient by an
   input-dependent normaliser, attention weights times values (``softmax(q kᵀ) @ v``,
   ``F.scaled_dot_product_attention``); see :func:`.calls.gate_signal`.
+- ``softmax``: ``softmax`` along any dimension (attention weights; AttnLRP's linearisation).
+- ``product``: a matrix product (``@``, ``matmul``, ``bmm``, ``einsum``) of two
+  input-dependent tensors that is no gate × signal product, e.g. ``q @ k.transpose(-1, -2)``.
+- ``exp``: the element-wise exponential (handled by the ``activation`` method).
+- ``recurrent``: the fused calls of ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN``, decomposed into
+  cells and gates by their rule (LSTM-LRP, Arras et al. 2017; see :mod:`.recurrent`).
 - ``other``: everything else; an error names it if relevance reaches it without a rule.
+
+``softmax``, ``product`` and ``exp`` have no relevance rule by default (:class:`~.rules.NoRule`:
+relevance reaching them is an error naming the composites that give them one,
+``pellucid.lrp.composites.attnlrp()`` and ``cp_lrp()``); gradient-type methods take the chain
+rule there.
 
 Two structural kinds are not in the registry: ``input`` (the root of the tape) and ``pass``
 (a BatchNorm folded into the layer that feeds it, see :mod:`.canonical`), which
@@ -41,19 +52,23 @@ from .calls import (
     ACTIVATIONS,
     CONVOLUTIONS,
     DROPOUTS,
+    EXPS,
     MATMULS,
     MAXPOOL_FUNCS,
     MAXPOOLS,
     NORMS,
     PRODUCTS,
     QUOTIENTS,
+    RECURRENTS,
     SHAPES,
+    SOFTMAXES,
     SUMS,
     gate_signal,
     tracked_positions,
 )
 from .linear_maps import linearised_norm
-from .rules import Epsilon, Pass, Rule, SignalTakesAll, WinnerTakeAll
+from .recurrent import Recurrent
+from .rules import Epsilon, NoRule, Pass, Rule, SignalTakesAll, WinnerTakeAll
 from .tape import Node
 
 #: structural kinds outside the registry
@@ -154,6 +169,12 @@ for _kind in (
     OpKind("shape", _is_shape, None, None),
     OpKind("linear", _is_linear, "linear", Epsilon(1e-9)),
     OpKind("gate", lambda n: gate_signal(n) is not None, "gate", SignalTakesAll()),
+    OpKind("softmax", lambda n: n.name in SOFTMAXES and len(n.inputs) == 1, "softmax",
+           NoRule()),
+    OpKind("product", lambda n: n.name in MATMULS and len(n.inputs) >= 2, "product", NoRule()),
+    OpKind("exp", lambda n: n.name in EXPS, "activation", NoRule()),
+    OpKind("recurrent", lambda n: n.name in RECURRENTS, "recurrent", Recurrent(),
+           all_outputs=True),
     OpKind("other", lambda n: True, "other", None, all_outputs=True),
 ):
     register_kind(_kind)

@@ -105,6 +105,32 @@ class LRPEpsilon(_RuleMethod):
         return named.epsilon(self.epsilon)
 
 
+@register_method("lrp.attnlrp")
+@dataclass(frozen=True, eq=False)
+class LRPAttn(_RuleMethod):
+    """AttnLRP for transformers (Achtibat et al. 2024): softmax by its Taylor linearisation,
+    products of two signals by the uniform ε rule, LRP-ε for every layer."""
+
+    epsilon: float = 1e-6
+    composite: Composite | None = None
+
+    def named_composite(self) -> Composite:
+        return named.attnlrp(self.epsilon)
+
+
+@register_method("lrp.cp_lrp")
+@dataclass(frozen=True, eq=False)
+class LRPConservativePropagation(_RuleMethod):
+    """CP-LRP for transformers (Ali et al. 2022): attention weights and normalisers held
+    constant, relevance through the value path only, LRP-ε for every layer."""
+
+    epsilon: float = 1e-6
+    composite: Composite | None = None
+
+    def named_composite(self) -> Composite:
+        return named.cp_lrp(self.epsilon)
+
+
 @register_method("lrp.epsilon_plus")
 @dataclass(frozen=True, eq=False)
 class LRPEpsilonPlus(_RuleMethod):

@@ -22,15 +22,17 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor
 
 from ..checks import check_choice, check_finite, check_finite_number
 from ..errors import ArgumentError, ArgumentTypeError
+from .calls import NORMALISERS, gate_name
 from .linear_maps import Affine, average_of_maxpool, vjp_linear
 from .op import Op
+from .tape import UnsupportedOpError
 
 _TINY = 1e-12
 
@@ -553,7 +555,16 @@ class ChainRule(Rule):
     def gate(self, op: Op, m: Tensor) -> list[Tensor]:
         return op.vjp([m])
 
+    def softmax(self, op: Op, m: Tensor) -> list[Tensor]:
+        return op.vjp([m])
+
+    def product(self, op: Op, m: Tensor) -> list[Tensor]:
+        return op.vjp([m])
+
     def other(self, op: Op, messages: list[Tensor | None]) -> list[Tensor | None]:
+        return op.vjp(messages)
+
+    def recurrent(self, op: Op, messages: list[Tensor | None]) -> list[Tensor | None]:
         return op.vjp(messages)
 
 
@@ -671,3 +682,115 @@ class DualContrast(Rule):
         aff = op.affine
         return [propagate_terms(aff, m, positive_terms(aff))
                 - propagate_terms(aff, m, negative_terms(aff))]
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention: AttnLRP (Achtibat et al. 2024) and CP-LRP (Ali et al. 2022)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoRule(Rule):
+    """The default rule of the ``softmax``, ``product`` and ``exp`` op kinds: relevance
+    reaching such an op is an error that names the composites giving it a rule (as for
+    ``other`` ops; gradient-type methods use the chain rule there)."""
+
+    def __repr__(self) -> str:
+        return "NoRule() (relevance reaching it raises: give it a rule)"
+
+    def softmax(self, op: Op, m: Tensor) -> NoReturn:
+        _no_rule(op)
+
+    def product(self, op: Op, m: Tensor) -> NoReturn:
+        _no_rule(op)
+
+    def activation(self, op: Op, m: Tensor) -> NoReturn:
+        _no_rule(op)
+
+
+def _no_rule(op: Op) -> NoReturn:
+    hint = (" If it is the model's final softmax, explain the logits instead (output= or a "
+            "model without it).") if op.kind == "softmax" else ""
+    raise UnsupportedOpError(
+        "model",
+        f"relevance reaches the model's {op.node.where()} (op kind {op.kind!r}), which the "
+        "LRP composites of CNNs give no rule. For attention, pass composite="
+        "pellucid.lrp.composites.attnlrp() or cp_lrp() (with method='lrp'), or give one "
+        f"with Composite(ops={{{op.kind!r}: rule}})." + hint,
+    )
+
+
+@dataclass(frozen=True)
+class SoftmaxTaylor(Rule):
+    """AttnLRP's softmax rule (Achtibat et al. 2024, Prop. 3.1): the first-order Taylor
+    decomposition of s = softmax(x) at x itself, bias included,
+
+        R_in = x ⊙ Jᵀ (R / s) = x ⊙ (R − s ⊙ Σ R)   (Σ over the softmax dimension).
+
+    The relevance does not sum to that of the output: the bias term absorbs the rest.
+    Masked inputs (−∞) count as 0, as in ``lxt``."""
+
+    def softmax(self, op: Op, m: Tensor) -> list[Tensor]:
+        x = op.inputs[0]
+        (g,) = op.vjp([divide(m, op.output)])
+        return [torch.where(torch.isneginf(x), 0.0, x) * g]
+
+
+@dataclass(frozen=True)
+class HoldConstant(Rule):
+    """CP-LRP (Ali et al. 2022): the attention weights (the softmax output) are held
+    constant, so no relevance flows into the softmax branch (q, k); the value path gets it all
+    (:class:`SignalTakesAll` at ``attention @ v``)."""
+
+    def softmax(self, op: Op, m: Tensor) -> list[Tensor | None]:
+        return [None]
+
+    def feeds(self, op: Op) -> list[int]:
+        """Nothing: the softmax input receives no relevance."""
+        return []
+
+
+@dataclass(frozen=True)
+class UniformProduct(Rule):
+    """AttnLRP's rule for the product of n input-dependent factors (Achtibat et al. 2024,
+    Prop. 3.2 element-wise, 3.3 matrix products): the ε-rule with each factor in turn held
+    constant, the relevance split uniformly,
+
+        R_i = x_i ⊙ ∂z/∂x_iᵀ (R / (n (z + ε sign z))),
+
+    e.g. R_a = a ⊙ (S bᵀ), R_b = b ⊙ (aᵀ S) with S = R / (2 (z ± ε)) for z = a @ b, and
+    R_a = R_b = R/2 element-wise. Σ_i R_i = R z / (z ± ε). At a gate × signal product the
+    attention weights (softmax) and sigmoid gates count as factors; a normaliser (a quotient,
+    ``rsqrt``, ``reciprocal``: RMSNorm) is held constant, the identity rule of Prop. 3.4."""
+
+    epsilon: float = 1e-9
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "epsilon", _check_epsilon(self.epsilon, "UniformProduct"))
+
+    def product(self, op: Op, m: Tensor) -> list[Tensor]:
+        n = len(op.inputs)
+        s = divide(m, stabilise(op.output, self.epsilon) * n, self.epsilon)
+        return [x * g for x, g in zip(op.inputs, op.vjp([s]))]
+
+    def gate(self, op: Op, m: Tensor) -> list[Tensor | None]:
+        if self._normalises(op):
+            return SignalTakesAll(self.epsilon).gate(op, m)
+        return self.product(op, m)
+
+    def feeds(self, op: Op) -> list[int]:
+        """The signal only at a normaliser, every factor otherwise."""
+        return [op.signal] if op.kind == "gate" and self._normalises(op) else super().feeds(op)
+
+    @staticmethod
+    def _normalises(op: Op) -> bool:
+        if op.node.name == "scaled_dot_product_attention":
+            raise ArgumentError(
+                "composite",
+                f"AttnLRP splits q·kᵀ, the softmax and attention·v one by one, but the model's "
+                f"{op.node.where()} fuses them; run the model with attention written out "
+                "(Hugging Face: attn_implementation='eager'), or use cp_lrp(), which needs "
+                "only the value path",
+            )
+        name = gate_name(op.node)
+        return name is None or name in NORMALISERS
