@@ -16,6 +16,9 @@ $(STAMP): $(PY) pyproject.toml
 	# Zennit, the LRP reference the rule tests compare with; its declared dependencies pull
 	# torchvision, which the tests replace by placeholders (tests/helpers/zennit.py)
 	$(PY) -m pip install --quiet --no-deps --ignore-requires-python zennit==1.0.0
+	# lxt, the AttnLRP reference the transformer rules are compared with op by op; its declared
+	# dependencies pull torchvision and bitsandbytes, so it is installed without them
+	$(PY) -m pip install --quiet --no-deps lxt==2.1
 	touch $(STAMP)
 
 install: $(STAMP)
