@@ -16,6 +16,7 @@ from torch import Tensor, nn
 import pellucid
 from pellucid.errors import ArgumentError, ArgumentTypeError, ModelError, UnsupportedModelError
 from pellucid.lrp import Composite, Epsilon, Pass, Zero
+from pellucid.lrp.engine import per_sample_total
 from pellucid.lrp.recurrent import Recurrent
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn_tanh": nn.RNN, "rnn_relu": nn.RNN}
@@ -157,6 +158,56 @@ def test_conservation_without_biases(kind: str, config: tuple) -> None:
     # the default LRP-ε (ε = 1e-6) loses a little at small pre-activations (measured ≤ 2e-3)
     default = lrp(fused, x).attribution.sum((1, 2))
     torch.testing.assert_close(default, logit, rtol=5e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_composite_layer_rule_applies_inside(kind: str) -> None:
+    # lrp.epsilon(0.25): ε = 0.25 in the cells' linear maps too, as on the unrolled cell
+    fused, plain = pair(kind, 2, True, False, True)
+    x = sequences()
+    composite = pellucid.lrp.composites.epsilon(0.25)
+    ours = lrp(fused, x, composite=composite).attribution
+    torch.testing.assert_close(ours, lrp(plain, x, composite=composite).attribution,
+                               rtol=1e-6, atol=1e-9)
+    default = lrp(fused, x, composite=pellucid.lrp.composites.epsilon()).attribution
+    assert not torch.allclose(ours, default)
+    # selected like a linear layer: by module class (the head keeps the default)
+    by_class = Composite({nn.LSTM if kind == "lstm" else nn.GRU: Epsilon(0.25)},
+                         default=Epsilon(1e-6), base=pellucid.lrp.composites.RELEVANCE)
+    inside = Composite({"head": Epsilon(1e-6), "init": Epsilon(1e-6)}, default=Epsilon(0.25))
+    torch.testing.assert_close(lrp(fused, x, composite=by_class).attribution,
+                               lrp(plain, x, composite=inside).attribution, rtol=1e-6, atol=1e-9)
+
+
+def test_composite_without_a_layer_rule_inside_is_refused() -> None:
+    fused, _ = pair("lstm")
+    bad = Composite({nn.LSTM: Pass()}, default=Epsilon(1e-6),
+                    base=pellucid.lrp.composites.RELEVANCE)
+    with pytest.raises(ArgumentError, match="composite") as info:
+        lrp(fused, sequences(), composite=bad)
+    assert info.value.argument == "composite"
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("kind", list(CELLS))
+def test_layer_relevance_reports_the_input_and_initial_states(kind: str, config: tuple) -> None:
+    # biases zero, LRP-0: the share of the sequence + that of the initial states (batch at
+    # dim 1, the sequence's too without batch_first) = the relevance at the layer's outputs
+    fused, _ = pair(kind, *config, biases=False)
+    x = sequences(2)  # B = 2 ≠ T = 5
+    zero = Composite(default=Zero(), ops={"recurrent": Recurrent(layer=Zero())},
+                     base=pellucid.lrp.composites.RELEVANCE)
+    totals = lrp(fused, x, composite=zero).extras["layer_relevance"]
+    torch.testing.assert_close(totals["rnn"], totals["head"], rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(totals["rnn"], totals["output"], rtol=1e-6, atol=1e-9)
+    if config[3]:  # the states' share is part of it and arrives at `init`
+        assert bool((totals["init"].abs() > 1e-6).all())
+
+
+def test_per_sample_total_sums_all_but_the_batch_dimension() -> None:
+    t = torch.arange(24.0).reshape(2, 3, 4)
+    torch.testing.assert_close(per_sample_total(t, 1), t.sum((0, 2)))
+    torch.testing.assert_close(per_sample_total(t), t.sum((1, 2)))
 
 
 def test_layer_rule_inside_is_chosen_by_recurrent() -> None:

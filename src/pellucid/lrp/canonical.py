@@ -33,6 +33,7 @@ from .linear_maps import (
     scale_affine,
 )
 from .op import Op
+from .recurrent import DEFAULT_LAYER, Recurrent
 from .rules import Rule
 from .tape import Node, Recorder
 from .weight_cache import WeightCache
@@ -87,9 +88,32 @@ def build_plan(recorder: Recorder, composite: Composite, model: nn.Module, *,
             rules[op] = composite.rule_for_layer(info)
         elif op.kind in KINDS and KINDS[op.kind].handler is not None:
             rules[op] = composite.rule_for(op.kind)
+            if op.kind == "recurrent" and isinstance(rules[op], Recurrent):
+                rules[op] = _recurrent_rule(op, rules[op], composite, recorder)
     if baseline is not None:
         _attach_baseline(ops, baseline)
     return Plan(ops, rules)
+
+
+def _recurrent_rule(op: Op, rule: Recurrent, composite: Composite, recorder: Recorder
+                    ) -> Recurrent:
+    """``rule`` with the composite's rule for the layer in its linear maps, unless ``rule``
+    names its own: the layer is selected like a linear layer (by name, module class,
+    ``LINEAR``, then ``default``; never ``FIRST`` / ``LAST_LINEAR``)."""
+    if rule.layer is not None:
+        return rule
+    info = LayerInfo(op.label, _owner(op.node, recorder), "linear")
+    layer = composite.rule_for_layer(info)
+    if layer is None:
+        return replace(rule, layer=DEFAULT_LAYER)
+    if not layer.handles("layer"):
+        raise ArgumentError(
+            "composite",
+            f"the composite assigns {layer!r} to the model's {op.node.where()}, whose linear "
+            "maps need a rule for linear layers; in composite, assign a layer rule there "
+            "(e.g. Epsilon(1e-6)) or ops={'recurrent': Recurrent(layer=Epsilon(1e-6))}",
+        )
+    return replace(rule, layer=layer)
 
 
 def _label(node: Node, recorder: Recorder) -> str:

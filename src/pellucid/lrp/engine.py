@@ -111,9 +111,14 @@ def propagate(task: Task, x: Tensor, composite: Composite, *, start: str = "rele
     return Propagation(input_message, layers, out, baseline_out, plan)
 
 
-def per_sample_total(t: Tensor) -> Tensor:
-    """Σ over everything but the batch dimension: one number per sample, for any shape."""
-    return t.reshape(t.shape[0], -1).sum(1)
+def per_sample_total(t: Tensor, batch_dim: int = 0) -> Tensor:
+    """Σ over everything but the batch dimension ``batch_dim``: one number per sample, for any
+    shape (a recurrent layer's initial states carry the batch at dimension 1).
+
+    >>> per_sample_total(torch.ones(3, 2, 4), batch_dim=1)
+    tensor([12., 12.])
+    """
+    return t.movedim(batch_dim, 0).reshape(t.shape[batch_dim], -1).sum(1)
 
 
 def walk_back(plan: Plan, source: tuple[Node, int], message: Tensor
@@ -134,8 +139,11 @@ def walk_back(plan: Plan, source: tuple[Node, int], message: Tensor
         if op.kind == INPUT:
             return _filled(messages[0], op.node.outputs[0]), totals
         backward = input_messages(plan, op, messages)
-        if op.kind in KINDS and KINDS[op.kind].reported:
-            totals[op.label] = sum(per_sample_total(g) for g in backward if g is not None)
+        kind = KINDS.get(op.kind)
+        if kind is not None and kind.reported:
+            dims = [0] * len(backward) if kind.batch_dims is None else kind.batch_dims(op.node)
+            totals[op.label] = sum(per_sample_total(g, d) for g, d in zip(backward, dims)
+                                   if g is not None)
         for (_, producer, index), g in zip(op.node.inputs, backward):
             if g is None:
                 continue

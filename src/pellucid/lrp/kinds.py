@@ -67,7 +67,7 @@ from .calls import (
     tracked_positions,
 )
 from .linear_maps import linearised_norm
-from .recurrent import Recurrent
+from .recurrent import Recurrent, batch_dims
 from .rules import Epsilon, NoRule, Pass, Rule, SignalTakesAll, WinnerTakeAll
 from .tape import Node
 
@@ -87,6 +87,7 @@ class OpKind:
     an error unless a composite gives it a rule). ``linearise``: for an op that is linear
     once something is held constant, that linear map (``op.linear_vjp`` uses it).
     ``reported``: the total message arriving at its input appears in ``layer_relevance``.
+    ``batch_dims``: the batch dimension of each input-dependent input's message (None: 0).
     """
 
     name: str
@@ -96,6 +97,7 @@ class OpKind:
     all_outputs: bool = False
     linearise: Callable[[Node], Callable[[Tensor], Tensor]] | None = None
     reported: bool = False
+    batch_dims: Callable[[Node], list[int]] | None = None
 
 
 #: every op kind, by name, in the order they are tried
@@ -174,7 +176,7 @@ for _kind in (
     OpKind("product", lambda n: n.name in MATMULS and len(n.inputs) >= 2, "product", NoRule()),
     OpKind("exp", lambda n: n.name in EXPS, "activation", NoRule()),
     OpKind("recurrent", lambda n: n.name in RECURRENTS, "recurrent", Recurrent(),
-           all_outputs=True),
+           all_outputs=True, reported=True, batch_dims=batch_dims),
     OpKind("other", lambda n: True, "other", None, all_outputs=True),
 ):
     register_kind(_kind)

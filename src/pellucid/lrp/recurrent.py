@@ -7,7 +7,8 @@ weights (batched over samples, one step at a time) and relevance goes back throu
 the LSTM-LRP rules of Arras et al. 2017 ("Explaining recurrent neural network predictions in
 sentiment analysis"):
 
-- linear maps ``z = W [x_t; h_{t-1}] + b`` by a layer rule (ε by default);
+- linear maps ``z = W [x_t; h_{t-1}] + b`` by the composite's rule for the layer (or
+  ``Recurrent.layer``);
 - a sigmoid gate times a signal (``o ⊙ tanh(c)``, ``f ⊙ c``, ``i ⊙ g``, ``z ⊙ h``,
   ``r ⊙ (W_hn h + b_hn)``): signal-takes-all, the gate gets nothing;
 - sums (``c_t = f ⊙ c_{t-1} + i ⊙ g``, the GRU's ``(1 − z) ⊙ n + z ⊙ h``): the proportional
@@ -21,7 +22,7 @@ their share (it flows back to where they were computed); constant ones absorb it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,9 +32,13 @@ from ..errors import ArgumentTypeError, ModelError, UnsupportedModelError
 from .linear_maps import Affine
 from .op import Op
 from .rules import Epsilon, Rule, _check_epsilon, divide, stabilise
+from .tape import Node
 
 #: the fused recurrent calls, by name, and their number of gate blocks in a weight matrix
 CELLS = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+#: the rule of the linear maps inside the cells where neither ``Recurrent.layer`` nor the
+#: composite names one
+DEFAULT_LAYER = Epsilon(1e-6)
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,11 @@ class Recurrent(Rule):
     """LSTM-LRP (Arras et al. 2017) for ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN``.
 
     ``layer``: the rule of the linear maps inside the cells (any rule with a ``layer``
-    handler; LRP-ε by default); ``epsilon``: the stabiliser of the proportional rule at the
-    cell-state sum and of the signal-takes-all gates.
+    handler); None (the default): the composite's rule for this layer, chosen when the plan
+    is built like any layer's (selectors by name, module class, ``LINEAR``, then
+    ``default``; LRP-ε with ε = 1e-6 where the composite names none). ``epsilon``: the
+    stabiliser of the proportional rule at the cell-state sum and of the signal-takes-all
+    gates.
 
     >>> import torch, pellucid
     >>> lstm = torch.nn.LSTM(3, 4, batch_first=True)
@@ -52,11 +60,12 @@ class Recurrent(Rule):
     torch.Size([2, 5, 3])
     """
 
-    layer: Rule = field(default_factory=lambda: Epsilon(1e-6))
+    layer: Rule | None = None
     epsilon: float = 1e-9
 
     def __post_init__(self) -> None:
-        if not isinstance(self.layer, Rule) or not self.layer.handles("layer"):
+        if self.layer is not None and (not isinstance(self.layer, Rule)
+                                       or not self.layer.handles("layer")):
             raise ArgumentTypeError(
                 "layer",
                 f"Recurrent's layer must be a rule for linear layers (e.g. Epsilon(1e-6), "
@@ -68,6 +77,21 @@ class Recurrent(Rule):
         """Relevance at the inputs (sequence, and initial states that depend on the input)
         from the relevance at the outputs (output sequence, final h, final c)."""
         return propagate_recurrent(op, messages, self)
+
+
+def batch_dims(node: Node) -> list[int]:
+    """The batch dimension of each input-dependent input of a recorded recurrent call: the
+    sequence's is 0 with ``batch_first`` and 1 without; the initial states' (h0, c0) is 1.
+
+    >>> import torch
+    >>> from pellucid.lrp.tape import record
+    >>> lstm = torch.nn.LSTM(3, 4)  # batch_first=False: x is (T, B, 3)
+    >>> recorder, _ = record(lstm, lambda x: lstm(x)[0], torch.randn(5, 2, 3))
+    >>> batch_dims(recorder.nodes[-1])
+    [1]
+    """
+    x, batch_first = node.arg(0, "input"), bool(node.arg(8, "batch_first"))
+    return [0 if node.leaves[pos] is x and batch_first else 1 for pos, _, _ in node.inputs]
 
 
 @dataclass
@@ -255,7 +279,8 @@ def _direction(cell: str, x: Tensor, saved: dict[str, list],
         """The layer rule at ``out = v wᵀ + b``, relevance ``r`` on gate block ``block``."""
         parts = [r if j == block else torch.zeros_like(r) for j in range(blocks)]
         aff = Affine("linear", v, w, b, out, F.linear, lambda s, w_: s @ w_)
-        return rule.layer.layer(Op(op.node, "layer", op.label, affine=aff), torch.cat(parts, 1))[0]
+        layer = DEFAULT_LAYER if rule.layer is None else rule.layer
+        return layer.layer(Op(op.node, "layer", op.label, affine=aff), torch.cat(parts, 1))[0]
 
     for t in reversed(range(x.shape[1])):
         h_prev, r_h = saved["h"][t], r_h + r_out[:, t]
