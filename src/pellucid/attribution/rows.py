@@ -16,28 +16,27 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ..checks import check_finite
 from ..errors import ModelError
 
 
 def check_finite_values(values: Tensor, method: str, what: str, where: str) -> Tensor:
-    """``values`` (gradients, a base method's attributions) unless they hold NaN or Inf.
+    """``values`` (gradients, a base method's attributions) unless they hold NaN or Inf
+    (:func:`pellucid.checks.check_finite`, blaming the model).
 
     ``what`` is what they are and ``where`` the rows they were computed on. The scores
     themselves are checked where they are made (the model output by ``Task.output``, a
     target callable's scores by ``Target.score``); what is left is the model's gradient.
     """
-    finite = values.isfinite()
-    if bool(finite.all()):
-        return values
-    raise ModelError(
-        "model",
-        f"{method}: the model gave {int((~finite).sum())} NaN or Inf {what} (of "
-        f"{values.numel()}) on {where} although its outputs are finite, so {method} would "
-        "return a NaN map. Make the model differentiable with finite gradients on these "
-        "inputs (e.g. no sqrt, log or 1/x at 0, no overflow in low precision), or choose "
-        "settings whose inputs it handles (another baseline, less noise), or a method "
-        "without gradients (e.g. occlusion)",
+    check_finite(
+        values, f"{method}: the model's {what} on {where}", argument="model", error=ModelError,
+        fix="the model's outputs are finite there, so this NaN or Inf would become a NaN map. "
+        "Make the model differentiable with finite gradients on these inputs (e.g. no sqrt, "
+        "log or 1/x at 0, no overflow in low precision), or choose settings whose inputs it "
+        "handles (another baseline, less noise), or a method without gradients (e.g. "
+        "occlusion)",
     )
+    return values
 
 
 __all__ = ["check_finite_values"]
