@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .errors import ArgumentTypeError
 from .explanation import Explanation
+from .layers import LayerRef
 from .method import METHODS, Method
 from .outputs import OutputSelector
 from .registry import check_settings
@@ -24,13 +25,19 @@ def explain(
     *,
     output: OutputSelector = None,
     model_kwargs: Mapping[str, Any] | None = None,
+    layer: LayerRef | None = None,
+    layer_side: str = "output",
+    embeddings: LayerRef | None = None,
     **settings: Any,
 ) -> Explanation:
     """Explain ``model``'s prediction on ``inputs`` with a registered method.
 
     Args:
         model: any ``torch.nn.Module``; it is left exactly as it was.
-        inputs: a floating tensor with the batch first (images, sequences, tabular, volumes).
+        inputs: a floating tensor with the batch first (images, sequences, tabular, volumes),
+            or token ids (an int64/int32 tensor B×L): these are explained at the output of
+            the embedding layer, and the attribution is one value per token (B, L), with
+            the per-dimension map in ``extras["embedding_attribution"]``.
         target: an int ≥ 0, one class per sample, ``None`` (the predicted class; the output
             itself for a model with one output), or a callable mapping the model output to
             one score per sample (see :mod:`pellucid.targets`).
@@ -42,7 +49,17 @@ def explain(
             dimensions follow the rows when a method expands the batch, other values are
             shared; mark a 1-D tensor of length B with :func:`pellucid.per_sample` or
             :func:`pellucid.shared` (see :mod:`pellucid.task`).
+        layer: attribute to this layer's activation (a dotted name or the submodule)
+            instead of the inputs, as Captum's ``Layer*`` methods do; the attribution then
+            has the activation's shape. For methods with a ``layer`` setting (Grad-CAM),
+            it is that setting.
+        layer_side: ``"output"`` (default) or ``"input"``: which activation of ``layer``.
+        embeddings: for token ids, the layer that turns them into vectors; found by
+            structure when None (``get_input_embeddings()``, else the ``nn.Embedding``
+            that receives the ids).
         **settings: the method's settings, e.g. ``steps=64`` for Integrated Gradients.
+            Reference settings (``baseline``, ``fill``) also take token roles ``"pad"`` /
+            ``"mask"`` or a tensor of token ids when the inputs are token ids.
 
     Raises a :class:`~pellucid.errors.PellucidError` naming the argument to change for
     any input it cannot explain exactly (see ``docs/errors.md``).
@@ -54,8 +71,22 @@ def explain(
         >>> e.attribution.shape
         torch.Size([2, 4])
     """
+    if layer is not None and _has_layer_setting(method):
+        settings["layer"] = layer
+        layer = None
     chosen = as_method(method, **settings)
-    return chosen(model, inputs, target, output=output, model_kwargs=model_kwargs)
+    return chosen(
+        model, inputs, target, output=output, model_kwargs=model_kwargs, layer=layer,
+        layer_side=layer_side, embeddings=embeddings,
+    )
+
+
+def _has_layer_setting(method: str | Method) -> bool:
+    """Whether the method reads a layer of its own (Grad-CAM's ``layer``)."""
+    if isinstance(method, str):
+        cls = METHODS.get(method) if method in METHODS else None
+        return cls is not None and any(f.name == "layer" for f in dataclasses.fields(cls))
+    return isinstance(method, Method) and "layer" in method.settings()
 
 
 def as_method(method: str | Method, **settings: Any) -> Method:

@@ -25,6 +25,7 @@ from .errors import (
     UnsupportedModelError,
 )
 from .registry import suggest
+from .tokens import is_token_ids
 
 
 def check_model(model: Any) -> None:
@@ -84,8 +85,9 @@ def check_eager(model: nn.Module, needs: str) -> None:
             )
 
 
-def check_inputs(inputs: Any, argument: str = "inputs") -> None:
-    """Inputs must be a real floating tensor with the batch first and only finite values."""
+def check_inputs(inputs: Any, argument: str = "inputs", *, token_ids: bool = False) -> None:
+    """Inputs must be a real floating tensor with the batch first and only finite values;
+    with ``token_ids``, an integer tensor of ids ≥ 0 is accepted too."""
     if not isinstance(inputs, Tensor):
         raise ArgumentTypeError(
             argument,
@@ -120,11 +122,21 @@ def check_inputs(inputs: Any, argument: str = "inputs") -> None:
             f"floating-point inputs (e.g. explain {argument}.real and {argument}.imag as "
             "two channels)",
         )
+    if token_ids and is_token_ids(inputs):
+        if bool((inputs < 0).any()):
+            raise ArgumentError(
+                argument,
+                f"{argument} are integers, read as token ids, and hold {int(inputs.min())}; "
+                "token ids are ≥ 0 (mask padding with attention_mask, not negative ids)",
+            )
+        return
     if not inputs.is_floating_point():
+        hint = ("token ids are explained by pellucid.explain (at the embedding layer)"
+                if not token_ids else "token ids are int64, int32 or int16 tensors")
         raise ArgumentTypeError(
             argument,
             f"{argument} have dtype {inputs.dtype}; attributions need floating-point inputs. "
-            f"Convert with {argument}.float(); for token ids, explain the embedding output instead",
+            f"Convert with {argument}.float(); {hint}",
         )
     check_finite(inputs, argument)
 

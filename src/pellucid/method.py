@@ -19,12 +19,16 @@ from torch import Tensor, nn
 
 from .batching import check_batch_size
 from .checks import check_count, check_inputs
+from .errors import ArgumentError
 from .explanation import Explanation
 from .guard import preserved
+from .layer_inputs import check_token_target, enter, per_token, with_token_references
+from .layers import LayerRef
 from .outputs import OutputSelector
 from .registry import Registry
 from .targets import TargetSpec
-from .task import Forward, Task
+from .task import Forward, Task, cache_off
+from .tokens import is_token_ids
 
 METHODS: Registry[type[Method]] = Registry("method")
 M = TypeVar("M", bound="type[Method]")
@@ -47,6 +51,10 @@ class Method:
     name: ClassVar[str] = "method"
     #: the first forward pass keeps its graph, for methods whose first step is ∂f/∂x at x
     grad_at_input: ClassVar[bool] = False
+    #: the attribution gives all channels of a position one value (a window, a feature
+    #: group, a CAM or attention map): per token it is read once, not summed over the
+    #: embedding dimensions (see :func:`pellucid.layer_inputs.per_token`)
+    per_position: ClassVar[bool] = False
     #: what a model must have for the method to apply: ``"attention"`` (a self-attention
     #: softmax), ``"spatial"`` (a layer with a spatial map); empty for any model
     requires: ClassVar[frozenset[str]] = frozenset()
@@ -81,7 +89,8 @@ class Method:
     ) -> Method:
         """This method with a small budget for inputs like ``x``: for tests, demos, benchmarks.
 
-        ``evaluations`` is the budget in model evaluations per sample (integration steps,
+        Token ids ``x`` (B, L) are budgeted as the sequences of L positions that the method
+        explains. ``evaluations`` is the budget in model evaluations per sample (integration steps,
         noise samples; perturbation methods scale it to their own units, see each
         method's :meth:`budget`), ``references`` are data for methods that draw from a
         dataset, and ``batch_size`` caps the rows per forward pass where the method has
@@ -93,10 +102,12 @@ class Method:
             >>> ig.steps
             8
         """
-        check_inputs(x, "x")
+        check_inputs(x, "x", token_ids=True)
         if references is not None:
-            check_inputs(references, "references")
+            check_inputs(references, "references", token_ids=True)
         evaluations = check_count(evaluations, "evaluations", "model evaluations per sample")
+        if is_token_ids(x):  # explained as embeddings (B, D, L): budget for L positions
+            x = torch.zeros(x.shape[0], 1, *x.shape[1:])
         changes = self.budget(x, evaluations, references)
         if batch_size is not None and "batch_size" in self.settings():
             changes["batch_size"] = check_batch_size(batch_size)
@@ -115,22 +126,50 @@ class Method:
         *,
         output: OutputSelector = None,
         model_kwargs: Mapping[str, Any] | None = None,
+        layer: LayerRef | None = None,
+        layer_side: str = "output",
+        embeddings: LayerRef | None = None,
     ) -> Explanation:
-        """Explain ``inputs`` with this method, leaving ``model`` and ``inputs`` untouched."""
-        check_inputs(inputs)
+        """Explain ``inputs`` with this method, leaving ``model`` and ``inputs`` untouched.
+
+        ``layer`` attributes to a layer's activation (``layer_side``: its output or input)
+        instead of the inputs; token ids are attributed at ``embeddings`` (found by
+        structure when None). See :mod:`pellucid.layer_inputs`.
+        """
+        check_inputs(inputs, token_ids=True)
+        if layer is not None and "layer" in self.settings():
+            raise ArgumentError(
+                "layer", f"{self.name}'s layer is one of its settings (the layer it reads); "
+                f"set it on the method, {type(self).__name__}(layer=...)",
+            )
         with preserved(model):
+            model_kwargs = cache_off(model, model_kwargs)
             x = private_copy(inputs, model)
+            entry, x = enter(model, x, model_kwargs, layer=layer, side=layer_side,
+                             embeddings=embeddings)
+            method = self if entry is None else with_token_references(
+                self, entry, model, model_kwargs)
             task = Task.start(
                 model, x, target, select=output, model_kwargs=model_kwargs,
-                first_pass=self.first_pass,
+                first_pass=method.first_pass, entry=entry,
             )
-            attribution, extras = self.attribute(task, x)
+            if entry is not None:
+                check_token_target(task, entry)
+            attribution, extras = method.attribute(task, x)
             attribution = attribution.detach()
-            if attribution.shape != inputs.shape:
+            if attribution.shape != x.shape:
                 raise RuntimeError(
                     f"{self.name} returned an attribution of shape {tuple(attribution.shape)} "
-                    f"for inputs of shape {tuple(inputs.shape)}; this is a bug in pellucid"
+                    f"for inputs of shape {tuple(x.shape)}; this is a bug in pellucid"
                 )
+            explained = x.detach().to(inputs.device)
+            if entry is not None:
+                extras = {**extras, "layer": entry.name}
+                explained = inputs.detach().clone() if entry.channels_first else None
+            if entry is not None and entry.channels_first:
+                extras["embedding_attribution"] = entry.as_activation(attribution).to(
+                    inputs.device)
+                attribution = per_token(attribution, self.per_position)
         return Explanation(
             attribution=attribution.to(inputs.device),
             output=task.first_forward.output.detach(),
@@ -140,8 +179,9 @@ class Method:
             extras=extras,
             target_spec=task.target.fn,
             # the private copy the method explained (each forward pass copies it again, so
-            # it holds the inputs as they were): kept, not copied, unless devices differ
-            inputs=x.detach().to(inputs.device),
+            # it holds the inputs as they were): kept, not copied, unless devices differ;
+            # the token ids for token inputs, None for a layer's activation
+            inputs=explained,
         )
 
 
@@ -155,4 +195,6 @@ def private_copy(inputs: Tensor, model: nn.Module) -> Tensor:
     reference = next((t for t in tensors if t.is_floating_point()), None)
     device = reference.device if reference is not None else inputs.device
     dtype = reference.dtype if reference is not None else inputs.dtype
+    if is_token_ids(inputs):
+        return inputs.detach().to(device=device, copy=True)
     return inputs.detach().to(device=device, dtype=dtype, copy=True)

@@ -44,6 +44,13 @@ class CheckedTarget:
     def check(self, output: Tensor) -> None:
         raise NotImplementedError
 
+    def resolved(self, output: Tensor) -> CheckedTarget:
+        """This target for the batch whose first forward pass gave ``output``: checked, and
+        with any value read from that pass fixed for the whole call (e.g. a predicted token,
+        which integration points or noisy copies must not change)."""
+        self.check(output)
+        return self
+
 
 def takes_rows(fn: Callable[..., Any]) -> bool:
     """Whether the target callable ``fn`` takes ``(output, rows)`` rather than ``(output)``.
@@ -234,7 +241,7 @@ def resolve_target(spec: TargetSpec, output: Tensor) -> Target:
     """Check ``spec`` against the model output of the batch and resolve it."""
     if callable(spec) and not isinstance(spec, (Tensor, type)):
         if isinstance(spec, CheckedTarget):
-            spec.check(output)
+            spec = spec.resolved(output)
         target = Target(fn=spec)
         target.score(output)
         return target

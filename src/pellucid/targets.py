@@ -17,7 +17,8 @@
 - a ready-made target of this module, each such a callable with its settings checked
   where it is built: :class:`region` (a class summed over a per-sample mask, for
   segmentation), :class:`logit_difference`, :class:`contrast`, :class:`multilabel` and
-  :class:`output` (one entry of a dict or tuple output, e.g. a detection's score).
+  :class:`output` (one entry of a dict or tuple output, e.g. a detection's score), and for
+  language models (outputs B×L×V) :class:`next_token` and :class:`continuation`.
 
 A callable must return one floating score per row, keep the autograd graph (no
 ``.detach()``, ``.item()`` or NumPy round trip) and be finite. Its form is read once from
@@ -40,13 +41,13 @@ torch.Size([2, 3, 8, 8])
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .checks import as_tensor, check_finite
+from .checks import as_tensor, check_choice, check_finite
 from .errors import ArgumentError, ArgumentTypeError
 from .outputs import OutputSelector, select_output
 from .target_resolution import (
@@ -62,8 +63,9 @@ from .target_resolution import (
 )
 
 __all__ = [
-    "RowScores", "Target", "TargetSpec", "class_scores", "contrast", "logit_difference",
-    "multilabel", "output", "region", "resolve_target", "split_selection", "takes_rows",
+    "RowScores", "Target", "TargetSpec", "class_scores", "continuation", "contrast",
+    "logit_difference", "multilabel", "next_token", "output", "region", "resolve_target",
+    "split_selection", "takes_rows",
 ]
 
 def split_selection(spec: TargetSpec, select: OutputSelector) -> tuple[OutputSelector, TargetSpec]:
@@ -474,3 +476,176 @@ class output(_Ready):
                 "the index to explain (one value per sample is needed)",
             )
         return scores[:, 0]
+
+
+#: what :class:`next_token` scores: the logit, or the log-probability over the vocabulary
+TOKEN_SCORES = ("logit", "log_probability")
+
+
+def _positions(value: Any, name: str) -> Tensor:
+    """One position (0-d) or one per sample (B,), Python-indexed (−1 is the last), on the CPU."""
+    if isinstance(value, bool) or not isinstance(value, int | Tensor):
+        raise ArgumentTypeError(
+            name, f"{name} must be an int (−1 is the last position) or an integer tensor with "
+            f"one position per sample, got {type(value).__name__}",
+        )
+    positions = torch.as_tensor(value).detach().cpu()
+    if positions.is_floating_point() or positions.dtype == torch.bool or positions.ndim > 1:
+        raise ArgumentError(
+            name, f"{name} must hold integer positions, one per sample at most; got dtype "
+            f"{positions.dtype} and shape {tuple(positions.shape)}",
+        )
+    return positions.long()
+
+
+def _sequence_logits(output: Tensor, target: Any) -> None:
+    if output.ndim != 3:
+        raise ArgumentError(
+            "target",
+            f"target={target!r} reads a language model's output (B, L, V): scores over the "
+            f"vocabulary at each position; this output has shape {tuple(output.shape)}",
+        )
+
+
+def _at_positions(output: Tensor, positions: Tensor, rows: Tensor, name: str) -> Tensor:
+    """out[r, positions(r)] (R, V), positions checked against the length and wrapped."""
+    length = output.shape[1]
+    chosen = positions.expand(len(rows)) if positions.ndim == 0 else _per_row(positions, rows)
+    chosen = chosen.to(output.device)
+    if bool(((chosen < -length) | (chosen >= length)).any()):
+        raise ArgumentError(
+            name, f"{name} holds a position out of range for sequences of length {length}; "
+            f"use −{length}…{length - 1}",
+        )
+    return output[torch.arange(len(rows), device=output.device), chosen % length]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class next_token(_Ready):
+    """A language model's score for the next token: out[b, position, token].
+
+    For a causal language model's output (B, L, V), the scores over the vocabulary V at
+    each position; the output at ``position`` predicts the token after it. ``token`` is a
+    token id, one per sample, or None: the token the model predicts at ``position`` on the
+    call's first forward pass, kept fixed for the whole call (integration points and noisy
+    copies do not change it). ``position`` is −1 (the last, for prompts without padding or
+    padded on the left), an int, or one per sample, e.g. ``attention_mask.sum(1) − 1`` for
+    prompts padded on the right. ``score`` is ``"logit"`` or ``"log_probability"``
+    (log-softmax over the vocabulary; Captum's ``LLMAttribution`` explains it).
+
+    >>> import torch, pellucid
+    >>> lm = torch.nn.Sequential(torch.nn.Embedding(5, 5)).eval()  # logits: a table row
+    >>> e = pellucid.explain(lm, torch.tensor([[1, 3]]), pellucid.targets.next_token(2),
+    ...                      method="gradient_x_input")
+    >>> e.attribution[0, 0].item(), e.attribution[0, 1].item() == lm[0].weight[3, 2].item()
+    (0.0, True)
+    """
+
+    token: Any = None
+    position: Any = -1
+    score: str = "logit"
+
+    def __post_init__(self) -> None:
+        if self.token is not None:
+            object.__setattr__(self, "token", _indices(self.token, "token"))
+        object.__setattr__(self, "position", _positions(self.position, "position"))
+        check_choice(self.score, "score", TOKEN_SCORES)
+
+    def _samples(self, output: Tensor) -> int | None:
+        values = {"position": self.position}
+        if self.token is not None:
+            values["token"] = self.token
+        return _sample_count(values)
+
+    def resolved(self, output: Tensor) -> next_token:
+        """Checked against the first pass's output, with ``token=None`` fixed to the
+        predicted token of every sample."""
+        _sequence_logits(output, self)
+        self.check(output)
+        if self.token is not None:
+            return self
+        rows = torch.arange(output.shape[0], device=output.device)
+        predicted = _at_positions(output.detach(), self.position, rows, "position").argmax(-1)
+        return replace(self, token=predicted.cpu())
+
+    def __call__(self, output: Tensor, rows: Tensor | None = None) -> Tensor:
+        _sequence_logits(output, self)
+        rows = sample_rows(output, rows)
+        scores = _at_positions(output, self.position, rows, "position")
+        if self.score == "log_probability":
+            scores = torch.log_softmax(scores, -1)
+        if self.token is None:
+            raise ArgumentError(
+                "token", "next_token() without a token is resolved on a call's first forward "
+                "pass (the predicted token); to score outputs directly, give token=",
+            )
+        return _pick(scores, self.token, rows, "token")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class continuation(_Ready):
+    """The log-probability of a continuation given what precedes it:
+    Σₖ log softmax(out[b, L − K − 1 + k])[tokens[k]], k = 0 … K − 1.
+
+    The inputs (B, L) end with the K continuation ``tokens`` (K,) or (B, K) (the prompt
+    followed by the continuation, without padding on the right); the output at position
+    L − K − 1 + k predicts token k. Explaining it attributes the whole continuation's
+    log-probability to the prompt's tokens (and to the earlier continuation tokens).
+    :func:`pellucid.explain` checks that the token-id inputs end with ``tokens``.
+
+    >>> import torch, pellucid
+    >>> lm = torch.nn.Sequential(torch.nn.Embedding(5, 5)).eval()
+    >>> ids = torch.tensor([[0, 1, 4, 2]])  # prompt [0, 1], continuation [4, 2]
+    >>> e = pellucid.explain(lm, ids, pellucid.targets.continuation([4, 2]), method="gradient")
+    >>> e.attribution.shape
+    torch.Size([1, 4])
+    """
+
+    tokens: Any
+
+    def __post_init__(self) -> None:
+        tokens = class_indices(self.tokens, "cpu", "tokens")
+        if tokens.ndim not in (1, 2) or tokens.shape[-1] == 0:
+            raise ArgumentError(
+                "tokens", f"tokens has shape {tuple(tokens.shape)}; give the K ≥ 1 continuation "
+                "tokens (K,), or one row per sample (B, K)",
+            )
+        if bool((tokens < 0).any()):
+            raise ArgumentError("tokens", "tokens holds a negative id; token ids are ≥ 0")
+        object.__setattr__(self, "tokens", tokens)
+
+    def _samples(self, output: Tensor) -> int | None:
+        return self.tokens.shape[0] if self.tokens.ndim == 2 else None
+
+    def resolved(self, output: Tensor) -> continuation:
+        _sequence_logits(output, self)
+        self.check(output)
+        if output.shape[1] <= self.tokens.shape[-1]:
+            raise ArgumentError(
+                "tokens",
+                f"the continuation has {self.tokens.shape[-1]} tokens but the sequences have "
+                f"{output.shape[1]}; the inputs must hold a prompt of at least one token "
+                "followed by the continuation",
+            )
+        return self
+
+    def matches(self, ids: Tensor) -> bool:
+        """Whether the token ids (B, L) end with the continuation."""
+        tail = ids[:, ids.shape[1] - self.tokens.shape[-1]:].cpu()
+        return bool((tail == self.tokens).all())
+
+    def __call__(self, output: Tensor, rows: Tensor | None = None) -> Tensor:
+        _sequence_logits(output, self)
+        rows = sample_rows(output, rows)
+        k = self.tokens.shape[-1]
+        length = output.shape[1]
+        log_p = torch.log_softmax(output[:, length - k - 1 : length - 1], -1)  # (R, K, V)
+        tokens = self.tokens if self.tokens.ndim == 1 else _per_row(self.tokens, rows)
+        tokens = tokens.to(output.device).expand(len(rows), k)
+        vocabulary = log_p.shape[-1]
+        if int(tokens.max()) >= vocabulary:
+            raise ArgumentError(
+                "tokens", f"tokens holds id {int(tokens.max())}, out of range for a vocabulary "
+                f"of {vocabulary}",
+            )
+        return log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).sum(-1)

@@ -15,9 +15,10 @@ Either wrapper also overrides the rule for any other value.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +30,9 @@ from .registry import suggest
 from .target_resolution import RowScores as RowScores
 from .target_resolution import Target, TargetSpec, resolve_target
 from .targets import split_selection
+
+if TYPE_CHECKING:
+    from .layer_inputs import Entry
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,6 +118,9 @@ class Task:
     #: None; ``model_kwargs`` then holds the values without their :func:`per_sample` /
     #: :func:`shared` wrappers)
     per_sample: frozenset[str] | None = None
+    #: where the explained tensor enters the model when it is a layer's activation rather
+    #: than the model's inputs (see :mod:`pellucid.layer_inputs`); None for the inputs
+    entry: Entry | None = None
 
     def __post_init__(self) -> None:
         if self.per_sample is None:
@@ -137,6 +144,7 @@ class Task:
         select: OutputSelector = None,
         model_kwargs: Mapping[str, Any] | None = None,
         first_pass: Callable[[Task, Tensor], Forward] | None = None,
+        entry: Entry | None = None,
     ) -> Task:
         """The task for the private inputs ``x``, its target resolved on a first forward pass.
 
@@ -145,7 +153,7 @@ class Task:
         gradients); it is kept as ``first_forward`` so that later steps can reuse it.
         """
         select, target = split_selection(target, select)
-        unresolved = cls(model, Target(), select, model_kwargs, x.shape[0])
+        unresolved = cls(model, Target(), select, model_kwargs, x.shape[0], entry=entry)
         if first_pass is None:
             with torch.no_grad():
                 first = Forward(x, unresolved.output(x))
@@ -161,7 +169,12 @@ class Task:
         The model receives a copy, so a model that writes to its input in place (e.g. an
         in-place ReLU as its first layer) changes neither ``x`` nor a leaf of the graph.
         """
-        out = select_output(self.model(x.clone(), **self.model_kwargs), self.select)
+        if self.entry is None:
+            raw = self.model(x.clone(), **self.model_kwargs)
+        else:
+            with self.entry.entering(x.clone()):
+                raw = self.model(self.entry.model_inputs(), **self.model_kwargs)
+        out = select_output(raw, self.select)
         check_output(out, x.shape[0])
         if out.is_inference() and not torch.is_inference_mode_enabled():
             raise ModelError("model", _NO_GRAPH.format(how="torch.inference_mode()"))
@@ -206,6 +219,7 @@ class Task:
         return replace(
             self, target=self.target.take(index, what, self.rows), model_kwargs=kwargs,
             rows=len(index), first_forward=None,
+            entry=None if self.entry is None else self.entry.take(index),
         )
 
 
@@ -222,6 +236,21 @@ def require_graph(scores: Tensor) -> None:
     if not scores.requires_grad:
         how = "torch.inference_mode()" if scores.is_inference() else "torch.no_grad()"
         raise ModelError("model", _NO_GRAPH.format(how=how))
+
+
+def cache_off(model: nn.Module, model_kwargs: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """``model_kwargs`` with ``use_cache=False`` added when the model's forward takes
+    ``use_cache`` (Hugging Face decoders) and the caller did not set it: a forward pass that
+    is explained needs no key/value cache, which would only hold memory."""
+    try:
+        takes = "use_cache" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if not takes or (isinstance(model_kwargs, Mapping) and "use_cache" in model_kwargs):
+        return model_kwargs
+    if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
+        return model_kwargs  # split_model_kwargs names the wrong type
+    return {**(model_kwargs or {}), "use_cache": Shared(False)}
 
 
 def split_model_kwargs(given: Any, rows: int) -> tuple[dict[str, Any], frozenset[str]]:

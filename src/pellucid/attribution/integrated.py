@@ -88,7 +88,7 @@ class IntegratedGradients(Method):
 
     def __post_init__(self) -> None:
         check_rule(self.rule, self.steps)
-        check_baseline(self.baseline)
+        check_baseline(self.baseline, tokens=True)
         check_sigma(self.blur_sigma)
         check_seed(self.seed)
         check_batch_size(self.batch_size)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -92,6 +92,7 @@ class Occlusion(Method):
     per forward pass).
     """
 
+    per_position: ClassVar[bool] = True
     window: Size = None
     stride: Size = None
     fill: BaselineSpec = "zero"
@@ -174,6 +175,7 @@ class Rise(Method):
     ``p`` is in (0, 1): with p = 1 every mask keeps everything and the map is constant.
     """
 
+    per_position: ClassVar[bool] = True
     samples: int = 1000
     cells: int | tuple[int, ...] = 7
     p: float = 0.5

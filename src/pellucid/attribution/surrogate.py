@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -55,6 +55,7 @@ class Fit:
 class _Surrogate(Method):
     """Groups, coalitions, the model on the coalitions, and one linear fit per sample."""
 
+    per_position: ClassVar[bool] = True
     feature_mask: Tensor | None = None
     patch: int | tuple[int, ...] | None = None
     samples: int = 256

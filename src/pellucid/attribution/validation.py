@@ -18,7 +18,7 @@ from ..perturb import MASK_FILLS, check_baseline
 def check_fill_settings(fill: Any, blur_sigma: Any) -> None:
     """The fill of a perturbation method (:data:`pellucid.perturb.MASK_FILLS`, a finite
     number or tensor) and the blurred fill's σ > 0 (σ = 0 would fill with the input)."""
-    check_baseline(fill, "fill", MASK_FILLS)
+    check_baseline(fill, "fill", MASK_FILLS, tokens=True)
     check_sigma(blur_sigma)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..checks import check_bool, check_finite
-from ..perturb import BaselineSpec, check_baseline, make_baseline
+from ..perturb import BaselineSpec, check_baseline
 from .base import Case, Metric, Scores, register_metric
 
 
@@ -14,7 +14,8 @@ from .base import Case, Metric, Scores, register_metric
 class Completeness(Metric):
     """Completeness gap |Σᵢ aᵢ − (f(x) − f(x̄))|; with ``baseline=None`` the LRP conservation
     gap |Σᵢ Rᵢ − f(x)| (Bach et al. 2015). ``relative`` divides by |f(x) − f(x̄)| (Inf or
-    NaN for a sample where that is 0).
+    NaN for a sample where that is 0). For token ids the baseline is a token (``"pad"``,
+    ``"mask"`` or an id): x̄ is every non-padding token replaced by it.
     """
 
     direction = "lower"
@@ -23,14 +24,14 @@ class Completeness(Metric):
 
     def __post_init__(self) -> None:
         if self.baseline is not None:
-            check_baseline(self.baseline)
+            check_baseline(self.baseline, tokens=True)
         check_bool(self.relative, "relative")
 
     def compute(self, case: Case) -> Scores:
         x = case.forward.inputs
         explained = case.scores(x)
         if self.baseline is not None:
-            reference = make_baseline(self.baseline, x, argument="baseline")
+            reference = case.fill(self.baseline, "baseline")
             check_finite(reference, "the baseline", argument="baseline",
                          fix="pass a finite baseline")
             explained = explained - case.scores(reference)

@@ -6,6 +6,11 @@ returns per-sample scores (and curves where the metric has them) for one :class:
 the explained :class:`~pellucid.task.Task`, the forward pass at a private copy of the
 inputs, the attribution under test and, when available, the method that produced it (for
 metrics that re-run it).
+
+Inputs of token ids (B, L) are scored per token: attributions are (B, L), a removed token
+is replaced by a fill token (:func:`pellucid.perturb.token_fill`), and the positions that
+``model_kwargs["attention_mask"]`` (B, L) marks 0 (padding) are never removed nor counted
+(:attr:`Case.valid`).
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from torch import Tensor, nn
 from ..batching import expanded_rows, row_chunks
 from ..errors import ArgumentError
 from ..method import Method
+from ..perturb import BaselineSpec, make_baseline, token_fill
 from ..registry import Registry
 from ..saving import load_fields, save_fields
 from ..targets import Target, TargetSpec
 from ..task import Forward, Task
+from ..tokens import TOKEN_ROLES, is_token_ids
 
 CATEGORIES = (
     "faithfulness", "robustness", "localisation", "complexity", "axiomatic", "randomisation"
@@ -247,7 +254,7 @@ class Case:
                 output=task.select,
                 model_kwargs=task.marked_kwargs(),
             )
-            parts.append(explanation.attribution.to(x))
+            parts.append(explanation.attribution.to(self.attribution))
         return torch.cat(parts)
 
     def grid_values(
@@ -260,10 +267,77 @@ class Case:
         index of a chunk's rows and returns one number per row.
         """
         x = self.forward.inputs
-        values = x.new_empty(len(x), variants)
+        values = self.attribution.new_empty(len(x), variants)
         for sample, variant in expanded_rows(len(x), variants, batch_size, x.device):
             values[sample, variant] = value(sample, variant)
         return values
+
+    @property
+    def tokens(self) -> bool:
+        """Whether the inputs are token ids (B, L), scored one value per token."""
+        return is_token_ids(self.forward.inputs)
+
+    @property
+    def valid(self) -> Tensor | None:
+        """For token ids, the positions that count as features (B, L), bool: those where
+        ``model_kwargs["attention_mask"]`` (a (B, L) tensor) is nonzero; ``None`` when every
+        position counts (inputs that are not token ids, or no such mask)."""
+        mask = self.task.model_kwargs.get("attention_mask")
+        x = self.forward.inputs
+        if not self.tokens or not isinstance(mask, Tensor) or mask.shape != x.shape:
+            return None
+        valid = mask.to(x.device).ne(0)
+        empty = ~valid.any(1)
+        if empty.any():
+            raise ArgumentError(
+                "model_kwargs",
+                f"model_kwargs['attention_mask'] marks every token of samples "
+                f"{empty.nonzero().flatten().tolist()} as padding, so they have no token to "
+                "score; leave those samples out",
+            )
+        return valid
+
+    def fill(self, spec: BaselineSpec, argument: str = "fill", *, sigma: float = 5.0,
+             seed: int | None = 0) -> Tensor:
+        """The inputs with every feature removed: the baseline ``spec`` for real-valued
+        inputs (:func:`pellucid.perturb.make_baseline`), the fill token for token ids
+        (:func:`pellucid.perturb.token_fill`), padding (:attr:`valid`) kept as it is.
+        Errors name ``argument``.
+
+        Example:
+            >>> import torch
+            >>> from pellucid.metrics.evaluate import make_case
+            >>> model = torch.nn.Sequential(torch.nn.Embedding(10, 1), torch.nn.Flatten())
+            >>> case = make_case(model, torch.tensor([[4, 5, 6]]), 0, torch.ones(1, 3),
+            ...                  None, None, {}, None)
+            >>> case.tokens, case.valid, case.fill(3).tolist()
+            (True, None, [[3, 3, 3]])
+        """
+        x = self.forward.inputs
+        if self.tokens:
+            filled = token_fill(spec, x, self.task.model, argument)
+            valid = self.valid
+            return filled if valid is None else torch.where(valid, filled, x)
+        if isinstance(spec, str) and spec in TOKEN_ROLES:
+            raise ArgumentError(
+                argument,
+                f"{argument}={spec!r} names a token, but the inputs are real-valued "
+                f"(dtype {x.dtype}); pass token ids (B, L) or a {argument} for real values "
+                "('zero', 'mean', 'blur', 'uniform', a number or a tensor)",
+            )
+        return make_baseline(spec, x, sigma=sigma, seed=seed, argument=argument)
+
+    def refuse_tokens(self, metric: str, reason: str) -> None:
+        """An ArgumentError naming ``metrics`` when the inputs are token ids, for a metric
+        that cannot apply to them (``reason`` says why)."""
+        if self.tokens:
+            raise ArgumentError(
+                "metrics",
+                f"{metric} cannot score inputs of token ids {tuple(self.forward.inputs.shape)}: "
+                f"{reason}. Choose a metric that removes tokens (faithfulness.pixel_flipping, "
+                "faithfulness.deletion, faithfulness.insertion, faithfulness.correlation) or "
+                "compares maps (localisation.*, complexity.*, randomisation.*)",
+            )
 
     def labels(self, metric: str = "this metric") -> Tensor:
         """The explained class per sample (B,); an ArgumentError for a target callable."""

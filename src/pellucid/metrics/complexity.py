@@ -3,6 +3,9 @@
 - ``complexity.sparseness`` (Chalasani et al. 2020): the Gini index of |a| sorted ascending,
   G = Σₖ (2k − n − 1) |a|₍ₖ₎ / (n Σₖ |a|₍ₖ₎), k = 1..n; one-hot gives (n − 1)/n, uniform 0.
 - ``complexity.entropy`` (Bhatt et al. 2020): H = −Σᵢ pᵢ log pᵢ with pᵢ = |aᵢ| / Σⱼ |aⱼ|.
+
+For token ids the padding (:attr:`Case.valid`) is left out: n counts a sample's valid
+tokens only.
 """
 
 from __future__ import annotations
@@ -20,10 +23,16 @@ class Sparseness(Metric):
     """Sparseness (Chalasani et al. 2020): the Gini index of |a|; higher is sparser."""
 
     def compute(self, case: Case) -> Scores:
-        values = case.attribution.flatten(1).abs().sort(1).values
-        n = values.shape[1]
-        k = torch.arange(1, n + 1, device=values.device, dtype=values.dtype)
-        return Scores(((2 * k - n - 1) * values).sum(1) / (n * values.sum(1)))
+        values = case.attribution.flatten(1).abs()
+        valid = case.valid
+        if valid is not None:  # padding sorts first (as −1), then counts as 0
+            values = values.masked_fill(~valid, -1.0)
+        values = values.sort(1).values.clamp(min=0)
+        size = values.shape[1]
+        n = (values.new_full((len(values), 1), size) if valid is None
+             else valid.sum(1, keepdim=True).to(values.dtype))
+        k = torch.arange(1, size + 1, device=values.device, dtype=values.dtype) - (size - n)
+        return Scores(((2 * k - n - 1) * values).sum(1) / (n.squeeze(1) * values.sum(1)))
 
 
 @register_metric("complexity.entropy")
@@ -35,5 +44,7 @@ class Entropy(Metric):
 
     def compute(self, case: Case) -> Scores:
         values = case.attribution.flatten(1).abs()
+        if case.valid is not None:
+            values = values.masked_fill(~case.valid, 0.0)
         p = values / values.sum(1, keepdim=True)
         return Scores(-torch.special.xlogy(p, p).sum(1))

@@ -8,6 +8,12 @@ the fill elsewhere (insertion swaps x and the fill). K is at most N, so every st
 at least one group; ``steps=None`` takes K = min(100, N). The (sample, step) grid is
 flattened into rows and evaluated ``batch_size`` rows per forward pass; a chunk's perturbed
 inputs are built with one comparison and one ``where``.
+
+Token ids (B, L) have one group per token and the fill is a token (:meth:`Case.fill`).
+Padding (:attr:`Case.valid`) is ranked last and never taken: with Gₛ valid tokens in
+sample s, step k takes nₛₖ = round(k·Nₛ/K) tokens, Nₛ = round(u·Gₛ), and K ≤ minₛ Nₛ.
+The curve's abscissa is then nₛₖ/Gₛ per sample (``Curve.fractions``, which the areas
+use), and its mean over the samples is ``Curve.fraction``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from torch import Tensor
 
 from ..checks import check_finite
 from ..errors import ArgumentError
-from ..perturb import BaselineSpec, make_baseline
+from ..perturb import BaselineSpec
 from .base import Case
 from .maps import Patch, group_sums, patch_groups, ranks
 
@@ -31,6 +37,7 @@ DEFAULT_STEPS = 100
 class Curve:
     values: Tensor  # (B, K + 1)
     fraction: Tensor  # (K + 1,), fraction of groups removed (or inserted)
+    fractions: Tensor  # (B, K + 1), each sample's fraction (differs under padding)
 
 
 def perturbation_curve(
@@ -52,33 +59,46 @@ def perturbation_curve(
     """
     x = case.forward.inputs
     groups = patch_groups(x, patch)
-    last = round(until * groups.count)
+    valid = case.valid
+    counted = (torch.full((len(x),), groups.count) if valid is None  # on the CPU: float64
+               else valid.sum(1).cpu())
+    lasts = torch.round(until * counted.double()).long()
+    last = int(lasts.min())
     if last < 1:
         raise ArgumentError(
             "until",
-            f"until={until!r} of the {groups.count} regions rounds to none removed; pass "
-            f"until ≥ {1 / groups.count:.3g} (or a smaller patch)",
+            f"until={until!r} of the {int(counted.min())} regions rounds to none removed; pass "
+            f"until ≥ {1 / max(int(counted.min()), 1):.3g} (or a smaller patch)",
         )
     steps = min(DEFAULT_STEPS, last) if steps is None else steps
     if steps > last:
         raise ArgumentError(
             "steps",
             f"steps={steps} exceeds the {last} regions removed (until={until!r} of "
-            f"{groups.count} regions of patch={patch!r}), so steps would repeat; pass "
+            f"{int(counted.min())} regions of patch={patch!r}), so steps would repeat; pass "
             f"steps ≤ {last} (one region per step at {last}) or None",
         )
-    order = ranks(group_sums(case.attribution, groups), descending=most_relevant_first)
-    filled = make_baseline(fill, x, sigma=blur_sigma, seed=seed, argument="fill")
+    sums = group_sums(case.attribution, groups)
+    if valid is not None:  # padding ranks last in either order
+        sums = sums.masked_fill(~valid, -torch.inf if most_relevant_first else torch.inf)
+    order = ranks(sums, descending=most_relevant_first)
+    filled = case.fill(fill, sigma=blur_sigma, seed=seed)
     check_finite(filled, "the fill", argument="fill", fix="pass a finite fill")
-    counts = torch.round(torch.linspace(0, last, steps + 1, device=x.device)).long()
+    if valid is None:
+        counts = torch.round(torch.linspace(0, last, steps + 1, device=x.device)).long()
+        counts = counts.expand(len(x), -1)
+    else:
+        k = torch.arange(steps + 1, dtype=torch.float64)
+        counts = torch.round(k * lasts.unsqueeze(1).double() / steps).long().to(x.device)
     labels = groups.labels.expand(x.shape[1:]).reshape(-1)
     flat_x, flat_fill = x.flatten(1), filled.flatten(1)
     new, old = (flat_x, flat_fill) if insert else (flat_fill, flat_x)
 
     def score_at_step(sample: Tensor, step: Tensor) -> Tensor:
-        taken = (order[sample] < counts[step, None])[:, labels]
+        taken = (order[sample] < counts[sample, step, None])[:, labels]
         rows = torch.where(taken, new[sample], old[sample]).view(-1, *x.shape[1:])
         return case.scores(rows, sample, probability)
 
     values = case.grid_values(steps + 1, score_at_step, batch_size)
-    return Curve(values, counts.to(x.dtype).cpu() / groups.count)
+    fractions = counts.cpu().to(values.dtype) / counted.to(values.dtype).unsqueeze(1)
+    return Curve(values, fractions[0] if valid is None else fractions.mean(0), fractions)

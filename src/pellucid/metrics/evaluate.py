@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..api import as_method, get_method
-from ..checks import check_finite, check_inputs
+from ..checks import check_finite
 from ..errors import ArgumentError, ArgumentTypeError
 from ..explanation import Explanation
 from ..guard import preserved
@@ -25,7 +25,7 @@ from ..task import Task
 from .base import METRICS, Case, Metric, MetricResult, distinct_labels
 from .external import CALLABLE, CallableMethod
 from .localisation import check_masks
-from .maps import as_attribution
+from .maps import as_attribution, check_metric_inputs
 
 MetricSpec = str | Metric
 #: a method that metrics can re-run: a registered name, a Method object, or a callable
@@ -68,6 +68,9 @@ def evaluate(
             and the settings that tell them apart (``faithfulness.pixel_flipping(order='lerf')``).
         masks: ground-truth masks for the localisation metrics, (B, *S), (B, 1, *S) or the
             inputs' shape; nonzero marks the object.
+        inputs: real floating inputs, or token ids (B, L), scored per token (attributions
+            (B, L); padding is where ``model_kwargs["attention_mask"]`` is 0; see
+            docs/metrics.md, "Token inputs").
         method: the method that metrics which re-explain (sensitivity, continuity,
             randomisation) re-run: a registered name, a Method object, or any callable
             ``(model, x, target) -> attributions`` (see
@@ -94,7 +97,7 @@ def evaluate(
         torch.Size([4])
     """
     attributions = _renamed_attributions(attributions, settings)
-    check_inputs(inputs)
+    check_metric_inputs(inputs)
     chosen = chosen_metrics(metrics, settings)
     with preserved(model):
         case = make_case(model, inputs, target, attributions, masks, output,
@@ -289,12 +292,13 @@ def make_case(
         attribution = explanation.attribution
         if target is None:
             target = _explained_target(explanation)
-    x = private_copy(inputs, model)
+    x = private_copy(inputs, model)  # token ids keep their dtype
     task = Task.start(model, x, target, select=output, model_kwargs=model_kwargs)
     return Case(
         task=task,
         forward=task.first_forward,
-        attribution=as_attribution(attribution, x, "attributions"),
+        attribution=as_attribution(attribution, x, "attributions",
+                                   dtype=task.first_forward.output.dtype),
         method=rerun,
         masks=None if masks is None else check_masks(masks, x),
     )

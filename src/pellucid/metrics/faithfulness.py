@@ -12,6 +12,10 @@
 - ``faithfulness.correlation`` (Bhatt et al. 2020): Pearson correlation over random subsets
   S of the attribution sum Σ_{i∈S} aᵢ and the output drop f(x) − f(x with S replaced).
 - ``faithfulness.infidelity`` (Yeh et al. 2019): E_I[(Iᵀa − (f(x) − f(x − I)))²].
+
+On token ids (B, L) a region is a token and the fill a token (``fill="pad"``, ``"mask"``
+or an id); padding is never removed (see :mod:`.curves`). Infidelity adds real-valued
+noise and refuses token ids.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from ..checks import (
     check_seed,
 )
 from ..errors import ArgumentError
-from ..perturb import BaselineSpec, check_baseline, make_baseline
+from ..perturb import BaselineSpec, check_baseline
 from .base import Case, Metric, Scores, direction_by_settings, register_metric
 from .curves import perturbation_curve
 from .maps import Patch, group_sums, patch_groups
@@ -43,7 +47,7 @@ from .stats import pearson, trapezoid
 def _check_removal(metric: Metric) -> None:
     """The settings shared by the metrics that remove regions."""
     check_patch(metric.patch)
-    check_baseline(metric.fill, "fill")
+    check_baseline(metric.fill, "fill", tokens=True)
     check_finite_number(metric.blur_sigma, "blur_sigma", 0.0, inclusive=False,
                         meaning="the σ of the blur fill, in locations")
     check_bool(metric.probability, "probability", none=True)
@@ -66,7 +70,8 @@ class PixelFlipping(Metric):
         until: u, the fraction of the regions removed at step L (Samek et al. remove 100
             regions, a fraction of the image; with N = L one region goes per step).
         fill: what replaces removed regions: ``"uniform"`` noise (the paper), ``"blur"``,
-            ``"mean"``, ``"zero"``, a number or a tensor.
+            ``"mean"``, ``"zero"``, a number or a tensor; for token ids a token,
+            ``"pad"``, ``"mask"`` or an id.
         probability: score the softmax probability instead of the output (``None``: auto,
             see :meth:`Case.probability`); ``True`` needs several outputs per sample.
     """
@@ -105,7 +110,7 @@ class PixelFlipping(Metric):
         )
         drops = curve.values[:, :1] - curve.values
         return Scores(drops.mean(1), curve.values, curve.fraction,
-                      {"auc": trapezoid(curve.values, curve.fraction),
+                      {"auc": trapezoid(curve.values, curve.fractions),
                        "probability": probability})
 
 
@@ -145,7 +150,7 @@ class _AreaUnderCurve(Metric):
             most_relevant_first=True, insert=self.insert, probability=probability,
             batch_size=self.batch_size, seed=self.seed,
         )
-        return Scores(trapezoid(curve.values, curve.fraction), curve.values, curve.fraction,
+        return Scores(trapezoid(curve.values, curve.fractions), curve.values, curve.fraction,
                       {"probability": probability})
 
 
@@ -175,6 +180,8 @@ class FaithfulnessCorrelation(Metric):
     sample; fewer than the G regions, or every subset would be the whole input) are
     replaced by the ``fill``; the score is the Pearson correlation over the subsets (NaN
     for a sample whose attribution sums or output drops do not vary over the subsets).
+    Token padding (:attr:`Case.valid`) is never drawn: each sample takes the subset's
+    draws among its valid tokens.
     """
 
     subsets: int = 100
@@ -195,18 +202,24 @@ class FaithfulnessCorrelation(Metric):
     def compute(self, case: Case) -> Scores:
         x = case.forward.inputs
         groups = patch_groups(x, self.patch)
-        if self.subset_size >= groups.count:
+        valid = case.valid
+        counted = groups.count if valid is None else int(valid.sum(1).min())
+        if self.subset_size >= counted:
             raise ArgumentError(
                 "subset_size",
-                f"subset_size={self.subset_size} is not smaller than the {groups.count} regions "
+                f"subset_size={self.subset_size} is not smaller than the {counted} regions "
                 f"of the inputs (patch={self.patch!r}), so every subset is the same and the "
-                f"correlation is undefined; pass subset_size < {groups.count}",
+                f"correlation is undefined; pass subset_size < {counted}",
             )
         draws = torch.rand(self.subsets, groups.count, generator=generator(self.seed))
-        chosen = torch.zeros(self.subsets, groups.count, dtype=torch.bool)
-        chosen.scatter_(1, draws.argsort(1)[:, :self.subset_size], True)
-        chosen = chosen.to(x.device)
-        attribution_sums = group_sums(case.attribution, groups) @ chosen.T.to(x.dtype)
+        draws = draws.to(x.device).unsqueeze(0)  # (1, subsets, G): shared by the samples
+        if valid is not None:  # the same draws, padding never chosen: (B, subsets, G)
+            draws = draws.masked_fill(~valid.unsqueeze(1), torch.inf)
+        chosen = torch.zeros(draws.shape, dtype=torch.bool, device=x.device)
+        chosen.scatter_(2, draws.argsort(2)[..., :self.subset_size], True)
+        sums = group_sums(case.attribution, groups)
+        attribution_sums = (sums @ chosen[0].T.to(sums.dtype) if valid is None else
+                            (chosen.to(sums.dtype) @ sums.unsqueeze(2)).squeeze(2))
         probability = case.probability(self.probability, self.name)
         drops = self._output_drops(case, chosen, groups.labels.expand(x.shape[1:]).reshape(-1),
                                    probability)
@@ -215,16 +228,17 @@ class FaithfulnessCorrelation(Metric):
     def _output_drops(
         self, case: Case, chosen: Tensor, labels: Tensor, probability: bool
     ) -> Tensor:
-        """f(x) − f(x with subset S set to the fill), (B, subsets)."""
+        """f(x) − f(x with subset S set to the fill), (B, subsets); ``chosen`` (1 or B,
+        subsets, G) marks the regions of each subset."""
         x = case.forward.inputs
-        fill = make_baseline(self.fill, x, sigma=self.blur_sigma, seed=self.seed,
-                             argument="fill")
+        fill = case.fill(self.fill, sigma=self.blur_sigma, seed=self.seed)
         check_finite(fill, "the fill", argument="fill", fix="pass a finite fill")
         fill = fill.flatten(1)
         full = case.scores(x, probability=probability)
 
         def filled_scores(sample: Tensor, subset: Tensor) -> Tensor:
-            rows = torch.where(chosen[subset][:, labels], fill[sample], x.flatten(1)[sample])
+            regions = chosen[sample if len(chosen) > 1 else 0, subset]
+            rows = torch.where(regions[:, labels], fill[sample], x.flatten(1)[sample])
             return case.scores(rows.view(-1, *x.shape[1:]), sample, probability)
 
         return full.unsqueeze(1) - case.grid_values(self.subsets, filled_scores, self.batch_size)
@@ -264,6 +278,8 @@ class Infidelity(Metric):
         check_seed(self.seed)
 
     def compute(self, case: Case) -> Scores:
+        case.refuse_tokens(self.name, "it adds Gaussian noise to the inputs, which token ids "
+                           "do not take; remove tokens with faithfulness.correlation instead")
         x = case.forward.inputs
         draws = self.noise * torch.randn(
             (self.perturbations, *x.shape[1:]), generator=generator(self.seed), dtype=x.dtype

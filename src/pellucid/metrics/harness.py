@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_count, check_inputs
+from ..checks import check_count
 from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from ..guard import preserved
 from ..method import Method
@@ -25,6 +25,7 @@ from ..saving import load_fields, save_fields
 from ..targets import TargetSpec
 from .base import distinct_labels
 from .evaluate import MetricSpec, as_list, as_method_object, chosen_metrics, make_case, score
+from .maps import check_metric_inputs
 from .random_attribution import RandomAttribution
 
 COLUMNS = ("method", "metric", "mean", "std", "direction", "n", "nan", "seconds")
@@ -199,7 +200,7 @@ def benchmark(
     chosen = _methods(methods, method_settings, seed)
     method_labels = distinct_labels(chosen, "methods")
     inputs, labels, data_masks = take_samples(data, n)
-    check_inputs(inputs, "data")
+    check_metric_inputs(inputs, "data")
     if target is None and labels is not None:
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
             raise ArgumentError(

@@ -9,7 +9,9 @@
 
 Relevance is summed over channels first; masks of the inputs' shape are reduced with
 "any channel", masks (B, 1, *spatial) and (B, *spatial) are the location masks. Every
-sample needs a non-empty mask.
+sample needs a non-empty mask. Token ids (B, L) take masks (B, L), one flag per token;
+padding (:attr:`Case.valid`) is never in the mask and never the most relevant, and its
+relevance does not count.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ def location_masks(case: Case, metric: str = "localisation metrics") -> Tensor:
             "masks", f"{metric} need ground-truth masks: pass masks=<(B, *spatial) tensor>"
         )
     masks = check_masks(case.masks, case.forward.inputs)
+    if case.valid is not None:
+        masks = masks & case.valid
     empty = ~masks.flatten(1).any(1)
     if empty.any():
         raise ArgumentError(
@@ -72,6 +76,14 @@ def location_masks(case: Case, metric: str = "localisation metrics") -> Tensor:
             "is undefined for them; leave those samples out or mark their object",
         )
     return masks
+
+
+def relevance(case: Case, padding: float = 0.0) -> Tensor:
+    """The location map of the attribution flattened to (B, N), ``padding`` at the padding
+    of token ids (:attr:`Case.valid`)."""
+    values = flat_map(case.attribution)
+    valid = case.valid
+    return values if valid is None else values.masked_fill(~valid, padding)
 
 
 def relevance_mass(attribution: Tensor, masks: Tensor, positive_only: bool = True) -> Tensor:
@@ -100,7 +112,7 @@ class PointingGame(Metric):
 
     def compute(self, case: Case) -> Scores:
         masks = location_masks(case, self.name)
-        spatial = case.forward.inputs.ndim - 2
+        spatial = 1 if case.tokens else case.forward.inputs.ndim - 2  # tokens: the sequence
         if self.tolerance > 0:
             if not 1 <= spatial <= 3:
                 raise ArgumentError(
@@ -112,8 +124,8 @@ class PointingGame(Metric):
             size = 2 * self.tolerance + 1
             pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[spatial - 1]
             masks = pool(masks.float().unsqueeze(1), size, 1, self.tolerance).squeeze(1).bool()
-        best = flat_map(case.attribution).argmax(1, keepdim=True)
-        return Scores(masks.flatten(1).gather(1, best).squeeze(1).to(case.forward.inputs.dtype))
+        best = relevance(case, -torch.inf).argmax(1, keepdim=True)
+        return Scores(masks.flatten(1).gather(1, best).squeeze(1).to(case.attribution.dtype))
 
 
 @register_metric("localisation.relevance_mass")
@@ -128,7 +140,8 @@ class RelevanceMass(Metric):
 
     def compute(self, case: Case) -> Scores:
         masks = location_masks(case, self.name)
-        return Scores(relevance_mass(case.attribution, masks, self.positive_only))
+        values = case.attribution if case.valid is None else relevance(case)  # (B, L): a map
+        return Scores(relevance_mass(values, masks, self.positive_only))
 
 
 @register_metric("localisation.relevance_rank")
@@ -138,9 +151,8 @@ class RelevanceRank(Metric):
 
     def compute(self, case: Case) -> Scores:
         masks = location_masks(case, self.name).flatten(1)
-        relevance = flat_map(case.attribution)
         size = masks.sum(1)
-        order = relevance.argsort(dim=1, descending=True, stable=True)
+        order = relevance(case, -torch.inf).argsort(dim=1, descending=True, stable=True)
         in_top = torch.arange(masks.shape[1], device=masks.device) < size.unsqueeze(1)
         hits = (masks.gather(1, order) & in_top).sum(1)
-        return Scores(hits.to(case.forward.inputs.dtype) / size)
+        return Scores(hits.to(case.attribution.dtype) / size)

@@ -2,7 +2,7 @@
 
 Images and other inputs with spatial dimensions are compared per location: the
 attribution is summed over the channel dimension (B×C×H×W -> B×H×W). Tabular inputs
-(B×D) are compared per feature.
+(B×D) are compared per feature, token ids (B×L) per token.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checks import check_finite
+from ..checks import check_finite, check_inputs
 from ..errors import ArgumentError, ArgumentTypeError
 from ..perturb import Groups, feature_groups
+from ..tokens import is_token_ids
 
 Patch = int | tuple[int, ...] | None
 
@@ -25,8 +26,29 @@ def location_map(attribution: Tensor) -> Tensor:
     return attribution.sum(1) if attribution.ndim > 2 else attribution
 
 
+def check_metric_inputs(inputs: Any, argument: str = "inputs") -> None:
+    """The inputs of a metric: real floating inputs or token ids (B, L), integers ≥ 0
+    (:func:`pellucid.checks.check_inputs` with ``token_ids``); errors name ``argument``.
+
+    Example:
+        >>> import torch
+        >>> check_metric_inputs(torch.tensor([[101, 7592, 102]]))
+    """
+    check_inputs(inputs, argument, token_ids=True)
+    if is_token_ids(inputs) and (inputs.ndim != 2 or inputs.shape[1] == 0):
+        raise ArgumentError(
+            argument,
+            f"{argument} have the integer dtype {inputs.dtype} and shape {tuple(inputs.shape)}; "
+            "integer inputs are token ids (B, L), at least one token per sample. For "
+            f"real-valued inputs convert with {argument}.float()",
+        )
+
+
 def shapes_accepted(x: Tensor) -> str:
     """The attribution (and mask) shapes accepted for inputs ``x``, for messages."""
+    if is_token_ids(x):
+        return (f"one value per token, the inputs' shape {tuple(x.shape)}, or one vector per "
+                f"token {(*x.shape, 'D')} (summed over D)")
     if x.ndim <= 2:
         return f"the inputs' shape {tuple(x.shape)}"
     b, c, *spatial = x.shape
@@ -34,13 +56,22 @@ def shapes_accepted(x: Tensor) -> str:
             f"{(b, *spatial)} for all {c} channels")
 
 
-def as_attribution(values: Any, x: Tensor, argument: str, what: str = "the attributions") -> Tensor:
+def as_attribution(
+    values: Any,
+    x: Tensor,
+    argument: str,
+    what: str = "the attributions",
+    dtype: torch.dtype | None = None,
+) -> Tensor:
     """Attributions for inputs ``x`` (a tensor or NumPy array) as a finite tensor of ``x``'s
     shape, dtype and device; errors name ``argument``.
 
     For inputs with channels, (B, C, *S), one map per sample, (B, 1, *S) or (B, *S) as
     Quantus users pass them, is the *location map* m itself: each of the C channels gets
     m / C, so that the channel sum that every per-location metric reads is exactly m.
+    For token ids (B, L) the attribution is one value per token, in ``dtype`` (default:
+    torch's default floating dtype; real-valued inputs keep theirs); one vector per token
+    (B, L, D), the attribution of the embedding output, is summed over D.
 
     Example:
         >>> import torch
@@ -61,7 +92,11 @@ def as_attribution(values: Any, x: Tensor, argument: str, what: str = "the attri
     if values.dtype == torch.bool or values.is_complex():
         raise ArgumentTypeError(argument, f"{what} ({argument}) must hold real numbers, got "
                                 f"dtype {values.dtype}")
-    values = values.detach().to(device=x.device, dtype=x.dtype)
+    tokens = is_token_ids(x)
+    dtype = (dtype or torch.get_default_dtype()) if tokens else x.dtype
+    values = values.detach().to(device=x.device, dtype=dtype)
+    if tokens and values.shape[:2] == x.shape and values.ndim == 3:
+        values = values.sum(2)
     if x.ndim > 2 and values.shape in ((x.shape[0], *x.shape[2:]), (x.shape[0], 1, *x.shape[2:])):
         values = (values.reshape(x.shape[0], 1, *x.shape[2:]) / x.shape[1]).expand(x.shape)
     if values.shape != x.shape:

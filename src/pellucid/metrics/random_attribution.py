@@ -29,5 +29,6 @@ class RandomAttribution(Method):
         check_seed(self.seed)
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        noise = torch.randn(x.shape, generator=generator(self.seed), dtype=x.dtype)
+        dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()  # token ids
+        noise = torch.randn(x.shape, generator=generator(self.seed), dtype=dtype)
         return noise.to(x.device), {}

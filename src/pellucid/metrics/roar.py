@@ -68,6 +68,8 @@ class Roar(Metric):
 
     def compute(self, case: Case) -> Scores:
         required_train_fn(self.name, self.train_fn)
+        case.refuse_tokens(self.name, "it replaces removed features by the data set's mean, "
+                           "which token ids do not have")
         if case.one_output:
             raise ArgumentError(
                 "model",

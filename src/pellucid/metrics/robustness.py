@@ -9,6 +9,7 @@
   the Lipschitz quotient that a continuous explanation keeps small.
 
 All of them re-run the method on the perturbed inputs, ``batch_size`` rows at a time.
+None applies to token ids: they raise an ArgumentError naming ``metrics``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class _Sensitivity(Metric):
         raise NotImplementedError
 
     def compute(self, case: Case) -> Scores:
+        case.refuse_tokens(self.name, "it moves the inputs by small real offsets, which token "
+                           "ids do not take")
         x = case.forward.inputs
         offsets = (2 * torch.rand((self.draws, *x.shape[1:]), generator=generator(self.seed),
                                   dtype=x.dtype) - 1).to(x.device) * self.radius
@@ -106,6 +109,8 @@ class Continuity(Metric):
         check_batch_size(self.batch_size)
 
     def compute(self, case: Case) -> Scores:
+        case.refuse_tokens(self.name, "its quotient divides by the distance ‖x − x′‖₂ of the "
+                           "inputs, which token ids do not have")
         x = case.forward.inputs
         if x.ndim < 3:
             raise ArgumentError(

@@ -6,6 +6,9 @@ Gaussian blur of the input over its spatial dimensions, :mod:`.blur`), ``"unifor
 (uniform noise between each sample's minimum and maximum, seeded), or a tensor
 broadcastable to the inputs. A *fill* is the baseline that replaces masked-out inputs,
 x̃ = x ⊙ M + fill ⊙ (1 − M).
+
+Token ids (B, L) are filled with a token (:func:`token_fill`): its role ``"pad"`` or
+``"mask"`` (read from the model's config) or its id; the float baselines do not apply.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import numbers
 from typing import Union
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .._seeding import generator
 from ..errors import ArgumentError, ArgumentTypeError
 from ..registry import suggest
 from ..spatial import spatial_dims
+from ..tokens import TOKEN_ROLES, is_token_ids, token_id
 from .blur import gaussian_blur
 
 BaselineSpec = Union[str, float, int, Tensor]
@@ -32,13 +36,19 @@ MASK_FILLS = tuple(name for name in BASELINES if name != "uniform")
 
 
 def check_baseline(
-    spec: BaselineSpec, argument: str = "baseline", names: tuple[str, ...] = BASELINES
+    spec: BaselineSpec,
+    argument: str = "baseline",
+    names: tuple[str, ...] = BASELINES,
+    tokens: bool = False,
 ) -> None:
-    """A baseline setting is one of ``names``, a finite number or a finite tensor.
+    """A baseline setting is one of ``names``, a finite number or a finite tensor; with
+    ``tokens`` also a token role (``"pad"``, ``"mask"``) for inputs of token ids.
 
     The check that needs no inputs, for a method's or metric's ``__post_init__``;
     ``argument`` names the setting in the error (``"baseline"``, ``"fill"``).
     """
+    if tokens and isinstance(spec, str) and spec in TOKEN_ROLES:
+        return
     listed = ", ".join(map(repr, names))
     if isinstance(spec, Tensor):
         if spec.is_complex() or not bool(spec.isfinite().all()):
@@ -139,3 +149,31 @@ def _broadcast(spec: Tensor, x: Tensor, argument: str) -> Tensor:
             "shape that broadcasts to it (e.g. one value per channel)",
         )
     return spec.to(device=x.device, dtype=x.dtype).expand_as(x).clone()
+
+
+def token_fill(spec: BaselineSpec, x: Tensor, model: nn.Module, argument: str = "fill") -> Tensor:
+    """The token ids (B, L) that replace removed tokens of the ids ``x``: a role ``"pad"`` or
+    ``"mask"`` (``model.config.pad_token_id`` / ``mask_token_id``), an int id, or an integer
+    tensor of ids broadcastable to ``x``. A float baseline is an error naming ``argument``.
+
+    Example:
+        >>> import torch
+        >>> token_fill(0, torch.tensor([[5, 7, 9]]), torch.nn.Embedding(10, 1)).tolist()
+        [[0, 0, 0]]
+    """
+    if isinstance(spec, Tensor) and is_token_ids(spec):
+        filled = _broadcast(spec, x, argument)
+        if bool((filled < 0).any()):
+            raise ArgumentError(argument, f"the {argument} tensor holds negative token ids; "
+                                "token ids are ≥ 0")
+        return filled
+    if isinstance(spec, Tensor | bool) or not isinstance(spec, int | str) or spec in BASELINES:
+        shown = f"a {type(spec).__name__}" if isinstance(spec, Tensor) else repr(spec)
+        raise ArgumentError(
+            argument,
+            f"{argument}={shown} is a value for real-valued inputs, but the inputs are token "
+            f"ids {tuple(x.shape)}: a removed token is replaced by another token. Pass "
+            f"{argument}='pad' or 'mask' (the model's config.pad_token_id / mask_token_id), "
+            "a token id (an int), or an integer tensor of ids",
+        )
+    return torch.full_like(x, token_id(spec, model, argument))
