@@ -59,7 +59,7 @@ def test_classify_uses_the_registry_in_order():
     assert kinds[0][1] == "input"
     assert [k for n, k in kinds if n != "mul"][1:] == [
         "layer", "norm", "activation", "activation", "linear", "shape", "maxpool", "linear"]
-    assert [k for n, k in kinds if n == "mul"] == ["gate", "other", "other"]
+    assert [k for n, k in kinds if n == "mul"] == ["gate", "product", "product"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ def test_a_rule_for_several_outputs_gets_every_message():
 
 
 class SquaredGate(nn.Module):
-    """signal · sigmoid(z²): the gate's path has a product of two signals (no relevance rule)."""
+    """signal · sigmoid(cumprod(z)): the gate's path has an op without a relevance rule."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -190,17 +190,17 @@ class SquaredGate(nn.Module):
 
     def forward(self, x):
         z = self.gate(x)
-        return self.signal(x) * torch.sigmoid(z * z)
+        return self.signal(x) * torch.sigmoid(torch.cumprod(z, dim=1))
 
 
 def test_describe_asks_the_rule_which_inputs_it_feeds():
     model, x = SquaredGate().eval(), torch.randn(2, 2)
     assert SignalTakesAll().feeds is not Rule.feeds
     default = pellucid.lrp.describe(model, None, x, show=False)
-    square = [line for line in default.splitlines() if " mul " in line and " other " in line]
+    square = [line for line in default.splitlines() if " cumprod " in line and " other " in line]
     assert len(square) == 1 and "no rule (unused)" in square[0]
     chain = pellucid.lrp.describe(model, Composite(ops={"gate": ChainRule()}), x, show=False)
-    square = [line for line in chain.splitlines() if " mul " in line and " other " in line]
+    square = [line for line in chain.splitlines() if " cumprod " in line and " other " in line]
     assert "NO RULE (relevance reaches it" in square[0]
     e = pellucid.explain(model, x, target=0, method="lrp.epsilon")  # the gate gets nothing
     assert torch.isfinite(e.attribution).all()

@@ -1,6 +1,7 @@
 """What a recorded call is, by its function's name: the name sets that the op kinds of
-:mod:`.kinds` are recognised by, and :func:`gate_signal` (which factor of a product is the
-signal)."""
+:mod:`.kinds` are recognised by, :func:`gate_signal` (which factor of a product is the
+signal) and :func:`activated_factor` (which factor of a product of two signals is a gate for
+CP-LRP)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,15 @@ SHAPES = RESHAPES | {
     "where", "masked_fill",
 }
 
+#: element-wise ops that are not linear in their signal: a factor computed through one of them
+#: from the other factor's source is a gate of it (see :func:`self_gate`)
+NONLINEAR = ACTIVATIONS | EXPS | {"pow", "__pow__", "square", "sqrt", "rsqrt", "reciprocal",
+                                  "erf", "erfc"}
+#: element-wise ops through which :func:`self_gate` follows a factor back to its sources
+ELEMENT_WISE = NONLINEAR | PRODUCTS | QUOTIENTS | {
+    "add", "add_", "__add__", "__radd__", "__iadd__", "sub", "sub_", "__sub__", "__rsub__",
+    "rsub", "__isub__", "subtract", "neg", "__neg__", "negative"}
+
 ADAPTIVE_MAXPOOLS = (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)
 MAXPOOL_FUNCS = (F.max_pool1d, F.max_pool2d, F.max_pool3d, *ADAPTIVE_MAXPOOLS)
 
@@ -63,31 +73,96 @@ def gate_signal(node: Node) -> int | None:
     or None when the call is no such product.
 
     - a quotient by an input-dependent normaliser: the numerator;
-    - ``F.scaled_dot_product_attention``: the values;
     - a product (element-wise or matrix) of two input-dependent tensors of which exactly one
       comes out of a gating function (:data:`GATES`, looking through reshapes and dropout):
-      the other one.
+      the other one;
+    - an element-wise product v · g(v) of a signal and a non-linear function of it
+      (:func:`self_gate`): v.
     """
     positions = tracked_positions(node)
     if node.name in QUOTIENTS:
         return positions.index(0) if 0 in positions and len(positions) > 1 else None
-    if node.name == "scaled_dot_product_attention":
-        value = node.arg(2, "value")
-        found = [i for i, pos in enumerate(positions) if node.leaves[pos] is value]
-        return found[0] if found else None
     if (node.name not in PRODUCTS and node.name not in MATMULS) or len(positions) != 2:
         return None
     gates = [i for i, (_, source, _) in enumerate(node.inputs) if _origin(source).name in GATES]
-    return 1 - gates[0] if len(gates) == 1 else None
+    if len(gates) == 1:
+        return 1 - gates[0]
+    return self_gate(node)
+
+
+def self_gate(node: Node) -> int | None:
+    """The index of the signal v of an element-wise product v · g(v) whose other factor is
+    an element-wise non-linear function of the same tensor (a scaling of it): GELU written
+    out, ``0.5 * x * (1 + tanh(c (x + 0.044715 x³)))`` (GPT-2's ``gelu_new``), SiLU as
+    ``x * sigmoid(x)``. Such a product is an element-wise activation of v, and the rules
+    hold g constant (the identity rule of AttnLRP). None for any other call."""
+    if node.name not in PRODUCTS or len(node.inputs) != 2:
+        return None
+    for gate in (0, 1):
+        _, source, k = node.inputs[1 - gate]
+        signal = _scaled_source(source, k)
+        sources, nonlinear = _element_wise_sources(node.inputs[gate][1], node.inputs[gate][2])
+        if nonlinear and sources == {signal}:
+            return 1 - gate
+    return None
+
+
+def _scaled_source(node: Node, k: int) -> tuple[int, int]:
+    """(node index, output) of the tensor that a value scales (through products or quotients
+    with constants, negation, reshapes)."""
+    while len(node.inputs) == 1 and node.name in (PRODUCTS | QUOTIENTS | RESHAPES
+                                                   | {"neg", "__neg__", "negative"}):
+        _, node, k = node.inputs[0]
+    return node.index, k
+
+
+def _element_wise_sources(node: Node, k: int) -> tuple[set[tuple[int, int]], bool]:
+    """The tensors a value is computed from by element-wise ops (and reshapes), and whether
+    one of those ops is non-linear (:data:`NONLINEAR`, or a product of two of them)."""
+    sources: set[tuple[int, int]] = set()
+    nonlinear = False
+    stack, seen = [(node, k)], set()
+    while stack:
+        node, k = stack.pop()
+        if (node.index, k) in seen:
+            continue
+        seen.add((node.index, k))
+        if node.func is None or node.name not in ELEMENT_WISE | RESHAPES:
+            sources.add((node.index, k))
+            continue
+        nonlinear = nonlinear or node.name in NONLINEAR or (
+            node.name in PRODUCTS | QUOTIENTS and len(node.inputs) == 2)
+        stack.extend((source, j) for _, source, j in node.inputs)
+    return sources, nonlinear
 
 
 def gate_name(node: Node) -> str | None:
     """The name of the gating function of a gate × signal product (``softmax``, ``sigmoid``,
-    ``rsqrt``, ...), or None for a quotient, ``scaled_dot_product_attention`` or no gate."""
+    ``rsqrt``, ...), or None for a quotient or no gate."""
     signal = gate_signal(node)
-    if signal is None or node.name in QUOTIENTS or node.name == "scaled_dot_product_attention":
+    if signal is None or node.name in QUOTIENTS:
         return None
     return _origin(node.inputs[1 - signal][1]).name
+
+
+def is_signal_product(node: Node) -> bool:
+    """Whether the call is a product of input-dependent tensors that is no gate × signal
+    product: a matrix product (``q @ kᵀ``) or an element-wise one (SwiGLU's
+    ``silu(gate(x)) * up(x)``, ``h * h``)."""
+    if node.name in MATMULS:
+        return len(node.inputs) >= 2
+    return node.name in PRODUCTS and len(node.inputs) == 2
+
+
+def activated_factor(node: Node) -> int | None:
+    """The index (among the two input-dependent inputs) of the factor of a product that comes
+    out of an element-wise activation (SwiGLU's ``silu(gate(x))``, looking through reshapes
+    and dropout), when exactly one does; None otherwise."""
+    if node.name not in PRODUCTS or len(node.inputs) != 2:
+        return None
+    found = [i for i, (_, source, _) in enumerate(node.inputs)
+             if _origin(source).name in ACTIVATIONS]
+    return found[0] if len(found) == 1 else None
 
 
 def _origin(node: Node) -> Node:

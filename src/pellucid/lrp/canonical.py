@@ -22,10 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ArgumentError
+from .calls import SUMS
 from .composites import Composite, LayerInfo
 from .kinds import BATCH_NORM, KINDS, PASS, classify
 from .linear_maps import (
     Affine,
+    addmm_affine,
     batch_norm_coefficients,
     batch_norm_parameters,
     conv_affine,
@@ -68,10 +70,13 @@ def build_plan(recorder: Recorder, composite: Composite, model: nn.Module, *,
     ops = [Op(n, k, _label(n, recorder)) for n, k in zip(nodes, kinds)]
     for op in ops:
         if op.kind == "layer":
-            op.affine = conv_affine(op.node) if op.node.name != "linear" else linear_affine(op.node)
+            make = {"linear": linear_affine, "addmm": addmm_affine}.get(op.node.name, conv_affine)
+            op.affine = make(op.node)
             op.affine.cache = (weights, model)
         elif op.kind in KINDS:
             op.linearise = KINDS[op.kind].linearise
+            if op.kind == "linear" and op.node.name in SUMS:
+                op.constant = _constant_added(op.node, recorder)
     for op in ops:
         if op.kind == BATCH_NORM:
             _canonicalise_batch_norm(op, ops, model, weights)
@@ -114,6 +119,16 @@ def _recurrent_rule(op: Op, rule: Recurrent, composite: Composite, recorder: Rec
             "(e.g. Epsilon(1e-6)) or ops={'recurrent': Recurrent(layer=Epsilon(1e-6))}",
         )
     return replace(rule, layer=layer)
+
+
+def _constant_added(node: Node, recorder: Recorder) -> str | None:
+    """The name of the module (or parameter) whose input-independent output a sum adds to the
+    signal (see :meth:`.tape.Recorder.constant_name`), if exactly one."""
+    tracked = {pos for pos, _, _ in node.inputs}
+    names = [recorder.constant_name(leaf) for pos, leaf in enumerate(node.leaves)
+             if pos not in tracked and isinstance(leaf, Tensor)]
+    names = [name for name in names if name is not None]
+    return names[0] if len(names) == 1 else None
 
 
 def _label(node: Node, recorder: Recorder) -> str:

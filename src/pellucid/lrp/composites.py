@@ -46,6 +46,7 @@ from .rules import (
     Flat,
     Gamma,
     HoldConstant,
+    HoldGate,
     Pass,
     RectifiedGradient,
     RectifiedPass,
@@ -361,12 +362,13 @@ def attnlrp(eps: float = 1e-6) -> Composite:
 def cp_lrp(eps: float = 1e-6) -> Composite:
     """CP-LRP (Ali et al. 2022): attention weights and normalisers held constant
     (:class:`~.rules.HoldConstant` at the softmax, :class:`~.rules.SignalTakesAll` at
-    attention·v and at quotients), so relevance flows through the value path only;
-    LRP-ε for every layer.
+    attention·v and at quotients), so relevance flows through the value path only; the
+    activated gate of a SwiGLU/GeGLU product held constant (:class:`~.rules.HoldGate`, as
+    lxt's CP-LRP); LRP-ε for every layer.
 
     >>> import pellucid.lrp.composites as c
     >>> c.cp_lrp().rule_for("softmax")
     HoldConstant()
     """
     return Composite(default=Epsilon(eps), base=RELEVANCE, ops={
-        "softmax": HoldConstant(), "product": UniformProduct(), "exp": Pass()})
+        "softmax": HoldConstant(), "product": HoldGate(), "exp": Pass()})

@@ -14,7 +14,7 @@ An output of shape (B,) (a regressor) is one score per sample like any other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
 import torch
@@ -59,10 +59,18 @@ class Propagation:
     baseline_output: Tensor | None = None
     #: the canonicalised ops and the rule of each
     plan: Plan | None = None
+    #: per sample, what ops took out of the flow: constants added by a module (position
+    #: embeddings, by the module's name) and non-conservative rules (the softmax's Taylor
+    #: bias, by the softmax's module)
+    absorbed: dict[str, Tensor] = field(default_factory=dict)
 
     def diagnostics(self) -> dict[str, Any]:
-        """The extras every rule-based method returns: ``{"layer_relevance": ...}``."""
-        return {"layer_relevance": {k: v.detach() for k, v in self.layer_relevance.items()}}
+        """The extras every rule-based method returns: ``{"layer_relevance": ...}``, and
+        ``"absorbed"`` where an op absorbed relevance (see :attr:`absorbed`)."""
+        extras = {"layer_relevance": {k: v.detach() for k, v in self.layer_relevance.items()}}
+        if self.absorbed:
+            extras["absorbed"] = {k: v.detach() for k, v in self.absorbed.items()}
+        return extras
 
 
 def eager_task(task: Task) -> Task:
@@ -106,9 +114,9 @@ def propagate(task: Task, x: Tensor, composite: Composite, *, start: str = "rele
     with torch.no_grad():
         plan = build_plan(recorder, composite, task.model, weights=WEIGHT_CACHE,
                           baseline=baseline_nodes)
-        input_message, layers = walk_back(plan, source, message)
+        input_message, layers, absorbed = walk_back(plan, source, message)
     layers = {"output": per_sample_total(message), **layers}
-    return Propagation(input_message, layers, out, baseline_out, plan)
+    return Propagation(input_message, layers, out, baseline_out, plan, absorbed)
 
 
 def per_sample_total(t: Tensor, batch_dim: int = 0) -> Tensor:
@@ -122,35 +130,45 @@ def per_sample_total(t: Tensor, batch_dim: int = 0) -> Tensor:
 
 
 def walk_back(plan: Plan, source: tuple[Node, int], message: Tensor
-              ) -> tuple[Tensor, dict[str, Tensor]]:
+              ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
     """Walk ``plan`` backwards from ``message`` at output ``source``: each op gets the message
     at its outputs, and the messages it returns at its inputs add up (fan-out sums).
 
-    Returns (the message at the input, the total message per sample arriving at each layer).
+    Returns (the message at the input, the total message per sample arriving at each layer,
+    what absorbing ops took out per sample: see :attr:`Propagation.absorbed`). A constant
+    added by a module appears in both dictionaries under the module's name.
     """
     out_node, k = source
     pending: dict[int, list[Tensor | None]] = {out_node.index: [None] * len(out_node.outputs)}
     pending[out_node.index][k] = message
     totals: dict[str, Tensor] = {}
+    absorbed: dict[str, Tensor] = {}
     for op in reversed(plan.ops):
         messages = pending.pop(op.node.index, None)
         if messages is None or all(m is None for m in messages):
             continue
         if op.kind == INPUT:
-            return _filled(messages[0], op.node.outputs[0]), totals
+            return _filled(messages[0], op.node.outputs[0]), totals, absorbed
         backward = input_messages(plan, op, messages)
         kind = KINDS.get(op.kind)
         if kind is not None and kind.reported:
             dims = [0] * len(backward) if kind.batch_dims is None else kind.batch_dims(op.node)
             totals[op.label] = sum(per_sample_total(g, d) for g, d in zip(backward, dims)
                                    if g is not None)
+        name = op.constant or (op.label if kind is not None and kind.absorbs else None)
+        if name is not None:
+            taken = per_sample_total(_filled(messages[0], op.output)) - sum(
+                per_sample_total(g) for g in backward if g is not None)
+            absorbed[name] = absorbed[name] + taken if name in absorbed else taken
+            if op.constant is not None:
+                totals[name] = absorbed[name]
         for (_, producer, index), g in zip(op.node.inputs, backward):
             if g is None:
                 continue
             slot = pending.setdefault(producer.index, [None] * len(producer.outputs))
             slot[index] = g if slot[index] is None else slot[index] + g
     zero = torch.zeros_like(plan.ops[0].node.outputs[0])
-    return zero, totals
+    return zero, totals, absorbed
 
 
 def input_messages(plan: Plan, op: Op, messages: list[Tensor | None]) -> list[Tensor | None]:

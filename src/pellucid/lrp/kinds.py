@@ -8,7 +8,8 @@ unless a composite says otherwise). A composite chooses rules by kind name
 
 The kinds, in the order they are tried (the first that recognises a call wins):
 
-- ``layer``: a convolution of any dimension (also transposed) or ``F.linear``, with weights;
+- ``layer``: a convolution of any dimension (also transposed), ``F.linear`` or
+  ``torch.addmm(bias, x, weight)`` (Hugging Face's ``Conv1D``), with weights;
   a BatchNorm that no such layer feeds is a ``layer`` too (a per-channel scale and shift).
 - ``norm``: ``F.layer_norm`` and ``F.group_norm``, linearised with the normaliser constant.
 - ``activation``: element-wise non-linearities (ReLU family, GELU, SiLU, ELU, tanh, ...).
@@ -20,11 +21,13 @@ The kinds, in the order they are tried (the first that recognises a call wins):
   ``torch.add``, ``sum``, ``-``), means, average pooling, interpolation, and products or
   quotients with a constant (e.g. layer scale) or matrix products with a constant matrix.
 - ``gate``: an element-wise product of a gate and a signal, a quotient by an
-  input-dependent normaliser, attention weights times values (``softmax(q kᵀ) @ v``,
-  ``F.scaled_dot_product_attention``); see :func:`.calls.gate_signal`.
+  input-dependent normaliser, attention weights times values (``softmax(q kᵀ) @ v``; the tape
+  records ``F.scaled_dot_product_attention`` as the ops it fuses); see
+  :func:`.calls.gate_signal`.
 - ``softmax``: ``softmax`` along any dimension (attention weights; AttnLRP's linearisation).
-- ``product``: a matrix product (``@``, ``matmul``, ``bmm``, ``einsum``) of two
-  input-dependent tensors that is no gate × signal product, e.g. ``q @ k.transpose(-1, -2)``.
+- ``product``: a product of two input-dependent tensors that is no gate × signal product:
+  a matrix product (``@``, ``matmul``, ``bmm``, ``einsum``), e.g. ``q @ k.transpose(-1, -2)``,
+  or an element-wise one (SwiGLU's ``silu(gate(x)) * up(x)``, ``h * h``).
 - ``exp``: the element-wise exponential (handled by the ``activation`` method).
 - ``recurrent``: the fused calls of ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN``, decomposed into
   cells and gates by their rule (LSTM-LRP, Arras et al. 2017; see :mod:`.recurrent`).
@@ -64,6 +67,7 @@ from .calls import (
     SOFTMAXES,
     SUMS,
     gate_signal,
+    is_signal_product,
     tracked_positions,
 )
 from .linear_maps import linearised_norm
@@ -88,6 +92,8 @@ class OpKind:
     once something is held constant, that linear map (``op.linear_vjp`` uses it).
     ``reported``: the total message arriving at its input appears in ``layer_relevance``.
     ``batch_dims``: the batch dimension of each input-dependent input's message (None: 0).
+    ``absorbs``: its rule need not conserve (the softmax's Taylor bias); what it takes out of
+    the flow (Σ message at the output − Σ messages at the inputs) is reported in ``absorbed``.
     """
 
     name: str
@@ -98,6 +104,7 @@ class OpKind:
     linearise: Callable[[Node], Callable[[Tensor], Tensor]] | None = None
     reported: bool = False
     batch_dims: Callable[[Node], list[int]] | None = None
+    absorbs: bool = False
 
 
 #: every op kind, by name, in the order they are tried
@@ -144,6 +151,10 @@ def classify(node: Node) -> str:
 
 def _is_layer(node: Node) -> bool:
     # a layer whose weights depend on the input (dynamic filters) has no layer rule
+    if node.name == "addmm":  # bias + x @ weight (Hugging Face's Conv1D, GPT-2)
+        _, kwargs = node.call_args()
+        unscaled = kwargs.get("beta", 1) == kwargs.get("alpha", 1) == 1
+        return tracked_positions(node) == [1] and unscaled
     return (node.name in CONVOLUTIONS or node.name == "linear") and tracked_positions(node) == [0]
 
 
@@ -172,8 +183,8 @@ for _kind in (
     OpKind("linear", _is_linear, "linear", Epsilon(1e-9)),
     OpKind("gate", lambda n: gate_signal(n) is not None, "gate", SignalTakesAll()),
     OpKind("softmax", lambda n: n.name in SOFTMAXES and len(n.inputs) == 1, "softmax",
-           NoRule()),
-    OpKind("product", lambda n: n.name in MATMULS and len(n.inputs) >= 2, "product", NoRule()),
+           NoRule(), absorbs=True),
+    OpKind("product", is_signal_product, "product", NoRule()),
     OpKind("exp", lambda n: n.name in EXPS, "activation", NoRule()),
     OpKind("recurrent", lambda n: n.name in RECURRENTS, "recurrent", Recurrent(),
            all_outputs=True, reported=True, batch_dims=batch_dims),

@@ -116,6 +116,18 @@ def linear_affine(node: Node) -> Affine:
                   lambda s, w: s @ w)
 
 
+def addmm_affine(node: Node) -> Affine:
+    """A recorded ``torch.addmm(bias, x, weight)`` (``x @ weight + bias``) as an
+    :class:`Affine` whose weight is (in, out)."""
+    bias, x, weight = node.arg(0, "input"), node.arg(1, "mat1"), node.arg(2, "mat2")
+
+    def forward(v: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        return v @ w if b is None else torch.addmm(b, v, w)
+
+    return Affine("linear", x, weight, bias, node.outputs[0], forward, lambda s, w: s @ w.T,
+                  out_dim=1)
+
+
 def scale_affine(x: Tensor, scale: Tensor, shift: Tensor, out: Tensor) -> Affine:
     """A per-channel scale and shift ``z = scale·x + shift`` (channels on dimension 1)."""
     shape = (-1,) + (1,) * (x.ndim - 2)

@@ -333,7 +333,7 @@ class DeepLift(_RuleMethod):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_baseline(self.baseline)
+        check_baseline(self.baseline, tokens=True)
         check_finite_number(self.blur_sigma, "blur_sigma", 0.0, inclusive=False,
                             meaning="the standard deviation of the blur baseline")
         check_seed(self.seed)

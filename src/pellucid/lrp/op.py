@@ -32,6 +32,10 @@ class Op:
     #: the linear map of an op that is linear once something is held constant (its kind's
     #: ``linearise``, e.g. a LayerNorm with the normaliser constant); None: the op itself
     linearise: Callable[[Node], Callable[[Tensor], Tensor]] | None = None
+    #: for a sum that adds the output of a module that does not depend on the input (a
+    #: position or token-type embedding), that module's dotted name: the relevance the sum
+    #: gives the constant is reported under it
+    constant: str | None = None
 
     @property
     def signal(self) -> int:

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ..checks import check_choice, check_finite, check_finite_number
 from ..errors import ArgumentError, ArgumentTypeError
-from .calls import NORMALISERS, gate_name
+from .calls import NORMALISERS, activated_factor, gate_name, self_gate
 from .linear_maps import Affine, average_of_maxpool, vjp_linear
 from .op import Op
 from .tape import UnsupportedOpError
@@ -520,14 +520,20 @@ class SignalTakesAll(Rule):
     def __post_init__(self) -> None:
         object.__setattr__(self, "epsilon", _check_epsilon(self.epsilon, "SignalTakesAll"))
 
-    def gate(self, op: Op, m: Tensor) -> list[Tensor]:
-        s = divide(m, stabilise(op.output, self.epsilon), self.epsilon)
-        messages = op.vjp([s], only=op.signal)
-        return [g if g is None else g * x for g, x in zip(messages, op.inputs)]
+    def gate(self, op: Op, m: Tensor) -> list[Tensor | None]:
+        return signal_takes_all(op, m, op.signal, self.epsilon)
 
     def feeds(self, op: Op) -> list[int]:
         """Only the signal: the gate receives nothing."""
         return [op.signal]
+
+
+def signal_takes_all(op: Op, m: Tensor, signal: int, epsilon: float) -> list[Tensor | None]:
+    """The ε-rule with every input but ``signal`` held constant:
+    R_signal = v ⊙ ∂z/∂vᵀ (R / (z + ε sign z)), nothing to the others."""
+    s = divide(m, stabilise(op.output, epsilon), epsilon)
+    messages = op.vjp([s], only=signal)
+    return [g if g is None else g * x for g, x in zip(messages, op.inputs)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -761,7 +767,9 @@ class UniformProduct(Rule):
     e.g. R_a = a ⊙ (S bᵀ), R_b = b ⊙ (aᵀ S) with S = R / (2 (z ± ε)) for z = a @ b, and
     R_a = R_b = R/2 element-wise. Σ_i R_i = R z / (z ± ε). At a gate × signal product the
     attention weights (softmax) and sigmoid gates count as factors; a normaliser (a quotient,
-    ``rsqrt``, ``reciprocal``: RMSNorm) is held constant, the identity rule of Prop. 3.4."""
+    ``rsqrt``, ``reciprocal``: RMSNorm) is held constant, the identity rule of Prop. 3.4, and
+    so is the gate of an activation written out as v · g(v) (GELU, SiLU: the identity rule
+    of AttnLRP's element-wise non-linearities; see :func:`.calls.self_gate`)."""
 
     epsilon: float = 1e-9
 
@@ -775,7 +783,7 @@ class UniformProduct(Rule):
 
     def gate(self, op: Op, m: Tensor) -> list[Tensor | None]:
         if self._normalises(op):
-            return SignalTakesAll(self.epsilon).gate(op, m)
+            return signal_takes_all(op, m, op.signal, self.epsilon)
         return self.product(op, m)
 
     def feeds(self, op: Op) -> list[int]:
@@ -784,13 +792,38 @@ class UniformProduct(Rule):
 
     @staticmethod
     def _normalises(op: Op) -> bool:
-        if op.node.name == "scaled_dot_product_attention":
-            raise ArgumentError(
-                "composite",
-                f"AttnLRP splits q·kᵀ, the softmax and attention·v one by one, but the model's "
-                f"{op.node.where()} fuses them; run the model with attention written out "
-                "(Hugging Face: attn_implementation='eager'), or use cp_lrp(), which needs "
-                "only the value path",
-            )
+        """A normaliser, or the gate of a self-gated activation v · g(v) (the identity rule)."""
         name = gate_name(op.node)
-        return name is None or name in NORMALISERS
+        return name is None or name in NORMALISERS or self_gate(op.node) is not None
+
+
+@dataclass(frozen=True)
+class HoldGate(UniformProduct):
+    """CP-LRP's rule for products of two signals: in an element-wise product of which exactly
+    one factor comes out of an element-wise activation (SwiGLU, GeGLU: act(gate(x)) ⊙ up(x)),
+    that factor is a gate and held constant, and the other takes all,
+    R_up = up ⊙ ∂z/∂upᵀ (R / (z ± ε)) = R z/(z ± ε), as lxt's CP-LRP (``cp_gated_mlp_forward``,
+    which extends Ali et al. 2022's attention weights held constant to gates). Any other
+    product of two signals splits uniformly (:class:`UniformProduct`).
+
+    >>> import torch, pellucid
+    >>> class SwiGLU(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return torch.nn.functional.silu(x[:, :2]) * x[:, 2:]
+    >>> x = torch.tensor([[1.0, -1.0, 2.0, 3.0]])
+    >>> e = pellucid.explain(SwiGLU().eval(), x, target=lambda out: out.sum(1),
+    ...                      method="lrp.cp_lrp")
+    >>> e.attribution  # the gate gets nothing, the up factor all: silu(g) ⊙ u
+    tensor([[ 0.0000,  0.0000,  1.4621, -0.8068]])
+    """
+
+    def product(self, op: Op, m: Tensor) -> list[Tensor | None]:
+        gate = activated_factor(op.node)
+        if gate is None:
+            return super().product(op, m)
+        return signal_takes_all(op, m, 1 - gate, self.epsilon)
+
+    def feeds(self, op: Op) -> list[int]:
+        """The factor that is no gate, at an activation-gated product."""
+        gate = activated_factor(op.node) if op.kind == "product" else None
+        return super().feeds(op) if gate is None else [1 - gate]

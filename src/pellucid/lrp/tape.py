@@ -7,6 +7,9 @@ arguments and its outputs. Parameters, buffers and anything computed from them a
 constants. Inside ``__torch_function__`` the mode is off, so ``F.relu`` is recorded once, not
 together with the ``torch.relu`` it calls.
 
+``F.scaled_dot_product_attention`` is recorded as the ops it fuses (:func:`attention_by_ops`),
+so that rules see q·kᵀ, the softmax and attention·v; the model gets the fused call's output.
+
 In-place operations (``x += y``, ``.relu_()``, ``F.relu(x, inplace=True)``) keep the user's
 semantics: the op runs in place on the live tensor, while the value it overwrote is cloned
 and put back everywhere the tape refers to the old version. The current module path comes
@@ -154,6 +157,8 @@ class Recorder(TorchFunctionMode):
         self._producers: dict[int, list[tuple[Node, int]]] = {}
         self._names = {id(m): name for name, m in model.named_modules()}
         self._modules: list[tuple[str, nn.Module]] = []
+        #: outputs of modules that do not depend on the input (position embeddings), by id
+        self._constants: dict[int, tuple[str, Tensor]] = {}
         self._param_owner = {
             id(p): (name, m) for name, m in model.named_modules()
             for p in m.parameters(recurse=False)
@@ -187,7 +192,22 @@ class Recorder(TorchFunctionMode):
 
     def _leave(self, module: nn.Module, args: Any, output: Any) -> None:
         if self._modules and self._modules[-1][1] is module:
-            self._modules.pop()
+            name = self._modules.pop()[0]
+            if isinstance(output, Tensor) and id(output) not in self._where:
+                self._constants[id(output)] = (name, output)
+
+    def constant_name(self, tensor: Any) -> str | None:
+        """The dotted name of the module that output ``tensor`` without depending on the input
+        (``bert.embeddings.position_embeddings``), or of the parameter it is
+        (``vit.embeddings.position_embeddings``); None for anything else."""
+        found = self._constants.get(id(tensor))
+        if found is not None and found[1] is tensor:
+            return found[0]
+        owned = self.owner_of(tensor)
+        if owned is None:
+            return None
+        name = next(n for n, p in owned[1].named_parameters(recurse=False) if p is tensor)
+        return f"{owned[0]}.{name}" if owned[0] else name
 
     def _add(self, node: Node) -> None:
         node.uses = [0] * len(node.outputs)
@@ -208,6 +228,8 @@ class Recorder(TorchFunctionMode):
         name = func_name(func)
         if not inputs or name in _CONSTANT_FACTORIES:
             return func(*args, **kwargs)
+        if name == "scaled_dot_product_attention":
+            return self._attention(func, args, kwargs)
         inplace = _is_inplace(name, args, kwargs)
         if inplace:
             self._preserve_old_version(leaves, inputs)
@@ -245,6 +267,20 @@ class Recorder(TorchFunctionMode):
         self._add(node)
         return out
 
+    def _attention(self, func: Callable, args: tuple, kwargs: dict) -> Tensor:
+        """``F.scaled_dot_product_attention`` recorded as the ops it fuses (see
+        :func:`attention_by_ops`), so that rules see q·kᵀ, the softmax and attention·v; the
+        value returned to the model is the fused call's own."""
+        out = func(*args, **kwargs)
+        with self:
+            written = attention_by_ops(*args, **kwargs)
+        node, k = self._where.pop(id(written))
+        node.replace_output(k, out)
+        self._where[id(out)] = (node, k)
+        self._producers[id(out)] = self._producers.pop(id(written))
+        self._users[id(out)] = self._users.pop(id(written))
+        return out
+
     def _preserve_old_version(self, leaves: list, inputs: list) -> None:
         """Clone the value an in-place op is about to overwrite and re-point the tape to it."""
         target = leaves[0] if leaves and isinstance(leaves[0], Tensor) else None
@@ -276,6 +312,42 @@ class Recorder(TorchFunctionMode):
     def source_of(self, t: Tensor) -> tuple[Node, int] | None:
         """The (node, output index) that produced ``t``, if it is on the tape."""
         return self._where.get(id(t))
+
+
+def attention_by_ops(query: Tensor, key: Tensor, value: Tensor,
+                     attn_mask: Tensor | None = None, dropout_p: float = 0.0,
+                     is_causal: bool = False, scale: float | None = None,
+                     enable_gqa: bool = False) -> Tensor:
+    """``F.scaled_dot_product_attention`` written out as its reference implementation:
+    softmax(q·kᵀ·scale + mask)·v, scale = 1/√d by default; ``is_causal`` and a boolean mask
+    set the excluded scores to −∞, a floating mask is added, ``enable_gqa`` repeats the key and
+    value heads. Dropout (``dropout_p > 0``, a model in train mode) raises.
+
+    >>> import torch.nn.functional as F
+    >>> q, k, v = torch.randn(3, 1, 2, 4, 8, dtype=torch.float64).unbind(0)
+    >>> torch.allclose(attention_by_ops(q, k, v, is_causal=True),
+    ...                F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    True
+    """
+    if dropout_p:
+        raise ModelError(
+            "model",
+            f"scaled_dot_product_attention ran with dropout_p={dropout_p}: it draws random "
+            "attention masks, so relevance would differ on every call; call model.eval() (or "
+            "pass dropout_p=0.0 in the model's forward)",
+        )
+    if enable_gqa:
+        key = key.repeat_interleave(query.size(-3) // key.size(-3), -3)
+        value = value.repeat_interleave(query.size(-3) // value.size(-3), -3)
+    scale = query.size(-1) ** -0.5 if scale is None else scale
+    scores = query @ key.transpose(-2, -1) * scale
+    if is_causal:
+        keep = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
+        scores = scores.masked_fill(~keep, float("-inf"))
+    if attn_mask is not None:
+        scores = (scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool
+                  else scores + attn_mask)
+    return torch.softmax(scores, dim=-1) @ value
 
 
 def _is_inplace(name: str, args: tuple, kwargs: dict) -> bool:
