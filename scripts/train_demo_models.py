@@ -9,11 +9,11 @@ import json
 import sys
 import time
 
-from pellucid.models import DEMO_MODELS, manifest, train_demo_model
+from pellucid.models import DEMO_MODELS, TEXT_MODELS, manifest, train_demo_model
 
 
 def main(names: list[str]) -> None:
-    for name in names or list(DEMO_MODELS):
+    for name in names or [*DEMO_MODELS, *TEXT_MODELS]:
         start = time.perf_counter()
         train_demo_model(name)
         print(f"{name}: {time.perf_counter() - start:.0f} s, "

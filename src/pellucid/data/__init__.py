@@ -1,4 +1,5 @@
-"""Generated image data with per-pixel ground truth, and scikit-learn's digits.
+"""Generated image data with per-pixel ground truth, token data with per-token ground truth,
+and scikit-learn's digits.
 
 >>> from pellucid.data import shapes
 >>> data = shapes(8, size=32, seed=0)
@@ -11,16 +12,23 @@ from .digits import digits
 from .geometry import KINDS
 from .imageset import ArrayDataset, ImageSet
 from .shapes import DEFAULT_CLASSES, shapes
+from .text import TEXT_CLASSES, VOCAB, TokenDataset, TokenSet, key_class, text_evidence
 
 __all__ = [
     "DEFAULT_CLASSES",
     "KINDS",
+    "TEXT_CLASSES",
+    "VOCAB",
     "ArrayDataset",
     "CleverHans",
     "ImageSet",
+    "TokenDataset",
+    "TokenSet",
     "add_watermark",
     "clever_hans",
     "digits",
+    "key_class",
     "shapes",
+    "text_evidence",
     "watermark",
 ]

@@ -18,9 +18,10 @@ from torch import nn
 
 from .._seeding import offset_seed
 from ..checks import check_choice, check_count, check_finite_number, check_seed
-from ..data import ImageSet, clever_hans, shapes
+from ..data import ImageSet, TokenSet, clever_hans, shapes, text_evidence
 from ..errors import ArgumentError
 from .architectures import ARCHITECTURES
+from .text import TEXT_ARCHITECTURES
 from .training import accuracy, train
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -73,18 +74,89 @@ class DemoModel:
                     "test_moved": ch.test_moved}
         return {"test": shapes(self.n_test, size=self.size, seed=offset_seed(self.seed, 1))}
 
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Accuracy of ``model`` on each fixed test subset."""
+        return {key: accuracy(model, data.images, data.labels)
+                for key, data in self.test_sets().items()}
 
+
+@dataclass(frozen=True)
+class TextDemoModel:
+    """Recipe of a text demo model: architecture (``"text_transformer"`` or ``"text_lstm"``)
+    and ``widths`` (its ``dim``, ``hidden``), trained on ``text_evidence(n_train, length,
+    mask_rate=mask_rate, seed=seed)`` and tested on ``n_test`` sequences drawn with the test
+    seed ``seed + 1`` (and no ``[MASK]``)."""
+
+    name: str
+    architecture: str
+    widths: tuple[int, int]
+    data: str = "text_evidence"
+    length: int = 32
+    n_train: int = 4000
+    n_test: int = 1000
+    mask_rate: float = 0.1
+    epochs: int = 8
+    lr: float = 3e-3
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice(self.architecture, "architecture", list(TEXT_ARCHITECTURES))
+        check_choice(self.data, "data", ("text_evidence",))
+        if isinstance(self.widths, (int, str)) or len(self.widths) != 2:
+            raise ArgumentError(
+                "widths", f"widths must be (dim, hidden) of the text model, got {self.widths!r}"
+            )
+        for name in ("length", "n_train", "n_test", "epochs", "batch_size"):
+            check_count(getattr(self, name), name)
+        check_seed(self.seed, none=False)
+        check_finite_number(self.lr, "lr", 0.0, inclusive=False, meaning="the learning rate")
+        check_finite_number(self.mask_rate, "mask_rate", 0.0, maximum=1.0,
+                            meaning="a probability")
+
+    def build(self) -> nn.Module:
+        dim, hidden = self.widths
+        if self.architecture == "text_lstm":
+            return TEXT_ARCHITECTURES["text_lstm"](dim=dim, hidden=hidden)
+        return TEXT_ARCHITECTURES["text_transformer"](dim=dim, hidden=hidden,
+                                                      max_length=self.length)
+
+    def training_set(self) -> TokenSet:
+        return text_evidence(self.n_train, length=self.length, mask_rate=self.mask_rate,
+                             seed=self.seed)
+
+    def test_sets(self) -> dict[str, TokenSet]:
+        """The fixed test subset ``{"test": ...}``."""
+        return {"test": text_evidence(self.n_test, length=self.length,
+                                      seed=offset_seed(self.seed, 1))}
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Accuracy of ``model`` on the fixed test subset, reading the attention masks."""
+        return {key: accuracy(model, data.input_ids, data.labels,
+                              attention_mask=data.attention_mask)
+                for key, data in self.test_sets().items()}
+
+
+#: the image demo models (``load_pretrained`` also knows the :data:`TEXT_MODELS`)
 DEMO_MODELS = {
     spec.name: spec for spec in (
         DemoModel("shapes_vgg", "vgg_style", (16, 32, 64, 64), "shapes"),
         DemoModel("clever_hans_vgg", "vgg_style", (16, 32, 64, 64), "clever_hans"),
     )
 }
+#: the text demo models, trained on :func:`~pellucid.data.text_evidence`
+TEXT_MODELS = {
+    spec.name: spec for spec in (
+        TextDemoModel("text_transformer", "text_transformer", (32, 64)),
+        TextDemoModel("text_lstm", "text_lstm", (32, 64)),
+    )
+}
 
 
-def _spec(name: str) -> DemoModel:
-    check_choice(name, "name", list(DEMO_MODELS), "the demo models")
-    return DEMO_MODELS[name]
+def _spec(name: str) -> DemoModel | TextDemoModel:
+    known = {**DEMO_MODELS, **TEXT_MODELS}
+    check_choice(name, "name", list(known), "the demo models")
+    return known[name]
 
 
 def _cache_dir() -> Path:
@@ -102,15 +174,14 @@ def _weights_path(name: str, directory: Path | None) -> Path:
     return folder / f"{name}.pt"
 
 
-def demo_test_sets(name: str) -> dict[str, ImageSet]:
+def demo_test_sets(name: str) -> dict[str, ImageSet | TokenSet]:
     """The fixed test subsets of demo model ``name`` (see :meth:`DemoModel.test_sets`)."""
     return _spec(name).test_sets()
 
 
 def evaluate_demo_model(model: nn.Module, name: str) -> dict[str, float]:
     """Accuracy of ``model`` on each fixed test subset of demo model ``name``."""
-    return {key: accuracy(model, data.images, data.labels)
-            for key, data in demo_test_sets(name).items()}
+    return _spec(name).evaluate(model)
 
 
 def manifest(directory: Path | None = None) -> dict:
@@ -142,7 +213,7 @@ def train_demo_model(name: str, directory: Path | None = None, progress: bool = 
     return model
 
 
-def _load(spec: DemoModel, path: Path) -> nn.Module:
+def _load(spec: DemoModel | TextDemoModel, path: Path) -> nn.Module:
     model = spec.build()
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v
@@ -152,7 +223,8 @@ def _load(spec: DemoModel, path: Path) -> nn.Module:
 
 def load_pretrained(name: str, directory: Path | None = None, progress: bool = True
                     ) -> nn.Module:
-    """Demo model ``name`` (see ``DEMO_MODELS``) in eval mode, float32, on the CPU.
+    """Demo model ``name`` (see ``DEMO_MODELS`` and ``TEXT_MODELS``) in eval mode, float32,
+    on the CPU.
 
     Loads the shipped weights with ``torch.load(weights_only=True)``; if the file is missing,
     trains the model from its recipe (with a progress bar) and saves it first.

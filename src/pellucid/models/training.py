@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -12,23 +13,27 @@ from tqdm.auto import tqdm
 
 from ..checks import check_count, check_finite_number, check_inputs, check_model, check_seed
 from ..data.imageset import ImageSet
+from ..data.text import TokenDataset, TokenSet
 from ..errors import ArgumentError, ArgumentTypeError
 from ..guard import eval_mode
 from ..method import private_copy
 
 
-def train(model: nn.Module, dataset: ImageSet | Dataset, epochs: int = 5, lr: float = 3e-3,
-          batch_size: int = 64, seed: int = 0, progress: bool = True) -> list[float]:
+def train(model: nn.Module, dataset: ImageSet | TokenSet | Dataset, epochs: int = 5,
+          lr: float = 3e-3, batch_size: int = 64, seed: int = 0, progress: bool = True
+          ) -> list[float]:
     """Train ``model`` in place with Adam and cross-entropy; return the mean loss per epoch.
 
-    ``dataset`` is an :class:`~pellucid.data.ImageSet` or a torch ``Dataset`` whose items start
-    with (input, label). Batches are moved to the model's device and floating dtype.
+    ``dataset`` is an :class:`~pellucid.data.ImageSet`, a :class:`~pellucid.data.TokenSet`
+    (the model is called as ``model(input_ids, attention_mask=...)``) or a torch ``Dataset``
+    whose items start with (input, label). Batches are moved to the model's device (and
+    floating inputs to its floating dtype).
     Shuffling and dropout are seeded by ``seed`` without touching the global random state.
     The model is left in eval mode. Labels outside the model's classes, and a loss that
     stops being finite (lower ``lr``), raise errors naming the setting.
     """
     check_model(model)
-    if isinstance(dataset, ImageSet):
+    if isinstance(dataset, ImageSet | TokenSet):
         dataset = dataset.dataset()
     if not isinstance(dataset, Dataset) or not hasattr(dataset, "__len__"):
         raise ArgumentTypeError(
@@ -55,9 +60,10 @@ def train(model: nn.Module, dataset: ImageSet | Dataset, epochs: int = 5, lr: fl
         for epoch in range(epochs):
             total, count = 0.0, 0
             for batch in loader:
-                x = private_copy(batch[0], model)
+                text = isinstance(dataset, TokenDataset)
+                x = _to_model(batch[0], model, text)
                 y = batch[1].to(x.device)
-                out = model(x)
+                out = model(x, attention_mask=batch[2].to(x.device)) if text else model(x)
                 _check_labels(y, out)
                 loss = F.cross_entropy(out, y)
                 if not math.isfinite(loss.item()):
@@ -79,24 +85,48 @@ def train(model: nn.Module, dataset: ImageSet | Dataset, epochs: int = 5, lr: fl
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
+def predict(model: nn.Module, images: Tensor, batch_size: int = 256,
+            attention_mask: Tensor | None = None) -> Tensor:
     """Predicted classes (argmax of the model's output, on the CPU) in eval mode.
 
-    The images go to the model's device and floating dtype in chunks of ``batch_size``;
-    every module's train/eval mode is restored afterwards.
+    ``images`` are floating inputs, or integer token ids (N, L) that the model reads as
+    ``model(ids, attention_mask=...)`` with the rows of ``attention_mask`` (N, L) when given.
+    The inputs go to the model's device (floating ones to its dtype) in chunks of
+    ``batch_size``; every module's train/eval mode is restored afterwards.
     """
     check_model(model)
-    check_inputs(images, "images")
+    tokens = isinstance(images, Tensor) and not (
+        images.is_floating_point() or images.is_complex() or images.dtype == torch.bool)
+    if not tokens:
+        check_inputs(images, "images")
+    elif images.ndim != 2 or not len(images):
+        raise ArgumentError(
+            "images", f"images given as token ids must be shaped (sequences, length) with "
+            f"at least one sequence, got shape {tuple(images.shape)}"
+        )
+    if attention_mask is not None and (not tokens or not isinstance(attention_mask, Tensor)
+                                       or attention_mask.shape != images.shape):
+        got = tuple(attention_mask.shape) if isinstance(attention_mask, Tensor) else type(
+            attention_mask).__name__
+        raise ArgumentError(
+            "attention_mask", f"attention_mask goes with token ids and must be shaped like "
+            f"them {tuple(images.shape)}, got {got}; pass None for image inputs"
+        )
     batch_size = check_count(batch_size, "batch_size", "images per forward pass")
+    predicted = []
     with eval_mode(model):
-        return torch.cat([
-            model(private_copy(images[i:i + batch_size], model)).argmax(1).cpu()
-            for i in range(0, len(images), batch_size)
-        ])
+        for i in range(0, len(images), batch_size):
+            x = _to_model(images[i:i + batch_size], model, tokens)
+            out = model(x) if attention_mask is None else model(
+                x, attention_mask=attention_mask[i:i + batch_size].to(x.device))
+            predicted.append(out.argmax(1).cpu())
+    return torch.cat(predicted)
 
 
-def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 256) -> float:
-    """Fraction of ``images`` whose predicted class equals ``labels``."""
+def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 256,
+             attention_mask: Tensor | None = None) -> float:
+    """Fraction of ``images`` (or token ids, with ``attention_mask``: see :func:`predict`)
+    whose predicted class equals ``labels``."""
     labels = torch.as_tensor(labels)
     if labels.ndim != 1 or labels.is_floating_point() or labels.is_complex():
         raise ArgumentError(
@@ -105,7 +135,16 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
         )
     if isinstance(images, Tensor) and len(images) != len(labels):
         raise ArgumentError("labels", f"{len(images)} images but {len(labels)} labels")
-    return float((predict(model, images, batch_size) == labels.cpu()).float().mean())
+    predicted = predict(model, images, batch_size, attention_mask)
+    return float((predicted == labels.cpu()).float().mean())
+
+
+def _to_model(inputs: Tensor, model: nn.Module, tokens: bool) -> Tensor:
+    """Token ids on the model's device; other inputs as :func:`private_copy` makes them."""
+    if not tokens:
+        return private_copy(inputs, model)
+    reference = next(itertools.chain(model.parameters(), model.buffers()), inputs)
+    return inputs.detach().to(reference.device)
 
 
 def _check_labels(y: Tensor, out: Tensor) -> None:
