@@ -30,6 +30,7 @@ BAD_VALUES = {"a str": "nonsense", "NaN": math.nan, "-1": -1, "True": True, "a l
 VALID = {
     ("baseline", "-1"), ("fill", "-1"),  # constants
     ("relu", "True"), ("max_over_channels", "True"), ("align_corners", "True"),
+    ("token", "-1"),  # Python indexing: -1 is the last token
     ("layer", "a str"),  # a layer name: checked against the model on a call
     ("feature_mask", "-1"),  # one label for every element: refused on a call (one group)
 }

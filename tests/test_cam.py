@@ -315,3 +315,92 @@ def test_a_layer_that_does_not_run_is_refused_clearly() -> None:
         pellucid.explain(
             TwoPaths().eval(), torch.randn(1, 1, 5, 5), method="gradcam", layer="unused"
         )
+
+
+# --- the automatic layer: chosen from the call's own pass ------------------------------
+
+
+class OnePositionHead(nn.Module):
+    """conv1 → ReLU → conv2 (3×3, padding 1) → a head reading conv2's position (0, 0) only:
+    the score depends on conv2's map at one position and on the ReLU's at the four
+    positions (0..1, 0..1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.conv1, self.act = nn.Conv2d(2, 3, 3, padding=1), nn.ReLU()
+        self.conv2, self.head = nn.Conv2d(3, 2, 3, padding=1), nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv2(self.act(self.conv1(x)))[:, :, 0, 0])
+
+
+def count_passes(model: nn.Module, method: str, x: torch.Tensor, **settings):
+    """The explanation and how many forward passes of ``model`` it made."""
+    passes = []
+    handle = model.register_forward_pre_hook(lambda module, args: passes.append(1))
+    try:
+        return pellucid.explain(model, x, 1, method=method, **settings), len(passes)
+    finally:
+        handle.remove()
+
+
+def test_the_automatic_layer_is_the_last_the_score_reaches_at_several_positions() -> None:
+    """Grad-CAM at the ReLU: αᶜ = (1/HW) Σ_{i,j∈{1,2}} Σₒ wₒ W²[o, c, i, j] (the gradient at
+    position (i−1, j−1)), map = ReLU(Σᶜ αᶜ Aᶜ); chosen in one forward pass."""
+    model, x = OnePositionHead().double().eval(), torch.randn(3, 2, 5, 6).double()
+    before = model_state(model)
+    e, passes = count_passes(model, "gradcam", x)
+    assert e.extras["layer"] == "act" and passes == 1
+    assert last_spatial_layer(model, x) == "conv2"  # by structure alone
+    w = model.head.weight[1].detach()
+    alpha = torch.einsum("o,ocij->c", w, model.conv2.weight.detach()[:, :, 1:, 1:]) / 30
+    with torch.no_grad():
+        activation = model.act(model.conv1(x))
+    expected = torch.einsum("c,nchw->nhw", alpha, activation).clamp_min(0)
+    torch.testing.assert_close(e.extras["layer_map"], expected)
+    assert_same_state(model, before)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus"])
+def test_the_automatic_layer_costs_one_forward_pass_as_a_given_one(method: str) -> None:
+    model, x = cases()["resnet"]
+    e, passes = count_passes(model, method, x)
+    named, named_passes = count_passes(model, method, x, layer=e.extras["layer"])
+    assert passes == named_passes == 1
+    torch.testing.assert_close(e.attribution, named.attribution)
+
+
+def test_layers_changed_in_place_later_are_captured_as_copies() -> None:
+    """With ReLU(inplace=True) the convolutions' outputs are overwritten after they are
+    recorded: the pass is made again with copies, and the map equals the twin's without
+    in-place operations."""
+
+    def net(inplace: bool) -> nn.Module:
+        torch.manual_seed(2)
+        return nn.Sequential(
+            nn.Conv2d(2, 3, 3), nn.ReLU(inplace=inplace), nn.Conv2d(3, 4, 3),
+            nn.ReLU(inplace=inplace), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2),
+        ).eval()
+
+    x = torch.randn(2, 2, 8, 8)
+    e, passes = count_passes(net(True), "gradcam", x, relu=False)
+    twin, twin_passes = count_passes(net(False), "gradcam", x, relu=False)
+    assert (passes, twin_passes) == (2, 1) and e.extras["layer"] == twin.extras["layer"] == "3"
+    torch.testing.assert_close(e.attribution, twin.attribution)
+
+
+def test_hooks_are_removed_when_the_automatic_pass_fails() -> None:
+    class Fails(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.conv(x)
+            raise RuntimeError("boom")
+
+    model = Fails().eval()
+    with pytest.raises(RuntimeError, match="boom"):
+        pellucid.explain(model, torch.randn(1, 1, 5, 5), 0, method="gradcam")
+    assert hook_count(model) == 0

@@ -343,3 +343,20 @@ def test_every_method_explains_token_ids_per_token(method):
     first = chosen(model, IDS[:1], 1).attribution
     torch.testing.assert_close(first, e.attribution[:1], atol=1e-6, rtol=1e-5)
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("method", ["attention_rollout", "generic_attention", "attention_flow"])
+def test_attention_maps_land_on_their_tokens_when_width_equals_length(method):
+    # the shipped text transformer has embedding width 32 = sequence length 32: the map
+    # must follow the token axis of the channels-first embedding, not the feature axis
+    from pellucid.data import text_evidence
+    from pellucid.models import load_pretrained
+
+    model = load_pretrained("text_transformer")
+    data = text_evidence(3, seed=5)
+    assert model.get_input_embeddings().embedding_dim == data.input_ids.shape[1]
+    e = pellucid.explain(model, data.input_ids, None, method=method,
+                         model_kwargs={"attention_mask": data.attention_mask})
+    torch.testing.assert_close(e.attribution, e.extras["token_relevance"])
+    per_dim = e.extras["embedding_attribution"]
+    torch.testing.assert_close(per_dim, e.attribution.unsqueeze(-1).expand_as(per_dim))

@@ -18,6 +18,7 @@ from torch import nn
 
 import pellucid
 from pellucid.errors import ArgumentError, ArgumentTypeError
+from pellucid.layers import last_spatial_layer
 from pellucid.spatial import as_feature_map, check_reshape, patch_grids
 
 D, P, CLASSES = 6, 4, 3  # channels, patch size, classes; inputs 16×16 → a 4×4 patch grid
@@ -221,6 +222,26 @@ def test_a_class_token_head_moves_the_automatic_layer_before_the_mixing() -> Non
     with pytest.raises(ArgumentError, match="only through the tokens left out") as info:
         pellucid.explain(model, x, 0, method="gradcam", layer="norm")
     assert info.value.argument == "layer"
+
+
+@pytest.mark.parametrize("kind", ["class_token_net", "hugging_face_vit"])
+def test_the_layer_behind_a_class_token_is_found_in_the_one_forward_pass(kind: str) -> None:
+    """The last spatial layer (the final norm) reaches the score through the class token
+    only; the choice moves back without a second forward pass, and equals naming it."""
+    model = ClassTokenNet().eval() if kind == "class_token_net" else tiny_vit()
+    x, passes = images(), []
+    handle = model.register_forward_pre_hook(lambda module, args: passes.append(1))
+    try:
+        e = pellucid.explain(model, x, 1, method="gradcam", relu=False)
+    finally:
+        handle.remove()
+    assert len(passes) == 1
+    norms = [n for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)]
+    assert last_spatial_layer(model, x) == norms[-1]  # by structure alone
+    expected = "act" if kind == "class_token_net" else blocks(model)[-2]
+    assert e.extras["layer"] == expected
+    named = pellucid.explain(model, x, 1, method="gradcam", relu=False, layer=expected)
+    torch.testing.assert_close(e.attribution, named.attribution)
 
 
 def tiny_vit(registers: int = 0) -> nn.Module:

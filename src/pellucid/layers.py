@@ -7,6 +7,9 @@
   in a forward pass, whose output is a feature map N×C×L, N×C×H×W or N×C×D×H×W (or
   tokens N×T×D) with more than one position, and the last of them; :func:`outermost`
   keeps those inside no other.
+- :func:`spatial_forward`, :func:`last_reached_layer`: the same candidates captured in a
+  call's own first pass, and the last one whose map the explained score depends on (by
+  the score's gradient, without another forward pass).
 - :func:`layer_gradients`: layer outputs and the gradients of the explained score with
   respect to them (and to the inputs), from one forward and one backward pass.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -26,6 +29,7 @@ from .checks import check_eager
 from .errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from .guard import preserved
 from .registry import suggest
+from .spatial import Reshape, as_feature_map
 from .task import Forward, Task, require_graph
 
 LayerRef = str | nn.Module
@@ -158,21 +162,126 @@ def spatial_layers(
             for handle in handles:
                 handle.remove()
     if not finished:
-        raise ArgumentError(
-            "layer",
-            f"no layer of the model outputs a spatial feature map (N×C×L, N×C×H×W or "
-            f"N×C×D×H×W with more than one position) for inputs of shape {tuple(x.shape)}; "
-            "pass layer='<dotted name>' explicitly",
-        )
+        raise _no_spatial_layer(x)
     return list(reversed(dict.fromkeys(reversed(finished))))
+
+
+def _no_spatial_layer(x: Tensor) -> ArgumentError:
+    return ArgumentError(
+        "layer",
+        f"no layer of the model outputs a spatial feature map (N×C×L, N×C×H×W or "
+        f"N×C×D×H×W with more than one position) for inputs of shape {tuple(x.shape)}; "
+        "pass layer='<dotted name>' explicitly",
+    )
 
 
 def last_spatial_layer(
     model: nn.Module, x: Tensor, model_kwargs: Mapping[str, Any] | None = None
 ) -> str:
     """The dotted name of the last submodule to finish with a spatial output on ``x``
-    (the last of :func:`spatial_layers`)."""
+    (the last of :func:`spatial_layers`), by structure alone.
+
+    The explained score may not depend on that layer's map: a ViT whose head reads the class
+    token reaches its final norm only through that token. Methods that explain a score
+    choose with :func:`spatial_forward` and :func:`last_reached_layer` instead.
+    """
     return spatial_layers(model, x, model_kwargs)[-1]
+
+
+def spatial_forward(task: Task, x: Tensor, *, own_inputs: bool = False) -> Forward:
+    """A forward pass at ``x`` that records, in the autograd graph, every call of the
+    outermost layers with a spatial output (:func:`is_spatial`), in the order they finish.
+
+    The candidates of an automatic layer choice, found and captured in the call's own
+    first pass (:func:`last_reached_layer` then picks one from the gradients). The recorded
+    tensors are the model's own; if the model changes one of them in place later (e.g.
+    ``ReLU(inplace=True)``), the pass is made again with :func:`captured_forward`, which
+    records copies. ``own_inputs`` as for :func:`captured_forward`.
+
+    Example:
+        >>> from pellucid.task import Task
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        >>> task = Task.start(net, torch.randn(2, 1, 5, 5), 0, first_pass=spatial_forward)
+        >>> list(task.first_forward.layers)
+        ['0', '1']
+    """
+    check_eager(task.model, "finding the last spatial layer with hooks")
+    finished: dict[str, list[Tensor]] = {}
+    versions: list[tuple[Tensor, int]] = []
+
+    def recorder(name: str):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if is_spatial(output):
+                finished[name] = [*finished.pop(name, []), output]  # placed at its last call
+                if not output.is_inference():  # (no graph, no version: refused later)
+                    versions.append((output, output._version))
+
+        return hook
+
+    handles = []
+    with torch.enable_grad():
+        xg = _graph_input(x, own_inputs)
+        try:
+            for name, module in task.model.named_modules():
+                if name:
+                    handles.append(module.register_forward_hook(recorder(name)))
+            output = task.output(xg)
+        finally:
+            for handle in handles:
+                handle.remove()
+    if not finished:
+        raise _no_spatial_layer(x)
+    names = outermost(list(finished))
+    kept = {id(t) for n in names for t in finished[n]}
+    if any(t._version != v for t, v in versions if id(t) in kept):
+        return captured_forward(task, x, names, own_inputs=own_inputs)
+    return Forward(xg, output, layers={n: finished[n] for n in names})
+
+
+def last_reached_layer(
+    task: Task, recorded: Forward, reshape: Reshape = None
+) -> tuple[str, LayerGradients]:
+    """The last layer captured in ``recorded`` (a :func:`spatial_forward`) whose output, read
+    as a map of the inputs (``spatial.as_feature_map`` with ``reshape``), the explained
+    score depends on at more than one position; and its :class:`LayerGradients`.
+
+    One backward pass from the scores to the last layer, which decides for a CNN; only if
+    the score does not reach its map (a ViT whose head reads the class token reaches its
+    final norm through that token alone), one more backward pass, through the same graph,
+    to all earlier layers. No forward pass is repeated. Decided on the first sample; the
+    last layer if none is reached.
+
+    Example:
+        >>> from pellucid.task import Task
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        >>> task = Task.start(net, torch.randn(2, 1, 5, 5), 0, first_pass=spatial_forward)
+        >>> last_reached_layer(task, task.first_forward)[0]
+        '1'
+    """
+    names, x = list(recorded.layers), recorded.inputs
+    last = names[-1]
+    only_last = replace(recorded, layers={last: recorded.layers[last]})
+    found = layer_gradients(task, x, [last], recorded=only_last, retain_graph=len(names) > 1)
+    if len(names) == 1 or _reaches(found.grads[last][-1][:1], x[:1], reshape):
+        return last, found
+    earlier = {n: recorded.layers[n] for n in names[:-1]}
+    before = layer_gradients(task, x, list(earlier), recorded=replace(recorded, layers=earlier))
+    reached = [n for n in earlier if _reaches(before.grads[n][-1][:1], x[:1], reshape)]
+    return (reached[-1], before) if reached else (last, found)
+
+
+def _reaches(grad: Tensor, x: Tensor, reshape: Reshape) -> bool:
+    """The gradient ``grad`` of a layer output (one sample), read as a map of ``x``, is not
+    zero at more than one position (False where it is no map of ``x``)."""
+    try:
+        grad = as_feature_map(grad, x, reshape)
+    except ArgumentError as error:
+        if error.argument == "layer":  # tokens on no grid: not a map of the inputs
+            return False
+        raise
+    return grad.ndim == x.ndim and int((grad[0].flatten(1) != 0).any(0).sum()) > 1
 
 
 def outermost(names: Sequence[str]) -> list[str]:
@@ -195,17 +304,28 @@ class LayerGradients:
     input_grad: Tensor | None = None
 
 
-def captured_forward(task: Task, x: Tensor, layers: Sequence[LayerRef]) -> Forward:
+def captured_forward(
+    task: Task, x: Tensor, layers: Sequence[LayerRef], *, own_inputs: bool = False
+) -> Forward:
     """A forward pass at ``x`` that records every call of ``layers`` in the autograd graph.
 
     Methods run it as their first pass (``Method.first_pass``), so that the call's first
-    forward pass is also the one whose layer gradients they take.
+    forward pass is also the one whose layer gradients they take: with ``own_inputs`` (``x``
+    is the call's private copy) the pass starts from ``x`` itself, which is set to require
+    grad, so that ``task.first_forward_at(x)`` finds it; else from a detached copy of ``x``.
     """
     with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)  # keeps a graph even for frozen parameters
+        xg = _graph_input(x, own_inputs)
         with capture(task.model, layers) as captured:
             output = task.output(xg)
     return Forward(xg, output, layers=tensor_outputs(captured))
+
+
+def _graph_input(x: Tensor, own: bool) -> Tensor:
+    """The tensor a recorded pass starts from, requiring grad (so that the pass has a graph
+    even for frozen parameters): ``x`` itself where the caller owns it and it is a leaf,
+    else a detached copy."""
+    return x.requires_grad_(True) if own and x.is_leaf else x.detach().requires_grad_(True)
 
 
 def tensor_output(name: str, out: Any) -> Tensor:
@@ -231,13 +351,15 @@ def layer_gradients(
     *,
     with_input: bool = False,
     recorded: Forward | None = None,
+    retain_graph: bool = False,
 ) -> LayerGradients:
     """Layer outputs and one backward pass of the scores through them.
 
     Uses ``recorded`` (a :func:`captured_forward` at ``x``) when given, else makes that pass.
     Returns the detached outputs of every call of every layer, the gradient of the
     explained score with respect to each, and ∂f/∂x when ``with_input`` is set. Gradients
-    that do not reach a layer (an unused branch) are zeros.
+    that do not reach a layer (an unused branch) are zeros. ``retain_graph`` keeps the graph
+    of ``recorded`` for another backward pass.
     """
     recorded = recorded if recorded is not None else captured_forward(task, x, layers)
     xg, captured = recorded.inputs, recorded.layers
@@ -246,7 +368,10 @@ def layer_gradients(
         require_graph(scores)
         flat = [out for outs in captured.values() for out in outs]
         wanted = ([xg] if with_input else []) + [t for t in flat if t.requires_grad]
-        found = iter(torch.autograd.grad(scores.sum(), wanted, allow_unused=True) if wanted else [])
+        found = iter(
+            torch.autograd.grad(scores.sum(), wanted, allow_unused=True, retain_graph=retain_graph)
+            if wanted else []
+        )
     input_grad = _or_zeros(next(found), xg) if with_input else None
     grads = {
         name: [_or_zeros(next(found), t) if t.requires_grad else torch.zeros_like(t) for t in outs]
@@ -266,10 +391,12 @@ __all__ = [
     "captured_forward",
     "find_layer",
     "is_spatial",
+    "last_reached_layer",
     "last_spatial_layer",
     "layer_gradients",
     "layer_name",
     "outermost",
+    "spatial_forward",
     "spatial_layers",
     "tensor_output",
     "tensor_outputs",

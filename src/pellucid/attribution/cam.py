@@ -28,13 +28,7 @@ from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_eager
 from ..errors import ArgumentError, ArgumentTypeError
-from ..layers import (
-    captured_forward,
-    last_spatial_layer,
-    layer_gradients,
-    outermost,
-    spatial_layers,
-)
+from ..layers import captured_forward, last_reached_layer, layer_gradients, spatial_forward
 from ..method import Method, register_method
 from ..spatial import (
     INTERPOLATIONS,
@@ -58,6 +52,7 @@ class _LayerCam(Method):
 
     #: a map over spatial positions (a conv layer, or tokens that form a patch grid)
     requires: ClassVar[frozenset[str]] = frozenset({"spatial"})
+    per_position: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.layer is not None and not isinstance(self.layer, (str, nn.Module)):
@@ -75,23 +70,23 @@ class _LayerCam(Method):
         raise NotImplementedError
 
     def first_pass(self, task: Task, x: Tensor) -> Forward:
-        """The call's first forward, with the explained layer captured (reused by attribute)."""
+        """The call's first forward, with the explained layer captured (reused by attribute);
+        with ``layer=None``, every outermost spatial layer, the candidates."""
         check_spatial_input(x, self.name)
         check_interpolation(self.interpolation, x.ndim - 2)
         check_eager(task.model, f"the layer hooks of {self.name}")
-        if self.layer is not None:
-            return captured_forward(task, x, [self.layer])
-        model_kwargs = task.take(torch.zeros(1, dtype=torch.long, device=x.device)).model_kwargs
-        return captured_forward(task, x, [last_spatial_layer(task.model, x[:1], model_kwargs)])
+        if self.layer is None:
+            return spatial_forward(task, x, own_inputs=True)
+        return captured_forward(task, x, [self.layer], own_inputs=True)
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         recorded = task.first_forward_at(x) or self.first_pass(task, x)  # checks x is spatial
-        (name,) = recorded.layers
-        recorded.layer(name)  # the one error for a layer that did not run
-        found = layer_gradients(task, x, [name], recorded=recorded)
-        if self.layer is None and not _reaches(found.grads[name][-1][:1], x[:1], self.reshape):
-            name = _reached_layer(task, x, self.reshape)
-            found = layer_gradients(task, x, [name])
+        if self.layer is None:
+            name, found = last_reached_layer(task, recorded, self.reshape)
+        else:
+            (name,) = recorded.layers
+            recorded.layer(name)  # the one error for a layer that did not run
+            found = layer_gradients(task, x, [name], recorded=recorded)
         # a layer that runs several times is explained at its last call
         activation, grad = (as_feature_map(t[name][-1], x, self.reshape, name)
                             for t in (found.outputs, found.grads))
@@ -111,33 +106,6 @@ class _LayerCam(Method):
             layer_map = layer_map.clamp_min(0)
         drawn = upsample(layer_map.unsqueeze(1), x.shape[2:], self.interpolation)
         return drawn.expand_as(x).contiguous(), {"layer_map": layer_map, "layer": name}
-
-
-def _reaches(grad: Tensor, x: Tensor, reshape: Reshape) -> bool:
-    """The gradient ``grad`` of a layer output, read as a map of ``x``, is not all zero
-    there (False where it is no map of ``x``)."""
-    try:
-        grad = as_feature_map(grad, x, reshape)
-    except ArgumentError as error:
-        if error.argument == "layer":  # tokens on no grid: not a map of the inputs
-            return False
-        raise
-    return grad.ndim == x.ndim and math.prod(grad.shape[2:]) > 1 and bool(grad.any())
-
-
-def _reached_layer(task: Task, x: Tensor, reshape: Reshape) -> str:
-    """The last of the outermost spatial layers whose map the score's gradient reaches.
-
-    Asked when the last spatial layer gets no gradient on its map: a ViT's last blocks
-    reach a class-token classifier only through their class token, so the gradient is
-    zero on the patch grid. Found on the first sample with one forward and backward pass
-    through every outermost spatial layer; the last spatial layer if none is reached.
-    """
-    first = task.take(torch.zeros(1, dtype=torch.long, device=x.device))
-    names = outermost(spatial_layers(task.model, x[:1], first.model_kwargs))
-    found = layer_gradients(first, x[:1], names)
-    reached = [n for n in names if _reaches(found.grads[n][-1], x[:1], reshape)]
-    return (reached or names)[-1]
 
 
 def _check_feature_map(name: str, activation: Tensor, x: Tensor) -> None:
@@ -172,7 +140,8 @@ class GradCAM(_LayerCam):
     """Grad-CAM: feature maps weighted by their mean gradient (Selvaraju et al. 2017).
 
     Settings: ``layer`` (a dotted name or a submodule; None picks the last outermost layer
-    with a spatial output that the score's gradient reaches), ``relu`` (keep only positive
+    with a spatial output whose map the score's gradient reaches at more than one position,
+    from the call's one forward pass), ``relu`` (keep only positive
     evidence), ``interpolation`` (``"auto"`` is linear, bilinear or trilinear), ``reshape``
     (how to read the layer output as N×C×S: None automatic, ``"vit"``, ``"tokens=K"``,
     ``"channels_last"``, ``"channels_first"`` or a callable). ``extras``: ``layer_map``

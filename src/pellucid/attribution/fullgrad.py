@@ -24,7 +24,7 @@ N×H×W×C) get a map too; those on N×D outputs count in the completeness check
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -133,6 +133,8 @@ class FullGrad(Method):
     Tabular inputs N×D get ψ(∇ₓf ⊙ x) per feature (there are no maps to draw).
     """
 
+    #: inputs with positions get one saliency per position, repeated over the channels
+    per_position: ClassVar[bool] = True
     interpolation: str = "auto"
     align_corners: bool = False
     rescale_eps: float = 0.0
@@ -149,7 +151,7 @@ class FullGrad(Method):
         check_eager(task.model, f"the layer hooks of {self.name}")
         if x.ndim >= 3:
             check_interpolation(self.interpolation, x.ndim - 2)
-        return captured_forward(task, x, list(bias_layers(task.model)))
+        return captured_forward(task, x, list(bias_layers(task.model)), own_inputs=True)
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         check_eager(task.model, f"the layer hooks of {self.name}")  # also without first_pass
