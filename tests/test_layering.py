@@ -31,10 +31,12 @@ ALLOWED: dict[str, set[str]] = {
     "viz": {CORE},
     "data": {CORE},
     "models": {CORE, "data"},
+    "analysis": {CORE},
+    "runs": {CORE, "perturb", "metrics", "analysis"},
     "report": {CORE, "perturb", "attribution", "lrp", "metrics", "features", "concepts", "viz",
-               "data", "models"},
+               "data", "models", "analysis", "runs"},
     "cli": {CORE, "perturb", "attribution", "lrp", "metrics", "features", "concepts", "viz",
-            "data", "models", "report"},
+            "data", "models", "report", "analysis", "runs"},
 }
 #: the package's ``__init__`` is the public facade: it imports what registers methods/metrics
 FACADE_ALLOWED = {CORE, "attribution", "lrp", "metrics"}
