@@ -374,3 +374,21 @@ def test_a_loaded_explanation_with_an_unstorable_setting_is_scored_without_rebui
     reference = evaluate(model, x, 0, e, "robustness.max_sensitivity")
     torch.testing.assert_close(again["robustness.max_sensitivity"].scores,
                                reference["robustness.max_sensitivity"].scores)
+
+
+def test_an_interrupted_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    first = MetricResult("complexity.sparseness", torch.tensor([0.5, 1.0]), "higher")
+    path = save_fields(tmp_path / "r.safetensors", first)
+
+    def dies_halfway(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"\x00" * 10)  # a truncated file, then the crash
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dies_halfway)
+    second = MetricResult("complexity.sparseness", torch.tensor([0.0, 0.0]), "higher")
+    with pytest.raises(KeyboardInterrupt):
+        save_fields(path, second)
+    assert torch.equal(load_fields(path, MetricResult)["scores"], first.scores)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.safetensors"]

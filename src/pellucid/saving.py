@@ -89,13 +89,19 @@ def save_fields(path: PathLike, result: Any) -> Path:
     }
     from safetensors.torch import save_file
 
+    # written next to the target and renamed over it: an interrupted save leaves the old file
+    # (or none), never a truncated one
+    partial = file.with_name(f".{file.name}.{os.getpid()}.partial")
     try:
-        save_file(tensors, str(file), metadata={HEADER_KEY: json.dumps(header, allow_nan=False)})
+        save_file(tensors, str(partial), metadata={HEADER_KEY: json.dumps(header, allow_nan=False)})
+        os.replace(partial, file)
     except OSError as error:
         raise ArgumentError(
             "path", f"path {str(file)!r} cannot be written ({error.strerror or error}); give a "
             "writable file path",
         ) from None
+    finally:
+        partial.unlink(missing_ok=True)
     return file
 
 
