@@ -354,10 +354,16 @@ def test_output_called_directly_reads_the_raw_output():
 
 def test_output_refuses_a_second_selection_and_bad_keys():
     model = Detector().eval()
+    x = torch.zeros(1, 8, dtype=torch.float64)
     with pytest.raises(ArgumentError) as error:
-        pellucid.explain(model, torch.zeros(1, 8, dtype=torch.float64),
-                         targets.output("scores", 0), method="gradient", output="scores")
+        pellucid.explain(model, x, targets.output("scores", 0), method="gradient",
+                         output="boxes")
     assert error.value.argument == "output"
+    # the same selection given twice is one selection
+    twice = pellucid.explain(model, x, targets.output("scores", 0), method="gradient",
+                             output="scores")
+    once = pellucid.explain(model, x, targets.output("scores", 0), method="gradient")
+    assert torch.equal(twice.attribution, once.attribution)
     for bad in (True, None, 1.5):
         with pytest.raises(ArgumentTypeError) as error:
             targets.output(bad)
@@ -440,3 +446,28 @@ def test_regression_metrics_score_the_raw_output():
     torch.testing.assert_close(result["axiomatic.completeness"].scores,
                                torch.zeros(B, dtype=result["axiomatic.completeness"].scores.dtype),
                                atol=1e-6, rtol=0)
+
+
+def test_an_explanation_records_its_output_selector_for_rescoring():
+    class TwoHeads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.main, self.aux = torch.nn.Linear(4, 3), torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return {"main": self.main(x), "aux": self.aux(x)}
+
+    torch.manual_seed(0)
+    model, x = TwoHeads().eval(), torch.randn(3, 4)
+    e = pellucid.explain(model, x, 1, method="gradient", output="aux")
+    assert e.target_spec.key == "aux" and e.target.tolist() == [1, 1, 1]
+    assert torch.equal(e.target_spec(model(x)), model(x)["aux"][:, 1])
+    # re-scoring selects "aux" again, with or without output= given once more
+    again = pellucid.evaluate(model, x, None, e, ["axiomatic.completeness"], baseline=0.0)
+    same = pellucid.evaluate(model, x, None, e, ["axiomatic.completeness"], baseline=0.0,
+                             output="aux")
+    assert torch.equal(again["axiomatic.completeness"].scores,
+                       same["axiomatic.completeness"].scores)
+    with pytest.raises(ArgumentError, match="give the selection once") as error:
+        pellucid.evaluate(model, x, None, e, ["axiomatic.completeness"], output="main")
+    assert error.value.argument == "output"

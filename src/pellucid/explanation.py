@@ -29,8 +29,10 @@ class Explanation:
         settings: the method's settings.
         extras: method-specific diagnostics, e.g. ``completeness_gap`` (B,) or ``layer_map``.
         target_spec: the target callable when ``target=`` was one (``target`` is then -1),
-            else None (the classes are in ``target``). Pass ``target_spec`` if not None,
-            else ``target``, to explain or evaluate the same score again.
+            ``targets.output(key, then)`` when ``output=key`` selected the explained tensor
+            of a tuple or dict output, else None (the classes are in ``target``). Pass
+            ``target_spec`` if not None, else ``target``, to explain or evaluate the same
+            score again (``evaluate(..., attributions=explanation)`` does).
         inputs: the inputs that were explained (the method's detached private copy, on the
             attribution's device), so that :meth:`plot` needs no arguments; None when the
             explanation was built without them.

@@ -27,6 +27,7 @@ from .layers import LayerRef
 from .outputs import OutputSelector
 from .registry import Registry
 from .targets import TargetSpec
+from .targets import output as selected_output
 from .task import Forward, Task, cache_off
 from .tokens import is_token_ids
 
@@ -177,12 +178,22 @@ class Method:
             method=self.name,
             settings=self.settings(),
             extras=extras,
-            target_spec=task.target.fn,
+            target_spec=explained_target(task),
             # the private copy the method explained (each forward pass copies it again, so
             # it holds the inputs as they were): kept, not copied, unless devices differ;
             # the token ids for token inputs, None for a layer's activation
             inputs=explained,
         )
+
+
+def explained_target(task: Task) -> TargetSpec:
+    """What an Explanation records as its target: the target callable, and with it the
+    output selector when one picked the explained tensor (as ``targets.output(key, then)``,
+    so that re-scoring the explanation selects the same output); None for classes alone."""
+    if task.select is None:
+        return task.target.fn
+    then = task.target.fn if task.target.fn is not None else task.target.classes
+    return selected_output(task.select, then)
 
 
 def private_copy(inputs: Tensor, model: nn.Module) -> Tensor:

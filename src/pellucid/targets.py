@@ -74,7 +74,7 @@ def split_selection(spec: TargetSpec, select: OutputSelector) -> tuple[OutputSel
     are returned unchanged."""
     if not isinstance(spec, output):
         return select, spec
-    if select is not None:
+    if select is not None and select is not spec.key and select != spec.key:
         raise ArgumentError(
             "output",
             f"output={select!r} and target={spec!r} both select the model output to "
