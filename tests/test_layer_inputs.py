@@ -74,7 +74,7 @@ def test_token_ids_get_each_tokens_exact_share(method):
     e = pellucid.explain(model, IDS, 1, method=method, **EXACT[method])
     assert e.attribution.shape == IDS.shape
     torch.testing.assert_close(e.attribution, share(model, IDS, 1), atol=1e-6, rtol=1e-6)
-    assert e.extras["layer"] == "embed"
+    assert e.extras["attributed_layer"] == "embed"
     assert e.extras["embedding_attribution"].shape == (2, 4, 4)
     assert torch.equal(IDS, before) and torch.equal(e.inputs, IDS)
     assert not model.embed._forward_hooks and not model.embed._forward_pre_hooks
@@ -152,7 +152,7 @@ def test_layer_attributes_to_the_layers_activation():
     e = pellucid.explain(model, x, 1, method="gradient_x_input", layer="relu")
     a = model.relu(model.first(x)).detach()
     torch.testing.assert_close(e.attribution, a * model.second.weight[1].detach())
-    assert e.extras["layer"] == "relu" and e.inputs is None
+    assert e.extras["attributed_layer"] == "relu" and e.inputs is None
     # IG at the layer: completeness against the zero activation, exact for the linear rest
     ig = pellucid.explain(model, x, 1, method="integrated_gradients", layer=model.relu)
     torch.testing.assert_close(ig.attribution, e.attribution)
@@ -194,7 +194,7 @@ def test_captum_layer_integrated_gradients_on_bert_embeddings():
     mask[0, -2:] = 0
     ours = pellucid.explain(model, ids, 2, method="integrated_gradients", steps=16,
                             baseline="pad", model_kwargs={"attention_mask": mask})
-    assert ours.extras["layer"] == "bert.embeddings.word_embeddings"
+    assert ours.extras["attributed_layer"] == "bert.embeddings.word_embeddings"
 
     def logits(i, m):
         return model(i, attention_mask=m).logits
@@ -222,7 +222,7 @@ def test_next_token_depends_on_no_later_token():
     model = gpt2()
     ids = torch.randint(0, 30, (2, 6))
     e = pellucid.explain(model, ids, targets.next_token(position=2), method="gradient_x_input")
-    assert e.extras["layer"] == "transformer.wte"
+    assert e.extras["attributed_layer"] == "transformer.wte"
     assert torch.equal(e.attribution[:, 3:], torch.zeros(2, 3, dtype=torch.float64))
     assert (e.attribution[:, :3] != 0).all()
     # token=None is the prediction at the first pass, fixed for every integration point
@@ -360,3 +360,15 @@ def test_attention_maps_land_on_their_tokens_when_width_equals_length(method):
     torch.testing.assert_close(e.attribution, e.extras["token_relevance"])
     per_dim = e.extras["embedding_attribution"]
     torch.testing.assert_close(per_dim, e.attribution.unsqueeze(-1).expand_as(per_dim))
+
+
+def test_references_of_another_size_ignore_the_inputs_per_sample_arguments():
+    from pellucid.data import text_evidence
+    from pellucid.models import load_pretrained
+
+    model = load_pretrained("text_transformer")
+    data, references = text_evidence(3, seed=5), text_evidence(7, seed=6)
+    e = pellucid.explain(model, data.input_ids, None, method="expected_gradients",
+                         references=references.input_ids, samples=8,
+                         model_kwargs={"attention_mask": data.attention_mask})
+    assert e.attribution.shape == data.input_ids.shape and e.attribution.isfinite().all()

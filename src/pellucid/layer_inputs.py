@@ -329,12 +329,16 @@ def with_token_references(
     those ids: e.g. the pad token's embedding at every position for ``baseline="pad"``."""
     if not is_token_ids(entry.inputs):
         return method
-    kwargs, _ = split_model_kwargs(model_kwargs, entry.inputs.shape[0])
+    kwargs, per_sample = split_model_kwargs(model_kwargs, entry.inputs.shape[0])
     changes = {}
     for setting in REFERENCE_SETTINGS:
         ids = _reference_ids(getattr(method, setting, None), entry.inputs, model, setting)
         if ids is not None:
-            h = activation(model, entry.module, entry.side, ids, kwargs, name=entry.name,
+            # references are a batch of their own: the per-sample arguments of the inputs
+            # (an attention mask) do not belong to them
+            own = kwargs if setting != "references" else {
+                k: v for k, v in kwargs.items() if k not in per_sample}
+            h = activation(model, entry.module, entry.side, ids, own, name=entry.name,
                            argument=setting)
             changes[setting] = entry.as_explained(h).contiguous()
     return dataclasses.replace(method, **changes) if changes else method

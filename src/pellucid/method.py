@@ -165,7 +165,7 @@ class Method:
                 )
             explained = x.detach().to(inputs.device)
             if entry is not None:
-                extras = {**extras, "layer": entry.name}
+                extras = {**extras, "attributed_layer": entry.name}
                 explained = inputs.detach().clone() if entry.channels_first else None
             if entry is not None and entry.channels_first:
                 extras["embedding_attribution"] = entry.as_activation(attribution).to(

@@ -1,9 +1,10 @@
 """What the demo report's sections draw from: the models, the images and each method's result.
 
 A :class:`DemoContext` holds the demo models (:class:`ReportModel`), the gallery, the
-Clever-Hans images and the reference images; :meth:`DemoContext.explain` explains a batch
-with every method once, timed, and keeps the :class:`MethodResult` list. Each method gets the
-demo's budget from its own :meth:`~pellucid.method.Method.cheap` hook (:func:`demo_method`).
+Clever-Hans images, the reference images and the text test sequences;
+:meth:`DemoContext.explain` explains a batch with every method once, timed, and keeps the
+:class:`MethodResult` list. Each method gets the demo's budget from its own
+:meth:`~pellucid.method.Method.cheap` hook (:func:`demo_method`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 
 from ..api import get_method
 from ..data.imageset import ImageSet
+from ..data.text import TokenSet
 from ..method import Method
 
 #: each method's budget in model evaluations per sample (``Method.cheap(evaluations=...)``)
@@ -59,6 +61,8 @@ class DemoContext:
     references: Tensor
     clever_hans: ImageSet | None = None
     shortcut_class: int | None = None
+    #: test sequences for the text models (roles "text" and "text_recurrent" in ``models``)
+    text: TokenSet | None = None
     _results: dict[tuple[str, str], list[MethodResult]] = field(default_factory=dict, repr=False)
 
     def explain(

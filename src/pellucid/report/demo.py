@@ -56,7 +56,8 @@ def header(ctx: DemoContext) -> str:
     return (
         f"<h1>pellucid demo report{mode}</h1>"
         f"<p>{len(ctx.methods)} attribution methods on {len(ctx.gallery)} test images of the "
-        "generated shapes data, and a Clever-Hans model that learned a watermark shortcut.</p>"
+        "generated shapes data, a Clever-Hans model that learned a watermark shortcut, and "
+        "token relevance on text with planted evidence.</p>"
         f'<div class="cards">{cards}</div>'
     )
 

@@ -66,6 +66,9 @@ td.error { color: var(--bad); font-size: 12px; max-width: 520px; }
 .bar em { position: absolute; top: -2px; bottom: -2px; width: 2px; background: #17202e; }
 .legend { display: flex; align-items: center; gap: 8px; color: var(--muted); font-size: 12px; }
 .legend img { height: 12px; width: 180px; border-radius: 2px; image-rendering: auto; }
+.tokens { font: 13px/2 ui-monospace, Menlo, Consolas, monospace; }
+.tok { padding: 1px 3px; border-radius: 3px; border: 1px solid transparent; }
+.tok.key { border: 1.5px solid #17202e; text-decoration: underline; }
 .ok { color: var(--ok); } .bad { color: var(--bad); }
 footer { color: var(--muted); font-size: 12px; padding: 0 40px 30px; }
 """

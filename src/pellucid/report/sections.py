@@ -18,6 +18,7 @@ from .html import Section
 from .method_table import methods_section
 from .prototypes import prototypes_section
 from .tcav import tcav_section
+from .text import text_section
 
 #: a section builder: the section for a context, or None to leave it out
 SectionBuilder = Callable[[DemoContext], Section | None]
@@ -28,6 +29,7 @@ SECTIONS: tuple[SectionBuilder, ...] = (
     gallery_section,
     clever_hans_section,
     evaluation_section,
+    text_section,
     prototypes_section,
     tcav_section,
 )

@@ -8,6 +8,8 @@ from .context import DemoContext, ReportModel
 
 #: the role of a demo model in the report, by the data it was trained on
 ROLES = {"shapes": "main", "clever_hans": "shortcut"}
+#: the roles of the text models (see :mod:`~pellucid.report.text`), by name
+TEXT_ROLES = {"text_transformer": "text", "text_lstm": "text_recurrent"}
 #: seed of the reference images for expected_gradients (not a test seed of the models)
 REFERENCE_SEED = 10_007
 #: (gallery images, Clever-Hans images, reference images), by ``quick``
@@ -16,7 +18,8 @@ COUNTS = {True: (3, 4, 16), False: (6, 12, 64)}
 
 def load_world(out: Path, quick: bool, methods: list[str]) -> DemoContext:
     """The context of the demo: the models with their test accuracies, the gallery (the
-    first test images of the shapes model) and watermarked test images of other classes."""
+    first test images of the shapes model), watermarked test images of other classes, and
+    the text models with their fixed test sequences."""
     from ..data import shapes
     from ..models import DEMO_MODELS, demo_test_sets, evaluate_demo_model, load_pretrained
 
@@ -27,6 +30,9 @@ def load_world(out: Path, quick: bool, methods: list[str]) -> DemoContext:
             names.setdefault(ROLES[spec.data], spec.name)
     models = {}
     for role, name in names.items():
+        model = load_pretrained(name).eval()
+        models[role] = ReportModel(name, model, role, evaluate_demo_model(model, name))
+    for name, role in TEXT_ROLES.items():
         model = load_pretrained(name).eval()
         models[role] = ReportModel(name, model, role, evaluate_demo_model(model, name))
     gallery = demo_test_sets(names["main"])["test"].subset(slice(0, n_gallery))
@@ -42,4 +48,5 @@ def load_world(out: Path, quick: bool, methods: list[str]) -> DemoContext:
         references=shapes(n_refs, size=gallery.images.shape[-1], seed=REFERENCE_SEED).images,
         clever_hans=hans,
         shortcut_class=shortcut_class,
+        text=demo_test_sets("text_transformer")["test"],
     )
