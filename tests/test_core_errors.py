@@ -563,3 +563,16 @@ def test_registering_a_taken_name_is_an_error_naming_it():
         pellucid.register_method("gradient")(type(pellucid.get_method("gradient")))
     assert error.value.argument == "name" and "'gradient'" in str(error.value)
     assert pellucid.get_method("gradient").name == "gradient"
+
+
+def test_errors_survive_pickling_for_worker_processes():
+    import pickle
+
+    from pellucid.errors import ArgumentTypeError, ModelError, UnsupportedModelError
+    from pellucid.lrp.tape import UnsupportedOpError
+
+    for cls in (ArgumentError, UnknownNameError, ArgumentTypeError, UnsupportedModelError,
+                ModelError, UnsupportedOpError):
+        error = cls("target", "target 7 is out of range; use 0..2")
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is cls and copy.argument == "target" and str(copy) == str(error)

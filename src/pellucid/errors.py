@@ -33,6 +33,10 @@ class PellucidError(Exception):
         super().__init__(message)
         self.argument = argument
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # pickles (e.g. from a worker process) as the class with its two arguments
+        return type(self), (self.argument, Exception.__str__(self))
+
 
 class ArgumentError(PellucidError, ValueError):
     """An argument or setting has a bad value: wrong shape, range, NaN, inconsistent."""
