@@ -126,7 +126,9 @@ def per_sample_total(t: Tensor, batch_dim: int = 0) -> Tensor:
     >>> per_sample_total(torch.ones(3, 2, 4), batch_dim=1)
     tensor([12., 12.])
     """
-    return t.movedim(batch_dim, 0).reshape(t.shape[batch_dim], -1).sum(1)
+    if t.ndim < 2:
+        return t.reshape(t.shape[batch_dim], -1).sum(1)
+    return t.sum([d for d in range(t.ndim) if d != batch_dim % t.ndim])  # no copy of a view
 
 
 def walk_back(plan: Plan, source: tuple[Node, int], message: Tensor

@@ -3,7 +3,8 @@
 - :class:`Affine`: an affine layer ``z = L(x; w, b)`` (convolution of any dimension, also
   transposed, ``F.linear``, a per-channel scale and shift) with its vector-Jacobian product.
 - :func:`batch_norm_coefficients`: a BatchNorm in eval mode as ``a·x + c`` per channel.
-- :func:`linearised_norm`: LayerNorm / GroupNorm with the normaliser held constant.
+- :func:`linearised_norm`: LayerNorm / GroupNorm with the normaliser held constant, a
+  :class:`LinearMap` (the map and its adjoint).
 - :func:`average_of_maxpool`: the average pooling over a max pooling's windows.
 - :func:`vjp_linear`: the vector-Jacobian product of any linear function.
 """
@@ -166,7 +167,19 @@ def batch_norm_coefficients(node: Node) -> tuple[Tensor, Tensor]:
     return a.detach(), c.detach()
 
 
-def linearised_norm(node: Node) -> Callable[[Tensor], Tensor]:
+@dataclass(frozen=True)
+class LinearMap:
+    """A linear map and its adjoint (the transposed map), so that its vector-Jacobian
+    product needs no autograd pass (:func:`vjp_linear`)."""
+
+    apply: Callable[[Tensor], Tensor]
+    adjoint: Callable[[Tensor], Tensor]
+
+    def __call__(self, v: Tensor) -> Tensor:
+        return self.apply(v)
+
+
+def linearised_norm(node: Node) -> LinearMap:
     """LayerNorm / GroupNorm with the normalising factor 1/σ held constant (bias excluded).
 
     ``y = γ ⊙ (x − μ(x)) / σ + β`` becomes the linear map ``x ↦ γ ⊙ (x − μ(x)) / σ₀`` with σ₀
@@ -182,13 +195,17 @@ def linearised_norm(node: Node) -> Callable[[Tensor], Tensor]:
         def centre(v: Tensor) -> Tensor:
             return v - v.mean(dims, keepdim=True)
 
-        inv = torch.rsqrt(centre(x).square().mean(dims, keepdim=True) + eps).detach()
+        inv = torch.rsqrt(x.var(dims, correction=0, keepdim=True) + eps).detach()
 
         def fn(v: Tensor) -> Tensor:
             y = centre(v) * inv
             return y if weight is None else y * weight
 
-        return fn
+        def adjoint(s: Tensor) -> Tensor:
+            g = s * inv if weight is None else (s * weight).mul_(inv)
+            return g.sub_(g.mean(dims, keepdim=True))  # the centring is self-adjoint
+
+        return LinearMap(fn, adjoint)
     groups, weight, eps = node.arg(1, "num_groups"), node.arg(2, "weight"), node.arg(4, "eps", 1e-5)
     grouped = (x.shape[0], groups, -1)
     shape = (-1,) + (1,) * (x.ndim - 2)
@@ -197,13 +214,17 @@ def linearised_norm(node: Node) -> Callable[[Tensor], Tensor]:
         g = v.reshape(grouped)
         return g - g.mean(-1, keepdim=True)
 
-    inv_g = torch.rsqrt(centre_g(x).square().mean(-1, keepdim=True) + eps).detach()
+    inv_g = torch.rsqrt(x.reshape(grouped).var(-1, correction=0, keepdim=True) + eps).detach()
 
     def fn_g(v: Tensor) -> Tensor:
         y = (centre_g(v) * inv_g).reshape(v.shape)
         return y if weight is None else y * weight.view(shape)
 
-    return fn_g
+    def adjoint_g(s: Tensor) -> Tensor:
+        s = s if weight is None else s * weight.view(shape)
+        return centre_g(s.reshape(grouped) * inv_g).reshape(x.shape)
+
+    return LinearMap(fn_g, adjoint_g)
 
 
 def average_of_maxpool(node: Node) -> Callable[[Tensor], Tensor]:
@@ -230,7 +251,10 @@ def average_of_maxpool(node: Node) -> Callable[[Tensor], Tensor]:
 
 
 def vjp_linear(fn: Callable[[Tensor], Tensor], at: Tensor, s: Tensor) -> Tensor:
-    """The vector-Jacobian product ``(∂fn/∂x)ᵀ s`` at ``at`` (exact for linear ``fn``)."""
+    """The vector-Jacobian product ``(∂fn/∂x)ᵀ s`` at ``at`` (exact for linear ``fn``; a
+    :class:`LinearMap`'s adjoint)."""
+    if isinstance(fn, LinearMap):
+        return fn.adjoint(s)
     with torch.enable_grad():
         v = at.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(fn(v), v, s)

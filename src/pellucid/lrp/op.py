@@ -11,9 +11,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .calls import RESHAPES, gate_signal
+from .calls import RESHAPES, SOFTMAXES, gate_signal
 from .linear_maps import Affine, vjp_linear
 from .tape import Node
+
+#: the ops whose vector-Jacobian product :func:`direct_vjp` gives in closed form
+_ADDS = {"add", "__add__", "__radd__"}
+_MULTIPLIES = {"mul", "__mul__", "__rmul__", "multiply"}
+_MATMULS = {"matmul", "__matmul__", "mm", "bmm"}
 
 
 @dataclass(eq=False)
@@ -65,6 +70,10 @@ class Op:
                 return [m.reshape(x.shape).to(x)]
             if node.name in ("relu", "relu_") and m.shape == x.shape:
                 return [m * (node.outputs[0] > 0)]  # relu(x) > 0 exactly where x > 0
+        if len(messages) == 1 and messages[0] is not None and not node.inplace:
+            direct = direct_vjp(node, messages[0], only)
+            if direct is not None:
+                return direct
         with torch.enable_grad():
             leaves = {}
             wrt = []
@@ -93,3 +102,53 @@ class Op:
         if self.linearise is not None:
             return [vjp_linear(self.linearise(self.node), self.inputs[0], s)]
         return self.vjp([s])
+
+
+def direct_vjp(node: Node, m: Tensor, only: int | None = None) -> list[Tensor | None] | None:
+    """The vector-Jacobian product of a two-operand sum, product or matrix product, of a
+    softmax and of a masked fill in closed form, as autograd computes it (a + b: m, m;
+    a ⊙ b: m ⊙ b, m ⊙ a; a @ b: m bᵀ, aᵀ m; softmax y: y ⊙ (m − Σ m ⊙ y); a filled where
+    mask: m, 0 where mask) but without calling the op again; None
+    where these do not apply (an input-dependent operand that broadcasts, vectors in a
+    matrix product, more arguments, mixed dtypes).
+
+    >>> from pellucid.lrp.tape import record
+    >>> recorder, out = record(torch.nn.Identity(), lambda x: x @ (2 * x), torch.eye(2))
+    >>> direct_vjp(recorder.nodes[-1], torch.ones(2, 2))  # m (2x)ᵀ and xᵀ m
+    [tensor([[2., 2.],
+            [2., 2.]]), tensor([[1., 1.],
+            [1., 1.]])]
+    """
+    leaves, name, out = node.leaves, node.name, node.outputs[0]
+    if m.shape != out.shape or m.dtype != out.dtype:
+        return None
+    if name in SOFTMAXES and len(node.inputs) == 1:
+        x, dim = node.input_values()[0], node.arg(1, "dim")
+        if not isinstance(dim, int) or x.dtype != out.dtype or x.shape != out.shape:
+            return None
+        return [torch.ops.aten._softmax_backward_data(m, out, dim, x.dtype)]
+    if name == "masked_fill" and [pos for pos, _, _ in node.inputs] == [0]:
+        mask = node.arg(1, "mask")
+        return [m.masked_fill(mask, 0.0)] if leaves[0].shape == m.shape else None
+    if len(leaves) != 2 or name not in _ADDS | _MULTIPLIES | _MATMULS:
+        return None
+    a, b = leaves
+    if name in _MATMULS:
+        if not (isinstance(a, Tensor) and isinstance(b, Tensor) and a.ndim >= 2
+                and b.ndim >= 2 and a.dtype == b.dtype == m.dtype):
+            return None
+        grads = (lambda: m @ b.mT, lambda: a.mT @ m)
+    elif name in _ADDS:
+        grads = (lambda: m, lambda: m)
+    else:
+        grads = (lambda: m * b, lambda: m * a)
+    found: list[Tensor | None] = []
+    for i, (pos, _, _) in enumerate(node.inputs):
+        if only is not None and i != only:
+            found.append(None)
+            continue
+        g, x = grads[pos](), leaves[pos]
+        if g.shape != x.shape or g.dtype != x.dtype:
+            return None
+        found.append(g)
+    return found

@@ -31,7 +31,7 @@ from torch import Tensor
 from ..errors import ArgumentTypeError, ModelError, UnsupportedModelError
 from .linear_maps import Affine
 from .op import Op
-from .rules import Epsilon, Rule, _check_epsilon, divide, stabilise
+from .rules import Epsilon, Rule, _check_epsilon, ratio
 from .tape import Node
 
 #: the fused recurrent calls, by name, and their number of gate blocks in a weight matrix
@@ -268,7 +268,7 @@ def _direction(cell: str, x: Tensor, saved: dict[str, list],
     r_x = torch.zeros_like(x)
 
     def share(r: Tensor, total: Tensor) -> Tensor:
-        return divide(r, stabilise(total, eps), eps)
+        return ratio(r, total, eps)
 
     def gated(product: Tensor, r: Tensor) -> Tensor:
         """Signal-takes-all at ``gate ⊙ signal``: R_signal = R · p / (p ± ε) (≈ R)."""

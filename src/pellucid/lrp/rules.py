@@ -10,7 +10,7 @@ For affine layers ``z_k = Σ_j x_j w_jk + b_k`` every LRP rule is a choice of mo
 (x′, w′, b′), computed with the gradient trick (Montavon et al. 2019, "Layer-wise relevance
 propagation: an overview", sec. 10.2.3)::
 
-    z′ = Σ_t L(x′_t; w′_t, b′_t),   s = R / stabilise(z′),   R_j = Σ_t x′_{t,j} · (w′_tᵀ s)_j
+    z′ = Σ_t L(x′_t; w′_t, b′_t),   s = R / (z′ + ε sign z′),   R_j = Σ_t x′_{t,j} · (w′_tᵀ s)_j
 
 where ``w′ᵀ s`` is the vector-Jacobian product of the layer (a transposed convolution for a
 convolution). The same code serves Linear, Conv1d/2d/3d, transposed convolutions, folded
@@ -43,17 +43,29 @@ _TINY = 1e-12
 BIAS_CONVENTIONS = ("none", "split", "signed")
 
 
-def stabilise(z: Tensor, epsilon: float) -> Tensor:
-    """z + ε·sign(z), with sign(0) = +1."""
-    if epsilon == 0:
-        return z
-    return z + torch.copysign(torch.tensor(epsilon, dtype=z.dtype, device=z.device), z)
-
-
 def divide(r: Tensor, denominator: Tensor, epsilon: float = 0.0) -> Tensor:
     """r / denominator, and 0 where the denominator is 0 (which ε > 0 already rules out)."""
     quotient = r / denominator
     return quotient if epsilon > 0 else quotient.masked_fill_(denominator == 0, 0.0)
+
+
+def ratio(r: Tensor, z: Tensor, epsilon: float, scale: float = 1.0) -> Tensor:
+    """s = r / (scale · (z + ε·sign(z))) with sign(0) = +1, the ε-rule's message at a layer's
+    output (0 where the denominator is 0, which ε > 0 rules out). The denominator and the
+    quotient are written into one new tensor: the element-wise passes over large activations
+    are a good part of a transformer's LRP cost.
+
+    >>> ratio(torch.tensor([1.0, 1.0]), torch.tensor([1.0, -1.0]), 1.0, scale=2)
+    tensor([ 0.2500, -0.2500])
+    """
+    if epsilon == 0:
+        return divide(r, z if scale == 1 else z * scale)
+    d = torch.copysign(torch.tensor(epsilon, dtype=z.dtype, device=z.device), z).add_(z)
+    if scale != 1:
+        d.mul_(scale)
+    if d.shape != r.shape or d.dtype != r.dtype or r.requires_grad or z.requires_grad:
+        return r / d
+    return torch.div(r, d, out=d)
 
 
 def _pos(t: Tensor) -> Tensor:
@@ -90,11 +102,20 @@ class Term:
 
 def propagate_terms(aff: Affine, r: Tensor, terms: list[Term], epsilon: float = _TINY,
                     z: Tensor | None = None) -> Tensor:
-    """R_j = Σ_t sign_t x′_t ⊙ (w′_tᵀ s) with s = R / stabilise(Σ_t sign_t L(x′_t; w′_t, b′_t))."""
+    """R_j = Σ_t sign_t x′_t ⊙ (w′_tᵀ s) with s = R / (z′ ± ε),
+    z′ = Σ_t sign_t L(x′_t; w′_t, b′_t)."""
     if z is None:
         z = _signed_sum([(t.sign, aff.forward(t.x, t.weight, t.bias)) for t in terms])
-    s = divide(r, stabilise(z, epsilon), epsilon)
-    return _signed_sum([(t.sign, t.x * aff.grad_input(s, t.weight)) for t in terms])
+    s = ratio(r, z, epsilon)
+    return _signed_sum([(t.sign, _times(aff.grad_input(s, t.weight), t.x)) for t in terms])
+
+
+def _times(g: Tensor, x: Tensor) -> Tensor:
+    """g ⊙ x, written into g (a new tensor: a layer's vector-Jacobian product) where the
+    shapes and dtypes allow: one large allocation less per layer."""
+    if g.shape == x.shape and g.dtype == x.dtype and not g.requires_grad:
+        return g.mul_(x)
+    return g * x
 
 
 def _signed_sum(parts: list[tuple[float, Tensor]]) -> Tensor:
@@ -199,8 +220,11 @@ class Epsilon(Rule):
         return [propagate_terms(aff, m, [Term(aff.x, aff.weight)], self.epsilon, z=z)]
 
     def linear(self, op: Op, m: Tensor) -> list[Tensor]:
-        s = divide(m, stabilise(op.output, self.epsilon), self.epsilon)
-        return [x * g for x, g in zip(op.inputs, op.linear_vjp(s))]
+        s = ratio(m, op.output, self.epsilon)
+        grads = op.linear_vjp(s)
+        if op.linearise is not None:  # new tensors of the linearised map's adjoint
+            return [_times(g, x) for x, g in zip(op.inputs, grads)]
+        return [x * g for x, g in zip(op.inputs, grads)]
 
 
 @dataclass(frozen=True)
@@ -485,7 +509,7 @@ class Average(Rule):
         x = op.inputs[0]
         reduction = op.node.name in ("max", "amax")
         pool = _reduction_sum(op) if reduction else average_of_maxpool(op.node)
-        s = divide(m, stabilise(pool(x), self.epsilon), self.epsilon)
+        s = ratio(m, pool(x), self.epsilon)
         return [x * vjp_linear(pool, x, s)]
 
 
@@ -531,7 +555,7 @@ class SignalTakesAll(Rule):
 def signal_takes_all(op: Op, m: Tensor, signal: int, epsilon: float) -> list[Tensor | None]:
     """The ε-rule with every input but ``signal`` held constant:
     R_signal = v ⊙ ∂z/∂vᵀ (R / (z + ε sign z)), nothing to the others."""
-    s = divide(m, stabilise(op.output, epsilon), epsilon)
+    s = ratio(m, op.output, epsilon)
     messages = op.vjp([s], only=signal)
     return [g if g is None else g * x for g, x in zip(messages, op.inputs)]
 
@@ -778,7 +802,7 @@ class UniformProduct(Rule):
 
     def product(self, op: Op, m: Tensor) -> list[Tensor]:
         n = len(op.inputs)
-        s = divide(m, stabilise(op.output, self.epsilon) * n, self.epsilon)
+        s = ratio(m, op.output, self.epsilon, scale=n)
         return [x * g for x, g in zip(op.inputs, op.vjp([s]))]
 
     def gate(self, op: Op, m: Tensor) -> list[Tensor | None]:
