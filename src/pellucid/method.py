@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from .batching import check_batch_size
-from .checks import check_count, check_inputs
-from .errors import ArgumentError
+from .checks import check_count, check_finite, check_inputs
+from .errors import ArgumentError, ModelError
 from .explanation import Explanation
 from .guard import preserved
 from .layer_inputs import check_token_target, enter, per_token, with_token_references
@@ -158,6 +158,10 @@ class Method:
                 check_token_target(task, entry)
             attribution, extras = method.attribute(task, x)
             attribution = attribution.detach()
+            check_finite(
+                attribution, f"the attributions of {self.name}", argument="model",
+                error=ModelError, fix=_overflow_fix(attribution.dtype),
+            )
             if attribution.shape != x.shape:
                 raise RuntimeError(
                     f"{self.name} returned an attribution of shape {tuple(attribution.shape)} "
@@ -184,6 +188,15 @@ class Method:
             # the token ids for token inputs, None for a layer's activation
             inputs=explained,
         )
+
+
+def _overflow_fix(dtype: torch.dtype) -> str:
+    half = dtype in (torch.float16, torch.bfloat16)
+    return ("float16 overflows where a method divides by small values (the rule engine's "
+            "ε-stabilised ratios): run the model in bfloat16 or float32 for this method"
+            if dtype == torch.float16 else
+            "the model's gradients or messages overflowed or divided 0 by 0 on these inputs; "
+            + ("run the model in float32" if half else "check the model on these inputs"))
 
 
 def explained_target(task: Task) -> TargetSpec:
