@@ -253,7 +253,7 @@ def test_upsample_aligns_corners_when_asked():
 
 
 def test_benchmark_cuts_the_masks_argument_to_n_and_checks_its_length(capsys):
-    from pellucid.metrics import benchmark
+    from pellucid import benchmark
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).eval()
     x = torch.randn(6, 1, 4, 4, generator=torch.Generator().manual_seed(0))

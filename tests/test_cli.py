@@ -120,7 +120,7 @@ def test_explain_loads_a_state_dict_into_the_factory_model(setup, capsys, monkey
 
 
 def test_every_command_has_help_and_the_entry_point_runs():
-    assert {c.name for c in COMMANDS} >= {"methods", "explain", "demo", "evaluate"}
+    assert {c.name for c in COMMANDS} >= {"methods", "explain", "demo", "evaluate", "run"}
     done = subprocess.run(
         [sys.executable, "-m", "pellucid.cli", "explain", "--help"],
         capture_output=True,
@@ -129,3 +129,94 @@ def test_every_command_has_help_and_the_entry_point_runs():
     )
     assert "IMPORTED AND ITS CODE RUNS" in done.stdout
     assert "weights_only=True" in done.stdout
+
+
+# --------------------------------------------------------------------------- run
+
+LINEAR = textwrap.dedent("""
+    import torch
+
+    def build():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))
+
+    class Marked(torch.nn.Module):
+        \"\"\"The linear model, raising for a sample whose first value is 9.\"\"\"
+        def __init__(self):
+            super().__init__()
+            self.inner = build()
+
+        def forward(self, x):
+            if bool((x.flatten(1)[:, 0] == 9).any()):
+                raise RuntimeError("marked")
+            return self.inner(x)
+
+    def marked():
+        return Marked().eval()
+""")
+
+
+@pytest.fixture
+def linear_world(tmp_path: Path, monkeypatch) -> Path:
+    """A linear model and 10 labelled samples (sample 7 marked) in a file; the cwd."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lin.py").write_text(LINEAR)
+    g = torch.Generator().manual_seed(0)
+    x, labels = torch.rand(10, 3, 4, 4, generator=g), torch.randint(0, 3, (10,), generator=g)
+    x[7, 0, 0, 0] = 9.0
+    torch.save({"inputs": x, "labels": labels}, tmp_path / "data.pt")
+    return tmp_path
+
+
+def test_run_writes_a_store_of_the_closed_form_and_resumes(linear_world, capsys, monkeypatch):
+    from pellucid.cli import load_model
+    from pellucid.runs import Run, runner
+
+    data = torch.load(linear_world / "data.pt")
+    argv = ["run", "--model", "lin.py:build", "--data", "data.pt", "--methods", "gradient",
+            "gradient_x_input", "--metrics", "complexity.sparseness", "--store", "st",
+            "--batch-size", "4", "--dtype", "float32"]
+    code, out, err = call_cli(capsys, *argv)
+    assert code == 0 and "complexity.sparseness" in out and "10 samples × 2 methods" in out
+    assert "gradient_x_input" in err and "10/10" in err  # a bar per method, with its total
+    stored = Run.open(linear_world / "st")
+    model = load_model("lin.py:build", None)  # f(x) = W·flatten(x) + b: ∂f_t/∂x = W_t
+    w = model[1].weight.detach()[data["labels"]].reshape(data["inputs"].shape)
+    torch.testing.assert_close(stored.attribution("gradient"), w)
+    torch.testing.assert_close(stored.attribution("gradient_x_input"), data["inputs"] * w)
+    assert torch.equal(stored.targets, data["labels"])
+    explained = []
+    monkeypatch.setattr(runner, "explain_batch",
+                        lambda *a, **k: explained.append(1) or pytest.fail("recomputed"))
+    code, _, _ = call_cli(capsys, *argv, "--no-progress")
+    assert code == 0 and explained == []  # complete: resumed without any work
+    code, _, err = call_cli(capsys, *argv[:-1], "float16")
+    assert code == 2 and "--no-resume" in err and "resume=False" not in err
+    assert err.startswith("pellucid run: error: --store") and len(err.splitlines()) == 1
+
+
+def test_run_without_a_store_prints_the_table_and_lists_failures(linear_world, capsys):
+    code, out, err = call_cli(capsys, "run", "--model", "lin.py:marked", "--data", "data.pt",
+                              "--methods", "random", "saliency", "--metrics",
+                              "complexity.sparseness", "--batch-size", "4", "--no-progress")
+    assert code == 0 and "random" in out and "saliency" in out and "in memory" in out
+    assert "2 (sample, method) pairs failed, e.g. sample 7" in err and "marked" in err
+    code, _, err = call_cli(capsys, "run", "--model", "lin.py:marked", "--data", "data.pt",
+                            "--methods", "saliency", "--on-error", "raise", "--no-progress")
+    assert code == 2 and "model failed" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--engine", "spark"], "--engine"),
+    (["--dtype", "float64"], "--dtype"),
+    (["--on-error", "ignore"], "--on-error"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--methods", "gradiant"], "--methods"),
+    (["--metrics", "complexity.sparsenes"], "--metrics"),
+    (["--store", "data.pt"], "--store"),
+])
+def test_run_mistakes_are_one_line_naming_the_flag(linear_world, capsys, argv, named):
+    code, out, err = call_cli(capsys, "run", "--model", "lin.py:build", "--data", "data.pt",
+                              "--no-progress", *argv)
+    assert code == 2 and named in err and len(err.splitlines()) == 1 and out == ""
+

@@ -249,12 +249,12 @@ class Recorded(Exception):
 @pytest.fixture
 def recorded(monkeypatch):
     """Replace benchmark by a recorder: what evaluate would compute, without computing it."""
-    import pellucid.metrics
+    import pellucid.runs
 
     def record(model, inputs, methods, metrics, **kwargs):
         raise Recorded(methods, metrics, inputs, kwargs)
 
-    monkeypatch.setattr(pellucid.metrics, "benchmark", record)
+    monkeypatch.setattr(pellucid.runs, "benchmark", record)
 
 
 def evaluate_call(*argv: str):
@@ -285,6 +285,8 @@ def test_evaluate_passes_the_files_labels_masks_and_first_n_samples(world, recor
     assert torch.equal(inputs, saved["inputs"][:3])
     assert torch.equal(kwargs["target"], saved["labels"][:3])
     assert kwargs["masks"] is None and kwargs["n"] == 3
+    assert kwargs["batch_size"] == 64  # streamed through the runner in batches
+    assert evaluate_call("--batch-size", "2")[3]["batch_size"] == 2
     masks = torch.rand(4, 8, 8) > 0.5
     torch.save({"inputs": saved["inputs"], "masks": masks}, world / "masked.pt")
     _, _, inputs, kwargs = evaluate_call("--data", "masked.pt", "-n", "2")

@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
             "data", "models", "report", "analysis", "runs"},
 }
 #: the package's ``__init__`` is the public facade: it imports what registers methods/metrics
-FACADE_ALLOWED = {CORE, "attribution", "lrp", "metrics"}
+FACADE_ALLOWED = {CORE, "attribution", "lrp", "metrics", "runs"}
 #: documented exceptions, (module, package it may import) inside functions only (checked by
 #: test_exceptions_are_function_local): ``Explanation.plot`` and ``_repr_png_`` import
 #: ``viz.display``. Showing itself is a presentation of the result, not a computation;

@@ -9,14 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from pellucid import Explanation
+from pellucid import Explanation, benchmark
 from pellucid.errors import ArgumentError
 from pellucid.metrics import (
     METRICS,
     Metric,
     RandomAttribution,
     Scores,
-    benchmark,
     evaluate,
     get_metric,
     list_metrics,

@@ -9,11 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from pellucid import Explanation, explain, get_method
+from pellucid import Explanation, benchmark, explain, get_method
 from pellucid.errors import ArgumentError, ArgumentTypeError, PellucidError
-from pellucid.metrics import MetricResult, benchmark, evaluate
+from pellucid.metrics import MetricResult, evaluate
 from pellucid.metrics.faithfulness import PixelFlipping
-from pellucid.metrics.harness import take_samples
 
 B = 4
 
@@ -98,22 +97,34 @@ def test_each_method_explains_once_for_all_metrics():
 # benchmark: the forms of data, n, method_settings, out_dir
 
 def test_the_accepted_forms_of_data():
-    x = inputs(6)
+    """Each form gives the scores of evaluate on its first 5 samples, labels as the target
+    and masks to the metrics (the samples are streamed in batches of 2: the first n are
+    taken across batches, the last batch cut)."""
+    model, x = linear(), inputs(6)
     labels = torch.arange(6) % 3
-    masks = torch.ones(6, 2, 2)
+    masks = torch.rand(6, 2, 2, generator=torch.Generator().manual_seed(2)) > 0.5
     for data, parts in [
         (x, (x, None, None)),
         ((x,), (x, None, None)),
         ([x, labels], (x, labels, None)),
         ((x, labels, masks), (x, labels, masks)),
         ({"inputs": x, "labels": labels}, (x, labels, None)),
+        ({"images": x, "labels": labels}, (x, labels, None)),
         ([(x[:2], labels[:2]), (x[2:], labels[2:])], (x, labels, None)),
         (iter([{"inputs": x[:3]}, {"inputs": x[3:]}]), (x, None, None)),
     ]:
-        got = take_samples(data, 5)
-        for part, want in zip(got, parts, strict=True):
-            assert (part is None) if want is None else torch.equal(part, want[:5])
-    assert len(take_samples([(x[:2],), (x[2:],)], None)[0]) == 6  # None: every sample
+        metrics = ["complexity.sparseness"] + ([] if parts[2] is None else
+                                               ["localisation.relevance_mass"])
+        table = benchmark(model, data, ["gradient"], metrics, n=5, batch_size=2,
+                          progress=False)
+        want = evaluate(model, x[:5], None if parts[1] is None else labels[:5], "gradient",
+                        metrics, None if parts[2] is None else masks[:5])
+        for metric in metrics:
+            torch.testing.assert_close(table.scores[("gradient", metric)],
+                                       want[metric].scores.double(), equal_nan=True)
+    every = benchmark(model, [(x[:2],), (x[2:],)], ["gradient"], ["complexity.sparseness"],
+                      n=None, progress=False)
+    assert every.rows[0]["n"] == 6  # None: every sample
 
 
 @pytest.mark.parametrize("data", [
@@ -121,7 +132,6 @@ def test_the_accepted_forms_of_data():
     [inputs(), inputs()],  # two batches of inputs read as (inputs, labels)
     (inputs(), torch.zeros(B + 1).long()),
     (inputs(), torch.zeros(B).long(), torch.ones(B + 1, 2, 2)),
-    {"images": inputs()},
     {"inputs": inputs(), "label": torch.zeros(B)},
     [(inputs(),), (inputs(), torch.zeros(B).long())],  # parts differ between batches
     [(inputs(),), (torch.randn(B, 3, 3, 3),)],

@@ -12,10 +12,10 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from pellucid import Explanation
+from pellucid import Explanation, benchmark
 from pellucid.errors import ArgumentError, PellucidError
 from pellucid.method import Method
-from pellucid.metrics import benchmark, evaluate
+from pellucid.metrics import evaluate
 from pellucid.perturb import token_fill
 
 V, PAD, MASK = 12, 0, 1

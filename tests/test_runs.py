@@ -317,11 +317,52 @@ def test_float16_refuses_attributions_it_cannot_hold():
     assert error.value.argument == "dtype"
 
 
-def test_a_missing_zarr_names_the_extra(monkeypatch):
+def test_without_zarr_memory_runs_and_a_store_path_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "zarr", None)
+    model, (x, y) = linear(), data()
+    r = run(model, (x, y), ["gradient_x_input"], metrics=["complexity.sparseness"],
+            target="labels", batch_size=4, progress=False, dtype="float32")
+    torch.testing.assert_close(r.attribution("gradient_x_input"),
+                               closed_forms(model, x, y)["gradient_x_input"])
+    assert r.summary().rows[0]["n"] == 11
     with pytest.raises(ArgumentError, match=r"pellucid\[runs\]") as error:
-        run(linear(), data()[0], ["gradient"], progress=False)
+        run(model, x, ["gradient"], store=tmp_path / "s", progress=False)
     assert error.value.argument == "store"
+
+
+def test_the_memory_store_holds_what_the_zarr_store_holds(tmp_path):
+    """Same arrays, dtypes, chunks and attributes in both backends, failures included."""
+    fragile, (x, y) = Fragile().eval(), data(10)
+    x[6, 0, 0, 0] = 99.0
+    common = {"metrics": ["complexity.sparseness", "faithfulness.deletion"],
+              "target": "labels", "batch_size": 4, "progress": False}
+    on_disk = run(fragile, (x, y), ["gradient", "saliency"], store=tmp_path / "s", **common)
+    in_memory = run(fragile, (x, y), ["gradient", "saliency"], **common)
+    names = {name for name, _ in on_disk.store.group.members(max_depth=None)
+             if hasattr(_, "shape")}
+    assert names == {name for name, _ in in_memory.store.group.members()}
+    for name in names:
+        disk, memory = on_disk.store.array(name), in_memory.store.array(name)
+        if name.endswith("seconds"):
+            assert disk.shape == memory.shape
+            continue
+        assert disk.shape == memory.shape and disk.chunks == memory.chunks, name
+        np.testing.assert_array_equal(np.asarray(disk[:]), np.asarray(memory[:]), err_msg=name)
+        assert dict(disk.attrs) == dict(memory.attrs), name
+    assert in_memory.failures == on_disk.failures and [f.index for f in on_disk.failures] == \
+        [6, 6]
+    assert in_memory.store.attrs == on_disk.store.attrs
+    assert str(in_memory.summary()) == str(on_disk.summary())
+
+
+def test_reads_from_the_memory_store_are_copies():
+    r = run(linear(), data(5)[0], ["gradient"], metrics=["complexity.sparseness"],
+            progress=False, batch_size=2)
+    before = r.scores("gradient")["complexity.sparseness"].clone()
+    r.scores("gradient")["complexity.sparseness"].fill_(7.0)
+    r.attribution("gradient", slice(0, 2)).fill_(7.0)
+    assert torch.equal(r.scores("gradient")["complexity.sparseness"], before)
+    assert not (r.attribution("gradient") == 7.0).any()
 
 
 def test_engine_ray_without_its_module_is_a_clear_error(monkeypatch):
@@ -471,3 +512,89 @@ def test_callbacks_see_each_explanation_once():
         ("gradient", [4, 5, 6], (3, 3, 2, 2), ["complexity.sparseness"]),
         ("saliency", [4, 5, 6], (3, 3, 2, 2), ["complexity.sparseness"]),
     ]
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def counted(calls: list[int]):
+    """The gradient method, recording the size of each batch it explains."""
+    from pellucid import get_method
+
+    class Counted(type(get_method("gradient"))):
+        def attribute(self, task, x):
+            calls.append(len(x))
+            return super().attribute(task, x)
+
+    return Counted()
+
+
+def test_benchmark_explains_each_batch_once_for_every_metric_and_streams_n():
+    from pellucid import benchmark
+
+    model, (x, y) = linear(), data(11)
+    calls: list[int] = []
+    read: list[int] = []
+
+    def stream():
+        for start in range(0, 11, 3):
+            read.append(start)
+            yield x[start:start + 3], y[start:start + 3]
+
+    metrics = ["complexity.sparseness", "faithfulness.deletion", "complexity.entropy"]
+    table = benchmark(model, stream(), [counted(calls)], metrics, n=7, progress=False)
+    assert calls == [3, 3, 1]  # one explanation per batch for 3 metrics; the last batch cut
+    assert read == [0, 3, 6]  # no batch after the 7th sample is read
+    stored = run(model, (x[:7], y[:7]), ["gradient"], metrics=metrics, target="labels",
+                 batch_size=3, progress=False, dtype="float32")
+    for metric in metrics:
+        scores = stored.scores("gradient")[metric]
+        torch.testing.assert_close(table.scores[("gradient", metric)], scores)
+        row = next(r for r in table.rows if r["metric"] == metric)
+        assert row["n"] == 7 and abs(row["mean"] - float(scores.mean())) < 1e-12
+        assert abs(row["std"] - float(scores.std())) < 1e-12
+    _, curve = table.curves[("gradient", "faithfulness.deletion")]
+    torch.testing.assert_close(curve, stored.curves("gradient")["faithfulness.deletion"][1]
+                               .double().mean(0))
+    assert len(benchmark(model, x, ["gradient"], ["complexity.sparseness"], n=None,
+                         batch_size=4, progress=False).scores[("gradient",
+                                                               "complexity.sparseness")]) == 11
+
+
+def test_benchmark_targets_and_masks_given_beside_the_data():
+    from pellucid import benchmark
+    from pellucid.metrics import evaluate
+
+    model, (x, y) = linear(), data(9)
+    other = (y + 1) % 3
+    masks = torch.rand(9, 2, 2, generator=torch.Generator().manual_seed(3)) > 0.5
+    masks[:, 0, 0] = True  # no empty mask
+    metric = "localisation.relevance_mass"
+    table = benchmark(model, (x, y), ["gradient"], [metric], n=None, target=other, masks=masks,
+                      batch_size=4, progress=False)
+    want = evaluate(model, x, other, "gradient", metric, masks)[metric].scores.double()
+    torch.testing.assert_close(table.scores[("gradient", metric)], want, equal_nan=True)
+    one = benchmark(model, x, ["gradient"], ["complexity.sparseness"], target=torch.tensor(2),
+                    batch_size=4, progress=False)
+    want = evaluate(model, x, 2, "gradient", "complexity.sparseness")
+    torch.testing.assert_close(one.scores[("gradient", "complexity.sparseness")],
+                               want["complexity.sparseness"].scores.double())
+    with pytest.raises(ArgumentError, match="integer") as error:
+        benchmark(model, x, ["gradient"], ["complexity.sparseness"], target=other.float(),
+                  progress=False)
+    assert error.value.argument == "target"
+    with pytest.raises(ArgumentError, match="target") as error:
+        benchmark(model, x, ["gradient"], ["complexity.sparseness"], target=other[:5],
+                  batch_size=4, progress=False)
+    assert error.value.argument == "target"
+    batches_of_x = [(x[i:i + 4],) for i in range(0, 9, 4)]
+    for wrong in (masks[:5], torch.cat([masks, masks[:1]])):  # found in a batch, at the end
+        with pytest.raises(ArgumentError, match="one mask per sample") as error:
+            benchmark(model, iter(batches_of_x), ["gradient"], [metric], n=None, masks=wrong,
+                      progress=False)
+        assert error.value.argument == "masks"
+    with pytest.raises(ArgumentError, match="same parts") as error:
+        benchmark(model, [(x[:4], y[:4]), (x[4:],)], ["gradient"], ["complexity.sparseness"],
+                  progress=False)
+    assert error.value.argument == "data"
+

@@ -18,9 +18,9 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 import pellucid
-from pellucid import Explanation
+from pellucid import Explanation, benchmark
 from pellucid.errors import ArgumentError, ArgumentTypeError
-from pellucid.metrics import MetricResult, Table, benchmark, evaluate
+from pellucid.metrics import MetricResult, Table, evaluate
 from pellucid.saving import FORMAT_VERSION, HEADER_KEY, Repr, load_fields, save_fields
 
 

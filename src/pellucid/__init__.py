@@ -12,7 +12,8 @@ from . import errors, layers, lrp, targets
 from .api import describe_methods, explain, get_method, list_methods
 from .explanation import Explanation
 from .method import Method, register_method
-from .metrics import benchmark, evaluate, list_metrics
+from .metrics import evaluate, list_metrics
+from .runs import benchmark
 from .task import per_sample, shared
 
 __version__ = "0.1.0"

@@ -5,7 +5,8 @@ mistake (a bad argument, a :class:`UsageError`, a library
 :class:`~pellucid.errors.PellucidError`, an exception inside the user's model) to one line
 on stderr and exit status 2; :mod:`~pellucid.cli.command` defines both. One module per
 subcommand (:mod:`~pellucid.cli.methods`, :mod:`~pellucid.cli.explain`,
-:mod:`~pellucid.cli.demo`, :mod:`~pellucid.cli.evaluate`) and the helpers they share:
+:mod:`~pellucid.cli.demo`, :mod:`~pellucid.cli.evaluate`, :mod:`~pellucid.cli.run`) and the
+helpers they share:
 :mod:`~pellucid.cli.files`, :mod:`~pellucid.cli.model_loading`,
 :mod:`~pellucid.cli.data_loading` and :mod:`~pellucid.cli.settings`.
 """

@@ -48,9 +48,14 @@ def read_images(paths: Sequence[Path], size: Any, channels: int):
 DATA_KEYS = ("inputs", "labels", "masks")
 
 
-def load_data(spec: str, n: int, size: int, seed: int) -> tuple:
-    """(inputs, labels, masks) of the first ``n`` samples that ``--data`` names, None for a
-    part the data lacks: a generated data set or a file.
+#: the samples of generated shapes data when ``-n`` is not given
+SHAPES = 256
+
+
+def load_data(spec: str, n: int | None, size: int, seed: int) -> tuple:
+    """(inputs, labels, masks) of the first ``n`` samples that ``--data`` names (None: all
+    of a file or of digits, :data:`SHAPES` generated shapes), None for a part the data
+    lacks: a generated data set or a file.
 
     A file holds a tensor of inputs, a tuple (inputs, labels[, masks]), or a dict with
     :data:`DATA_KEYS`; it is read by :func:`~.files.load_file` and checked here, so that a
@@ -59,7 +64,7 @@ def load_data(spec: str, n: int, size: int, seed: int) -> tuple:
     if spec == "shapes":
         from pellucid.data import shapes
 
-        data = shapes(n, size=size, seed=seed)
+        data = shapes(SHAPES if n is None else n, size=size, seed=seed)
         return data.images, data.labels, data.masks
     if spec == "digits":
         from pellucid.data import digits
@@ -127,4 +132,4 @@ def checked_data(loaded: Any, source: str) -> tuple:
     return inputs, labels, masks
 
 
-__all__ = ["DATA_KEYS", "checked_data", "image_paths", "load_data", "read_images"]
+__all__ = ["DATA_KEYS", "SHAPES", "checked_data", "image_paths", "load_data", "read_images"]

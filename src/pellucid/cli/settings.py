@@ -1,6 +1,7 @@
 """``--setting KEY=VALUE`` arguments, and the methods and metrics they configure.
 
-``pellucid explain`` gives every setting to its one method. ``pellucid evaluate`` gives
+``pellucid explain`` gives every setting to its one method. ``pellucid evaluate`` and
+``pellucid run`` give
 ``KEY=VALUE`` to each chosen method and metric that has the setting ``KEY`` (an error when
 both a method and a metric have it, or none does) and ``NAME:KEY=VALUE`` to the method or
 metric ``NAME`` only. Methods and metrics are built here, before any model runs, so that an
@@ -9,12 +10,14 @@ unknown name or a setting they reject ends the command at once.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from .command import UsageError
+from .command import UsageError, positive_int
 
 #: the benchmark's reference row, not a registered method (``--seed`` seeds it)
 RANDOM = "random"
@@ -140,11 +143,64 @@ def route_settings(
     )
 
 
+def add_scoring_arguments(parser: argparse.ArgumentParser, n_default: int | None,
+                          metrics_default: Sequence[str]) -> None:
+    """The arguments that ``evaluate`` and ``run`` share: the model, the data, the methods
+    and metrics with their ``--setting``s, ``-n``, ``--size``, ``--seed``, ``--batch-size``."""
+    parser.add_argument("--model", required=True, help="MODULE:FACTORY, demo name or checkpoint")
+    parser.add_argument("--weights", type=Path, default=None, help="a state dict to load")
+    parser.add_argument("--data", default="shapes", help="shapes, digits, FILE.pt or FILE.npz")
+    parser.add_argument("--methods", nargs="+", default=[RANDOM, "gradient"],
+                        help="method names, or 'random' for the random attribution")
+    parser.add_argument("--metrics", nargs="*", default=list(metrics_default),
+                        help="metric names (see pellucid.list_metrics())")
+    parser.add_argument("-n", type=positive_int, default=n_default,
+                        help=f"samples to evaluate (default {n_default or 'all'})")
+    parser.add_argument("--size", type=positive_int, default=None,
+                        help="image size of generated data (default: the model's input_size)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the generated data and the random attribution")
+    parser.add_argument("--setting", action="append", default=[], metavar="[NAME:]KEY=VALUE",
+                        help="a method or metric setting, e.g. --setting steps=50 (repeatable)")
+    parser.add_argument("--batch-size", type=positive_int, default=64,
+                        help="samples per batch (default 64)")
+
+
+def chosen(args: argparse.Namespace) -> tuple[list, list]:
+    """The method objects (``"random"`` stays a name) and metric objects that ``--methods``,
+    ``--metrics`` and ``--setting`` name: every name and setting is checked before a model
+    runs."""
+    import pellucid
+    from pellucid.method import METHODS
+    from pellucid.metrics.base import METRICS
+
+    check_names(args.methods, [RANDOM, *pellucid.list_methods()], "--methods",
+                "'pellucid methods'")
+    check_names(args.metrics, pellucid.list_metrics(), "--metrics", "pellucid.list_metrics()")
+    method_fields = {m: set() if m == RANDOM else setting_names(METHODS.get(m))
+                     for m in args.methods}
+    metric_fields = {k: setting_names(METRICS.get(k)) for k in args.metrics}
+    method_settings, metric_settings = route_settings(
+        parse_settings(args.setting, scoped=True), method_fields, metric_fields
+    )
+    metrics = [build_metric(k, metric_settings[k]) for k in args.metrics]
+    for metric in metrics:
+        if getattr(metric, "train_fn", False) is None:
+            raise UsageError(
+                f"--metrics {metric.name} retrains models and needs a training function; "
+                "run it from the Python API (pellucid.evaluate(..., train_fn=...))"
+            )
+    methods = [m if m == RANDOM else build_method(m, method_settings[m]) for m in args.methods]
+    return methods, metrics
+
+
 __all__ = [
     "RANDOM",
+    "add_scoring_arguments",
     "build_method",
     "build_metric",
     "check_names",
+    "chosen",
     "parse_settings",
     "route_settings",
     "setting_names",

@@ -1,4 +1,5 @@
-"""Explanation-quality metrics, batched in torch, and the ``evaluate`` / ``benchmark`` API.
+"""Explanation-quality metrics, batched in torch, and the ``evaluate`` API (``benchmark``, on
+the dataset runner, is :func:`pellucid.benchmark`).
 
 Every metric is registered by name (``faithfulness.pixel_flipping``, ``localisation.
 pointing_game``, ...); see :func:`list_metrics` and docs/metrics.md.
@@ -25,7 +26,7 @@ from .base import (
 )
 from .evaluate import evaluate
 from .external import CallableMethod
-from .harness import Table, benchmark
+from .harness import Table
 from .random_attribution import RandomAttribution
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "RandomAttribution",
     "Scores",
     "Table",
-    "benchmark",
     "evaluate",
     "get_metric",
     "list_metrics",

@@ -48,7 +48,7 @@ from ..explanation import Explanation
 from ..method import Method
 from ..metrics.base import Metric, distinct_labels
 from ..metrics.evaluate import MetricSpec, chosen_metrics, evaluate
-from ..metrics.harness import _methods
+from ..metrics.harness import resolve_methods
 from ..task import per_sample
 from .accumulate import Moments
 from .batches import Batch, batches, sample_count
@@ -134,7 +134,7 @@ def prepare(
         >>> list(plan.methods), plan.methods["integrated_gradients"].steps
         (['gradient', 'integrated_gradients'], 8)
     """
-    chosen = _methods(methods, method_settings, 0)
+    chosen = resolve_methods(methods, method_settings, 0)
     if metric_settings is not None and not isinstance(metric_settings, Mapping):
         raise ArgumentTypeError(
             "metric_settings", f"metric_settings must be a dict {{setting: value}} given to every "

@@ -1,4 +1,5 @@
-"""The store of a run: a zarr v3 group on disk (or in memory), written one batch at a time.
+"""The store of a run: a zarr v3 group on disk, or NumPy arrays in memory
+(:mod:`~pellucid.runs.memory`, no optional dependency), written one batch at a time.
 
 Layout (see docs/runs.md): root attributes ``format``, ``format_version``,
 ``pellucid_version``, ``fingerprint``, ``settings`` (what the fingerprint hashes),
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 
 from ..errors import ArgumentError, ArgumentTypeError
 from ..saving import _version
+from .memory import MemoryGroup
 
 if TYPE_CHECKING:
     from .runner import BatchResult
@@ -108,7 +110,8 @@ def key(label: str) -> str:
 
 
 class Store:
-    """A run's zarr group: :meth:`create` to write (or resume), :meth:`open` to read."""
+    """A run's arrays, in a zarr group on disk or a :class:`~pellucid.runs.memory.MemoryGroup`:
+    :meth:`create` to write (or resume), :meth:`open` to read."""
 
     def __init__(self, group: Any, path: Path | None) -> None:
         self.group = group
@@ -123,7 +126,6 @@ class Store:
         ``methods`` are the method labels, ``metrics`` the metric labels → direction.
         Errors name ``store``.
         """
-        zarr = zarr_module()
         attrs = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "pellucid_version": _version(),
             "fingerprint": fingerprint(settings), "settings": canonical(settings),
@@ -131,10 +133,11 @@ class Store:
             "metrics": {label: {"key": key(label), "direction": d} for label, d in metrics.items()},
         }
         if path is None:
-            group = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+            group = MemoryGroup()
             group.attrs.update(attrs)
             return cls(group, None)
         folder = _folder(path)
+        zarr = zarr_module()
         if resume and (folder / "zarr.json").exists():
             store = cls.open(folder, mode="r+", argument="store")
             if store.attrs["fingerprint"] != attrs["fingerprint"]:
