@@ -220,3 +220,16 @@ def test_run_mistakes_are_one_line_naming_the_flag(linear_world, capsys, argv, n
                               "--no-progress", *argv)
     assert code == 2 and named in err and len(err.splitlines()) == 1 and out == ""
 
+
+
+def test_report_writes_a_page_for_a_stored_run(linear_world, capsys):
+    argv = ["run", "--model", "lin.py:build", "--data", "data.pt", "--methods", "gradient",
+            "--metrics", "complexity.sparseness", "--store", "st", "--no-progress"]
+    assert call_cli(capsys, *argv)[0] == 0
+    code, out, err = call_cli(capsys, "report", "st", "--out", "page", "--samples", "2")
+    page = linear_world / "page" / "index.html"
+    assert code == 0 and "page/index.html" in out and page.exists()
+    html = page.read_text()
+    assert "gradient" in html and "complexity.sparseness" in html
+    code, _, err = call_cli(capsys, "report", "missing", "--out", "page2")
+    assert code == 2 and err.startswith("pellucid report: error:") and len(err.splitlines()) == 1

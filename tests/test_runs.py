@@ -598,3 +598,32 @@ def test_benchmark_targets_and_masks_given_beside_the_data():
                   progress=False)
     assert error.value.argument == "data"
 
+
+
+def test_spray_of_a_stored_class_follows_the_data_sets_positions():
+    # class 0's evidence sits on the first or the last half of the features: two strategies
+    model = nn.Linear(16, 2, bias=False).eval()
+    torch.manual_seed(0)
+    first = (1 + 0.1 * torch.rand(15, 16)) * torch.cat([torch.ones(8), torch.zeros(8)])
+    second = (1 + 0.1 * torch.rand(15, 16)) * torch.cat([torch.zeros(8), torch.ones(8)])
+    x = torch.stack([first, second], 1).reshape(30, 16)  # interleaved: 0, 1, 0, 1, ...
+    result = run(model, x, ["gradient_x_input"], target=0, batch_size=7, progress=False)
+    found = result.spray("gradient_x_input", 0, embedding="spectral", neighbours=14)
+    assert found.suggested_clusters == 2
+    assert torch.equal(found.index, torch.arange(30))
+    strategy = torch.arange(30) % 2
+    assert len({(int(s), int(c)) for s, c in zip(strategy, found.labels)}) == 2  # ARI = 1
+    with pytest.raises(ArgumentError) as error:
+        result.spray("gradient_x_input", 1)
+    assert error.value.argument == "cls"
+
+
+def test_engine_settings_are_checked_per_engine():
+    with pytest.raises(ArgumentError, match="takes no setting") as error:
+        run(nn.Linear(4, 2).eval(), torch.randn(4, 4), ["gradient"], progress=False,
+            engine_settings={"concurrency": 2})
+    assert error.value.argument == "engine_settings"
+    with pytest.raises(ArgumentTypeError) as error:
+        run(nn.Linear(4, 2).eval(), torch.randn(4, 4), ["gradient"], progress=False,
+            engine_settings=[("concurrency", 2)])
+    assert error.value.argument == "engine_settings"

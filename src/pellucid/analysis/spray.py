@@ -58,7 +58,9 @@ class Spray:
     ``labels`` (N,) cluster of each heatmap (0 the largest cluster); ``eigenvalues`` (m,) the
     smallest eigenvalues of the normalised Laplacian, ascending; ``suggested_clusters`` the
     eigengap's k; ``embedding`` (N, 2); ``means`` (K, ...) the mean heatmap of each cluster at
-    the heatmaps' resolution (summed over channels); ``counts`` (K,) the cluster sizes.
+    the heatmaps' resolution (summed over channels); ``counts`` (K,) the cluster sizes;
+    ``index`` (N,) the heatmaps' positions in a data set when they came from one (a stored
+    run, :meth:`pellucid.runs.Run.spray`), else None.
     """
 
     labels: Tensor
@@ -67,6 +69,7 @@ class Spray:
     embedding: Tensor
     means: Tensor
     counts: Tensor
+    index: Tensor | None = None
 
     @property
     def clusters(self) -> int:

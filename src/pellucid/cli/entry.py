@@ -16,13 +16,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import demo, evaluate, explain, methods, run
+from . import demo, evaluate, explain, methods, report, run
 from .command import USAGE_ERROR, Command, UsageError
 from .model_loading import model_failed
 
 #: the subcommands, in the order ``pellucid --help`` lists them
 COMMANDS: tuple[Command, ...] = (
     methods.COMMAND, explain.COMMAND, demo.COMMAND, evaluate.COMMAND, run.COMMAND,
+    report.COMMAND,
 )
 
 

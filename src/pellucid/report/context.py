@@ -1,7 +1,8 @@
 """What the demo report's sections draw from: the models, the images and each method's result.
 
 A :class:`DemoContext` holds the demo models (:class:`ReportModel`), the gallery, the
-Clever-Hans images, the reference images and the text test sequences;
+Clever-Hans images, the reference images, the text test sequences and the shortcut class's
+images for SpRAy;
 :meth:`DemoContext.explain` explains a batch with every method once, timed, and keeps the
 :class:`MethodResult` list. Each method gets the demo's budget from its own
 :meth:`~pellucid.method.Method.cheap` hook (:func:`demo_method`).
@@ -63,6 +64,8 @@ class DemoContext:
     shortcut_class: int | None = None
     #: test sequences for the text models (roles "text" and "text_recurrent" in ``models``)
     text: TokenSet | None = None
+    #: test images of the shortcut class, half with the watermark, for the SpRAy section
+    spray: ImageSet | None = None
     _results: dict[tuple[str, str], list[MethodResult]] = field(default_factory=dict, repr=False)
 
     def explain(

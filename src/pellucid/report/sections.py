@@ -17,6 +17,7 @@ from .gallery import gallery_section
 from .html import Section
 from .method_table import methods_section
 from .prototypes import prototypes_section
+from .spray import spray_section
 from .tcav import tcav_section
 from .text import text_section
 
@@ -28,6 +29,7 @@ SECTIONS: tuple[SectionBuilder, ...] = (
     methods_section,
     gallery_section,
     clever_hans_section,
+    spray_section,
     evaluation_section,
     text_section,
     prototypes_section,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ from ..metrics.harness import Table
 from ..registry import suggest
 from .accumulate import CurveMean, Moments
 from .store import Store
+
+if TYPE_CHECKING:
+    from ..analysis import Spray
 
 __all__ = ["Failure", "Run"]
 
@@ -123,6 +126,36 @@ class Run:
             found[label] = torch.from_numpy(_read(values, rows))
         return found
 
+    def spray(self, method: str, cls: int, **settings: Any) -> Spray:
+        """SpRAy (:func:`pellucid.analysis.spray`) on the heatmaps of ``method`` for the
+        samples whose target is class ``cls`` (failed samples, NaN, left out); ``settings``
+        go to ``spray``. The result's labels follow ``run.index`` of those samples
+        (``Spray.index``: their positions in the data set).
+
+        Example:
+            >>> import torch
+            >>> from pellucid.runs import run
+            >>> model = torch.nn.Linear(16, 2, bias=False).eval()
+            >>> halves = torch.tensor([[1.0] * 8 + [0.0] * 8, [0.0] * 8 + [1.0] * 8])
+            >>> x = (1 + 0.1 * torch.rand(40, 16)) * halves.repeat_interleave(20, 0)
+            >>> r = run(model, x, ["gradient_x_input"], target=0, progress=False)
+            >>> result = r.spray("gradient_x_input", 0, embedding="spectral", neighbours=19)
+            >>> result.suggested_clusters, sorted(result.counts.tolist())
+            (2, [20, 20])
+        """
+        from ..analysis import spray
+
+        rows = self._rows(None, cls)
+        heatmaps = self.attribution(method, rows)
+        keep = heatmaps.flatten(1).isfinite().all(1)
+        if int(keep.sum()) == 0:
+            raise ArgumentError(
+                "cls", f"no sample of class {cls} has an attribution of {method!r} (none "
+                "explained, or every one failed); pick a class the run holds",
+            )
+        result = spray(heatmaps[keep], **settings)
+        return dataclasses.replace(result, index=self.index[torch.as_tensor(rows)][keep])
+
     def curves(self, method: str) -> dict[str, tuple[Tensor, Tensor]]:
         """``{metric label: (x axis (K,), per-sample curves (N, K))}`` of ``method``."""
         found = {}
@@ -181,8 +214,8 @@ class Run:
 
     def _column(self, name: str) -> Tensor:
         array = self.store.array(name)
-        if array is None:
-            return torch.zeros(0)
+        if array is None:  # nothing written yet
+            return torch.zeros(0, dtype=torch.float32 if name == "outputs" else torch.int64)
         return torch.from_numpy(np.asarray(array[:]))
 
     def _key(self, method: str) -> str:

@@ -332,6 +332,7 @@ def run(
     callbacks: Sequence[Callback] = (),
     engine: str = "local",
     batch_size: int | None = None,
+    engine_settings: Mapping[str, Any] | None = None,
 ) -> Run:
     """Explain every sample of ``data`` with each method, score it with each metric, and
     keep everything in a store (on disk with ``store=path``, else in memory).
@@ -356,6 +357,9 @@ def run(
         callbacks: ``callback(method label, batch, explanation, scores)`` per method and batch.
         engine: ``"local"`` or ``"ray"`` (:mod:`pellucid.runs.ray_engine`, extra ``ray``).
         batch_size: samples per batch for tensors, tuples, dicts and Datasets (default 64).
+        engine_settings: settings of the engine, e.g. ``{"concurrency": 4, "num_gpus": 1}``
+            for ``engine="ray"`` (see :func:`pellucid.runs.ray_engine.run_on_ray`); none
+            for the local engine.
 
     Example:
         >>> import torch
@@ -375,6 +379,7 @@ def run(
     check_bool(progress, "progress")
     check_choice(engine, "engine", ENGINES, "where the batches are explained")
     callbacks = _checked_callbacks(callbacks)
+    engine_settings = _checked_engine_settings(engine, engine_settings)
     if engine == "ray":
         try:
             from .ray_engine import run_on_ray
@@ -384,7 +389,7 @@ def run(
                 "'pellucid[ray]', or use engine='local'",
             ) from None
         return run_on_ray(model, data, plan, store=store, resume=resume, progress=progress,
-                          callbacks=callbacks, batch_size=batch_size)
+                          callbacks=callbacks, batch_size=batch_size, **engine_settings)
     written = open_store(model, plan, store, resume)
     bars = _Bars(list(plan.methods), progress, sample_count(data))
     empty = True
@@ -406,6 +411,27 @@ def run(
     if empty:
         raise ArgumentError("data", "data is empty (no batch); give at least one sample")
     return Run(written)
+
+
+#: the settings each engine takes (``engine_settings=``)
+ENGINE_SETTINGS = {"local": (), "ray": ("concurrency", "num_gpus")}
+
+
+def _checked_engine_settings(engine: str, given: Any) -> dict[str, Any]:
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise ArgumentTypeError(
+            "engine_settings", f"engine_settings must be a dict, got {type(given).__name__}; "
+            "e.g. engine_settings={'concurrency': 4}",
+        )
+    unknown = sorted(set(given) - set(ENGINE_SETTINGS[engine]))
+    if unknown:
+        raise ArgumentError(
+            "engine_settings", f"engine={engine!r} takes no setting {unknown}; its settings "
+            f"are {list(ENGINE_SETTINGS[engine]) or 'none'}",
+        )
+    return dict(given)
 
 
 def open_store(model: nn.Module, plan: Plan, store: Any, resume: bool) -> Store:
