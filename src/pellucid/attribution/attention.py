@@ -54,6 +54,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import ArgumentError, ArgumentTypeError
 from ..method import Method, register_method
+from ..sdpa import attention_weights
 from ..task import Forward, Task, require_graph
 from .rows import check_finite_values
 
@@ -136,18 +137,8 @@ class _AttentionMaps(TorchFunctionMode):
         enable_gqa: bool = False,
     ) -> Tensor:
         """``F.scaled_dot_product_attention`` written out (its reference implementation)."""
-        if enable_gqa:
-            key = key.repeat_interleave(query.size(-3) // key.size(-3), -3)
-            value = value.repeat_interleave(query.size(-3) // value.size(-3), -3)
-        scale = query.size(-1) ** -0.5 if scale is None else scale
-        logits = query @ key.transpose(-2, -1) * scale
-        if is_causal:
-            keep = torch.ones(logits.shape[-2:], dtype=torch.bool, device=logits.device).tril()
-            logits = logits.masked_fill(~keep, float("-inf"))
-        if attn_mask is not None:
-            logits = (logits.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool
-                      else logits + attn_mask)
-        weights = torch.softmax(logits, dim=-1)
+        weights, value = attention_weights(query, key, value, attn_mask, is_causal, scale,
+                                           enable_gqa)
         self._keep(weights, -1, attention=True)
         return F.dropout(weights, dropout_p, training=dropout_p > 0) @ value
 

@@ -34,6 +34,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..checks import check_eager, compiled_original
 from ..errors import ModelError, UnsupportedModelError
+from ..sdpa import attention_weights
 
 # functions whose ``inplace`` flag may be passed positionally
 _INPLACE_FLAG = {
@@ -336,18 +337,9 @@ def attention_by_ops(query: Tensor, key: Tensor, value: Tensor,
             "attention masks, so relevance would differ on every call; call model.eval() (or "
             "pass dropout_p=0.0 in the model's forward)",
         )
-    if enable_gqa:
-        key = key.repeat_interleave(query.size(-3) // key.size(-3), -3)
-        value = value.repeat_interleave(query.size(-3) // value.size(-3), -3)
-    scale = query.size(-1) ** -0.5 if scale is None else scale
-    scores = query @ key.transpose(-2, -1) * scale
-    if is_causal:
-        keep = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
-        scores = scores.masked_fill(~keep, float("-inf"))
-    if attn_mask is not None:
-        scores = (scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool
-                  else scores + attn_mask)
-    return torch.softmax(scores, dim=-1) @ value
+    weights, value = attention_weights(query, key, value, attn_mask, is_causal, scale,
+                                       enable_gqa)
+    return weights @ value
 
 
 def _is_inplace(name: str, args: tuple, kwargs: dict) -> bool:
