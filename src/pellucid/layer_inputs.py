@@ -276,6 +276,22 @@ def is_token_layout(ids: Tensor, h: Tensor) -> bool:
     return ids.ndim == 2 and h.ndim == 3 and h.shape[:2] == ids.shape
 
 
+def reported(
+    entry: Entry, attribution: Tensor, extras: dict[str, Any], inputs: Tensor,
+    per_position: bool,
+) -> tuple[Tensor, dict[str, Any], Tensor | None]:
+    """(attribution, extras, kept inputs) of an Explanation made at ``entry``: per token for
+    token ids, with the per-dimension map (B, L, D) in ``extras["embedding_attribution"]``
+    and the ids kept; the activation's attribution for ``layer=``, with no inputs kept (the
+    metrics perturb model inputs, not activations). ``extras["attributed_layer"]`` names
+    the layer."""
+    extras = {**extras, "attributed_layer": entry.name}
+    if not entry.channels_first:
+        return attribution, extras, None
+    extras["embedding_attribution"] = entry.as_activation(attribution).to(inputs.device)
+    return per_token(attribution, per_position), extras, inputs.detach().clone()
+
+
 def per_token(attribution: Tensor, per_position: bool) -> Tensor:
     """The attribution (B, D, L) per token (B, L): the sum over the D dimensions, or their
     mean for a method that gives every dimension of a position the same value

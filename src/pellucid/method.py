@@ -22,7 +22,7 @@ from .checks import check_count, check_finite, check_inputs
 from .errors import ArgumentError, ModelError
 from .explanation import Explanation
 from .guard import preserved
-from .layer_inputs import check_token_target, enter, per_token, with_token_references
+from .layer_inputs import check_token_target, enter, reported, with_token_references
 from .layers import LayerRef
 from .outputs import OutputSelector
 from .registry import Registry
@@ -169,12 +169,8 @@ class Method:
                 )
             explained = x.detach().to(inputs.device)
             if entry is not None:
-                extras = {**extras, "attributed_layer": entry.name}
-                explained = inputs.detach().clone() if entry.channels_first else None
-            if entry is not None and entry.channels_first:
-                extras["embedding_attribution"] = entry.as_activation(attribution).to(
-                    inputs.device)
-                attribution = per_token(attribution, self.per_position)
+                attribution, extras, explained = reported(
+                    entry, attribution, extras, inputs, self.per_position)
         return Explanation(
             attribution=attribution.to(inputs.device),
             output=task.first_forward.output.detach(),
@@ -191,12 +187,14 @@ class Method:
 
 
 def _overflow_fix(dtype: torch.dtype) -> str:
-    half = dtype in (torch.float16, torch.bfloat16)
-    return ("float16 overflows where a method divides by small values (the rule engine's "
-            "ε-stabilised ratios): run the model in bfloat16 or float32 for this method"
-            if dtype == torch.float16 else
-            "the model's gradients or messages overflowed or divided 0 by 0 on these inputs; "
-            + ("run the model in float32" if half else "check the model on these inputs"))
+    """How to avoid a non-finite attribution in a model of ``dtype``."""
+    if dtype == torch.float16:
+        return ("float16 overflows where a method divides by small values (the rule engine's "
+                "ε-stabilised ratios): run the model in bfloat16 or float32 for this method")
+    cause = "the model's gradients or messages overflowed or divided 0 by 0 on these inputs"
+    if dtype == torch.bfloat16:
+        return f"{cause}; run the model in float32"
+    return f"{cause}; check the model on these inputs"
 
 
 def explained_target(task: Task) -> TargetSpec:
