@@ -149,6 +149,21 @@ def check_side(side: Any) -> str:
     return side
 
 
+def _run_until_reached(
+    model: nn.Module, inputs: Tensor, kwargs: Mapping[str, Any], handles: list[Any]
+) -> None:
+    """A forward pass without gradients that ends when one of the hooks behind ``handles``
+    raises :class:`_Reached` (or when the model returns); the hooks are removed."""
+    try:
+        with torch.no_grad():
+            model(inputs.clone(), **kwargs)
+    except _Reached:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def activation(
     model: nn.Module, module: nn.Module, side: str, inputs: Tensor, kwargs: Mapping[str, Any],
     *, name: str, argument: str,
@@ -166,13 +181,7 @@ def activation(
 
     handle = (module.register_forward_hook(grab) if side == "output"
               else module.register_forward_pre_hook(grab))
-    try:
-        with torch.no_grad():
-            model(inputs.clone(), **kwargs)
-    except _Reached:
-        pass
-    finally:
-        handle.remove()
+    _run_until_reached(model, inputs, kwargs, [handle])
     if not seen:
         raise ArgumentError(
             argument,
@@ -253,14 +262,7 @@ def _receiving(
         return check
 
     handles = [m.register_forward_pre_hook(hook_for(n, m)) for n, m in candidates]
-    try:
-        with torch.no_grad():
-            model(ids.clone(), **kwargs)
-    except _Reached:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    _run_until_reached(model, ids, kwargs, handles)
     if not found:
         names = [n for n, _ in candidates]
         raise ArgumentError(
