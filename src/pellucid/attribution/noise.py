@@ -9,7 +9,9 @@ With noisy copies x + εₙ, εₙ ∼ N(0, σ²), σ = ``noise`` · (max x − 
 
 The noise draws ε₁..ε_N are shared by all samples of a batch (scaled by each sample's σ),
 so the result for a sample does not depend on the rest of the batch. The N·B noisy rows
-are evaluated in chunks of ``batch_size``.
+are evaluated in chunks of ``batch_size``. The draws are made and the sums accumulated in
+float32 at least, whatever the model's dtype (a float16 sum of squares overflows past 65504);
+the result is cast to the inputs' dtype.
 """
 
 from __future__ import annotations
@@ -103,16 +105,20 @@ class _NoiseWrapper(Method):
             )
         sigma = broadcast_like(self.noise * spread, x)
         gen = generator(self.seed)
-        eps = torch.randn((self.samples, *x.shape[1:]), generator=gen, dtype=x.dtype).to(x.device)
-        total, total_sq = torch.zeros_like(x), torch.zeros_like(x)
+        wide = torch.promote_types(x.dtype, torch.float32)  # draws and sums: float32 at least
+        eps = torch.randn((self.samples, *x.shape[1:]), generator=gen, dtype=wide)
+        eps = eps.to(x.device, x.dtype)  # the same draws whatever the model's dtype
+        total = torch.zeros_like(x, dtype=wide)
+        total_sq = torch.zeros_like(total)
         for sample, draw in expanded_rows(len(x), self.samples, self.batch_size, x.device):
             noisy = x[sample] + sigma[sample] * eps[draw]
             attribution, _ = base.attribute(task.take(sample, NOISY), noisy)
             check_finite_values(attribution, self.name, f"{base.name} attributions", NOISY)
+            attribution = attribution.to(wide)
             total.index_add_(0, sample, attribution)
             total_sq.index_add_(0, sample, attribution.square())
         mean, mean_square = total / self.samples, total_sq / self.samples
-        return self.combine(mean, mean_square), {"base": base.name}
+        return self.combine(mean, mean_square).to(x.dtype), {"base": base.name}
 
 
 @register_method("smoothgrad")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._seeding import offset_seed
+from .._seeding import offset_seed, python_random_kept
 from ..checks import check_bool, check_inputs, check_seed
 from ..errors import ArgumentError, ArgumentTypeError, PellucidError, UnknownNameError
 from ..guard import preserved
@@ -266,8 +266,9 @@ def _classifier(spec: str | Any, seed: int) -> Any:
         from sklearn.base import clone
 
         return clone(spec)
-    from sklearn.linear_model import LogisticRegression, SGDClassifier
-    from sklearn.svm import LinearSVC
+    with python_random_kept():  # importing scikit-learn draws from Python's generator
+        from sklearn.linear_model import LogisticRegression, SGDClassifier
+        from sklearn.svm import LinearSVC
 
     makers = {
         "logistic": lambda: LogisticRegression(

@@ -73,7 +73,10 @@ def maximise(
         output, model_kwargs: as in :func:`pellucid.explain`.
 
     Returns:
-        The images, one tensor of shape ``shape[1:]`` each (detached, on the model's device).
+        The images, one tensor of shape ``shape[1:]`` each (detached, on the model's device,
+        in float32 for a float16 or bfloat16 model: the parameters, their FFT and the
+        optimiser's state stay in float32 and the images are cast to the model's dtype just
+        before each forward pass; Adam's ε = 1e-8 is 0 in float16).
     """
     if not isinstance(objective, Objective):
         raise ArgumentTypeError(
@@ -95,10 +98,13 @@ def maximise(
             layer_name(model, name)  # a layer the model does not have fails before optimising
         for p in model.parameters():
             p.requires_grad_(False)  # restored by preserved(); no weight gradients at all
+        like = private_copy(torch.zeros(0), model)  # the model's device and floating dtype
+        wide = torch.promote_types(like.dtype, torch.float32)  # images and FFTs: ≥ float32
         if init is None:
-            params = private_copy(param.init(shape, gen), model)
+            params = param.init(shape, gen).to(like.device, wide)
         else:
-            params = param.from_image(private_copy(_check_init(init, shape), model))
+            start = _check_init(init, shape).detach().to(like.device, wide, copy=True)
+            params = param.from_image(start)
         params.requires_grad_(True)
         step = _optimiser(optimiser, params, lr)
         for _ in tqdm(range(steps), disable=not progress, desc="maximising", leave=False):
@@ -106,7 +112,7 @@ def maximise(
                 image = param.to_image(params, shape)
                 forward = _observe(
                     model,
-                    transform_images(image, transforms, gen),
+                    transform_images(image, transforms, gen).to(like.dtype),
                     objective.layers(),
                     output,
                     model_kwargs,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..checks import check_bool, check_finite
 from ..perturb import BaselineSpec, check_baseline
 from .base import Case, Metric, Scores, register_metric
+from .stats import wide
 
 
 @register_metric("axiomatic.completeness")
@@ -35,5 +36,5 @@ class Completeness(Metric):
             check_finite(reference, "the baseline", argument="baseline",
                          fix="pass a finite baseline")
             explained = explained - case.scores(reference)
-        gap = (case.attribution.flatten(1).sum(1) - explained).abs()
+        gap = (wide(case.attribution.flatten(1)).sum(1) - wide(explained)).abs()
         return Scores(gap / explained.abs() if self.relative else gap)

@@ -267,9 +267,10 @@ class Case:
         index of a chunk's rows and returns one number per row.
         """
         x = self.forward.inputs
-        values = self.attribution.new_empty(len(x), variants)
+        dtype = torch.promote_types(self.attribution.dtype, torch.float32)  # statistics' dtype
+        values = self.attribution.new_empty(len(x), variants, dtype=dtype)
         for sample, variant in expanded_rows(len(x), variants, batch_size, x.device):
-            values[sample, variant] = value(sample, variant)
+            values[sample, variant] = value(sample, variant).to(dtype)
         return values
 
     @property

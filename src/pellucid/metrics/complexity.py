@@ -5,7 +5,7 @@
 - ``complexity.entropy`` (Bhatt et al. 2020): H = −Σᵢ pᵢ log pᵢ with pᵢ = |aᵢ| / Σⱼ |aⱼ|.
 
 For token ids the padding (:attr:`Case.valid`) is left out: n counts a sample's valid
-tokens only.
+tokens only. Both are computed in float32 at least (:func:`~pellucid.metrics.stats.wide`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import Case, Metric, Scores, register_metric
+from .stats import wide
 
 
 @register_metric("complexity.sparseness")
@@ -27,7 +28,7 @@ class Sparseness(Metric):
         valid = case.valid
         if valid is not None:  # padding sorts first (as −1), then counts as 0
             values = values.masked_fill(~valid, -1.0)
-        values = values.sort(1).values.clamp(min=0)
+        values = wide(values.sort(1).values.clamp(min=0))
         size = values.shape[1]
         n = (values.new_full((len(values), 1), size) if valid is None
              else valid.sum(1, keepdim=True).to(values.dtype))
@@ -43,7 +44,7 @@ class Entropy(Metric):
     direction = "lower"
 
     def compute(self, case: Case) -> Scores:
-        values = case.attribution.flatten(1).abs()
+        values = wide(case.attribution.flatten(1).abs())
         if case.valid is not None:
             values = values.masked_fill(~case.valid, 0.0)
         p = values / values.sum(1, keepdim=True)

@@ -100,5 +100,6 @@ def perturbation_curve(
         return case.scores(rows, sample, probability)
 
     values = case.grid_values(steps + 1, score_at_step, batch_size)
-    fractions = counts.cpu().to(values.dtype) / counted.to(values.dtype).unsqueeze(1)
+    dtype = torch.promote_types(values.dtype, torch.float32)  # float16 counts stop at 2048
+    fractions = counts.cpu().to(dtype) / counted.to(dtype).unsqueeze(1)
     return Curve(values, fractions[0] if valid is None else fractions.mean(0), fractions)

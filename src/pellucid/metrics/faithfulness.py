@@ -41,7 +41,7 @@ from .base import Case, Metric, Scores, direction_by_settings, register_metric
 from .curves import perturbation_curve
 from .maps import Patch, group_sums, patch_groups
 from .settings import check_patch
-from .stats import pearson, trapezoid
+from .stats import pearson, trapezoid, wide
 
 
 def _check_removal(metric: Metric) -> None:
@@ -108,7 +108,7 @@ class PixelFlipping(Metric):
             probability=probability, batch_size=self.batch_size, seed=self.seed,
             until=self.until,
         )
-        drops = curve.values[:, :1] - curve.values
+        drops = wide(curve.values[:, :1] - curve.values)
         return Scores(drops.mean(1), curve.values, curve.fraction,
                       {"auc": trapezoid(curve.values, curve.fractions),
                        "probability": probability})
@@ -223,7 +223,8 @@ class FaithfulnessCorrelation(Metric):
         probability = case.probability(self.probability, self.name)
         drops = self._output_drops(case, chosen, groups.labels.expand(x.shape[1:]).reshape(-1),
                                    probability)
-        return Scores(pearson(attribution_sums, drops), extras={"probability": probability})
+        correlation = pearson(attribution_sums, drops).to(attribution_sums.dtype)
+        return Scores(correlation, extras={"probability": probability})
 
     def _output_drops(
         self, case: Case, chosen: Tensor, labels: Tensor, probability: bool
@@ -281,15 +282,17 @@ class Infidelity(Metric):
         case.refuse_tokens(self.name, "it adds Gaussian noise to the inputs, which token ids "
                            "do not take; remove tokens with faithfulness.correlation instead")
         x = case.forward.inputs
-        draws = self.noise * torch.randn(
-            (self.perturbations, *x.shape[1:]), generator=generator(self.seed), dtype=x.dtype
+        draws = self.noise * torch.randn(  # the same draws whatever the model's dtype
+            (self.perturbations, *x.shape[1:]), generator=generator(self.seed),
+            dtype=wide(x).dtype,
         ).to(x.device)
         full = case.scores(x)
-        dot = case.attribution.flatten(1) @ draws.flatten(1).T  # (B, P)
-        drop = full.unsqueeze(1) - case.grid_values(
-            self.perturbations, lambda sample, k: case.scores(x[sample] - draws[k], sample),
+        dot = wide(case.attribution.flatten(1)) @ draws.flatten(1).T  # (B, P)
+        inputs = draws.to(x.dtype)
+        drop = wide(full.unsqueeze(1) - case.grid_values(
+            self.perturbations, lambda sample, k: case.scores(x[sample] - inputs[k], sample),
             self.batch_size,
-        )
+        ))
         if self.optimal_scale:
             beta = (dot * drop).mean(1, keepdim=True) / dot.square().mean(1, keepdim=True)
             dot = dot * beta.nan_to_num(0.0)

@@ -93,7 +93,7 @@ def relevance_mass(attribution: Tensor, masks: Tensor, positive_only: bool = Tru
     relevance = flat_map(attribution)
     if positive_only:
         relevance = relevance.clamp(min=0)
-    inside = (relevance * masks.flatten(1).to(relevance.dtype)).sum(1)
+    inside = (relevance * masks.flatten(1).to(relevance.dtype)).sum(1)  # float32 at least
     return inside / relevance.sum(1)
 
 
@@ -124,8 +124,9 @@ class PointingGame(Metric):
             size = 2 * self.tolerance + 1
             pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[spatial - 1]
             masks = pool(masks.float().unsqueeze(1), size, 1, self.tolerance).squeeze(1).bool()
-        best = relevance(case, -torch.inf).argmax(1, keepdim=True)
-        return Scores(masks.flatten(1).gather(1, best).squeeze(1).to(case.attribution.dtype))
+        values = relevance(case, -torch.inf)  # float32 at least
+        best = values.argmax(1, keepdim=True)
+        return Scores(masks.flatten(1).gather(1, best).squeeze(1).to(values.dtype))
 
 
 @register_metric("localisation.relevance_mass")
@@ -152,7 +153,8 @@ class RelevanceRank(Metric):
     def compute(self, case: Case) -> Scores:
         masks = location_masks(case, self.name).flatten(1)
         size = masks.sum(1)
-        order = relevance(case, -torch.inf).argsort(dim=1, descending=True, stable=True)
+        values = relevance(case, -torch.inf)  # float32 at least
+        order = values.argsort(dim=1, descending=True, stable=True)
         in_top = torch.arange(masks.shape[1], device=masks.device) < size.unsqueeze(1)
         hits = (masks.gather(1, order) & in_top).sum(1)
-        return Scores(hits.to(case.attribution.dtype) / size)
+        return Scores(hits.to(values.dtype) / size)

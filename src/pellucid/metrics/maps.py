@@ -17,13 +17,21 @@ from ..checks import check_finite, check_inputs
 from ..errors import ArgumentError, ArgumentTypeError
 from ..perturb import Groups, feature_groups
 from ..tokens import is_token_ids
+from .stats import wide
 
 Patch = int | tuple[int, ...] | None
 
 
 def location_map(attribution: Tensor) -> Tensor:
-    """The attribution per location: summed over channels when there are spatial dims."""
-    return attribution.sum(1) if attribution.ndim > 2 else attribution
+    """The attribution per location: summed over channels when there are spatial dims; in
+    float32 at least (:func:`~pellucid.metrics.stats.wide`), summed there without a copy.
+
+    Example:
+        >>> location_map(torch.full((1, 3, 2, 2), 3e4, dtype=torch.float16))[0, 0, 0].item()
+        90000.0
+    """
+    dtype = torch.promote_types(attribution.dtype, torch.float32)
+    return attribution.sum(1, dtype=dtype) if attribution.ndim > 2 else attribution.to(dtype)
 
 
 def check_metric_inputs(inputs: Any, argument: str = "inputs") -> None:
@@ -119,10 +127,10 @@ def patch_groups(x: Tensor, patch: Patch) -> Groups:
 
 
 def group_sums(values: Tensor, groups: Groups) -> Tensor:
-    """Σ of ``values`` (B, ...) within each group: (B, G)."""
+    """Σ of ``values`` (B, ...) within each group: (B, G), in float32 at least."""
     labels = groups.labels.expand(values.shape[1:]).reshape(-1)
-    out = values.new_zeros(len(values), groups.count)
-    return out.index_add_(1, labels, values.flatten(1))
+    values = wide(values.flatten(1))
+    return values.new_zeros(len(values), groups.count).index_add_(1, labels, values)
 
 
 def average_ranks(values: Tensor) -> Tensor:

@@ -70,13 +70,27 @@ def randomise(module: nn.Module, seed: int) -> None:
     BatchNorm and InstanceNorm. A tensor whose trained values are all positive (running
     variances) is drawn in log space, so it stays positive. The layer keeps its scale and
     loses what each channel learned.
+
+    The draws are made on a float32 CPU copy of the module under a forked CPU generator
+    seeded with ``seed``, then copied in (rounded to the module's dtype): the same values on
+    CPU and CUDA and in every dtype, and no device's global random state changes
+    (``torch.manual_seed`` would seed every CUDA device too).
+
+    Example:
+        >>> import torch
+        >>> layer, state = torch.nn.Linear(3, 2), torch.random.get_rng_state()
+        >>> randomise(layer, seed=0)
+        >>> torch.equal(state, torch.random.get_rng_state())
+        True
     """
-    tensors = [*module.parameters(), *module.buffers()]
-    devices = sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"})
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(seed)
-        for part in module.modules():
+    twin = copy.deepcopy(module).to("cpu", torch.float32)  # the same draws in every dtype
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.random.default_generator.manual_seed(seed)  # the CPU generator alone
+        for part in twin.modules():
             _redraw(part)
+        for tensor, drawn in zip([*module.parameters(), *module.buffers()],
+                                 [*twin.parameters(), *twin.buffers()], strict=True):
+            tensor.copy_(drawn)
 
 
 def _statistics(module: nn.Module) -> list[Tensor]:

@@ -89,8 +89,9 @@ class Roar(Metric):
                 "on; pass more samples or a smaller test_fraction",
             )
         test, train = split[:n_test], split[n_test:]
-        fill = x.mean(dim=[d for d in range(x.ndim) if d != 1], keepdim=True) if x.ndim > 2 \
-            else x.mean(0, keepdim=True)
+        wide_dtype = torch.promote_types(x.dtype, torch.float32)  # the means' dtype
+        fill = x.mean(dim=[d for d in range(x.ndim) if d != 1] if x.ndim > 2 else 0,
+                      keepdim=True, dtype=wide_dtype).to(x.dtype)
         by_attribution = ranks(flat_map(case.attribution))
         locations = by_attribution.shape[1]
         none = [f for f in self.fractions if round(f * locations) == 0]
@@ -115,7 +116,7 @@ class Roar(Metric):
                         f"(N, classes); it gave {getattr(out, 'shape', type(out).__name__)}",
                     )
                 predicted = out.argmax(1)
-                correct[kind].append((predicted == labels[test]).to(x.dtype))
+                correct[kind].append((predicted == labels[test]).to(wide_dtype))
         ranked = torch.stack(correct["attribution"], 1)
         random = torch.stack(correct["random"], 1)
         return Scores(ranked.mean(1), ranked, torch.tensor(self.fractions), {

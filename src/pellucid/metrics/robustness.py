@@ -24,6 +24,7 @@ from ..batching import check_batch_size
 from ..checks import check_bool, check_count, check_finite_number, check_seed
 from ..errors import ArgumentError
 from .base import Case, Metric, Scores, register_metric
+from .stats import wide
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,18 +51,19 @@ class _Sensitivity(Metric):
         case.refuse_tokens(self.name, "it moves the inputs by small real offsets, which token "
                            "ids do not take")
         x = case.forward.inputs
-        offsets = (2 * torch.rand((self.draws, *x.shape[1:]), generator=generator(self.seed),
-                                  dtype=x.dtype) - 1).to(x.device) * self.radius
+        draws = torch.rand((self.draws, *x.shape[1:]), generator=generator(self.seed),
+                           dtype=wide(x).dtype)  # the same draws whatever the model's dtype
+        offsets = ((2 * draws - 1) * self.radius).to(x)
         reference = case.attribution.flatten(1)
 
         def distance(sample: Tensor, draw: Tensor) -> Tensor:
             moved = case.explain(x[sample] + offsets[draw], sample, batch_size=self.batch_size,
                                  metric=self.name)
-            return (moved.flatten(1) - reference[sample]).norm(dim=1)
+            return wide(moved.flatten(1) - reference[sample]).norm(dim=1)
 
         distances = case.grid_values(self.draws, distance, self.batch_size)
         if self.normalise:
-            distances = distances / reference.norm(dim=1, keepdim=True)
+            distances = distances / wide(reference).norm(dim=1, keepdim=True)
         return Scores(self.reduce(distances), distances.sort(1).values)
 
 
@@ -130,8 +132,8 @@ class Continuity(Metric):
         moved = torch.cat([translate(x, s, d) for s, d in shifts])
         sample = torch.arange(len(x), device=x.device).repeat(len(shifts))
         explained = case.explain(moved, sample, batch_size=self.batch_size, metric=self.name)
-        change = (explained - case.attribution[sample]).flatten(1).abs().sum(1)
-        step = (moved - x[sample]).flatten(1).norm(dim=1)
+        change = wide((explained - case.attribution[sample]).flatten(1)).abs().sum(1)
+        step = wide((moved - x[sample]).flatten(1)).norm(dim=1)
         quotient = torch.where(step > 0, change / step, torch.nan).view(len(shifts), len(x)).T
         best = quotient.nan_to_num(-torch.inf, posinf=torch.inf).amax(1)
         return Scores(best.where(best > -torch.inf, torch.nan), quotient,

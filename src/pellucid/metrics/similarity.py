@@ -4,7 +4,7 @@ Maps are compared per location (summed over channels). Adebayo et al. 2018 use t
 rank correlation of the absolute and of the signed maps (ties share their average rank, as
 scipy's ``spearmanr``; NaN where a map is constant and the correlation is undefined), SSIM
 (Wang et al. 2004) and the Pearson correlation of HOG features (Dalal & Triggs 2005); all are
-batched in torch.
+batched in torch, on maps in float32 at least; correlations are float64.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def similarity(kind: str, a: Tensor, b: Tensor) -> Tensor:
         if kind == "spearman_abs":
             ma, mb = ma.abs(), mb.abs()
         spearman = pearson(average_ranks(ma.flatten(1)), average_ranks(mb.flatten(1)))
-        return spearman.to(a.dtype)
+        return spearman.to(ma.dtype)  # the maps' dtype, float32 at least
     if ma.ndim != 3:
         raise ArgumentError(
             "similarity",
@@ -91,5 +91,5 @@ def hog(maps: Tensor, cell: int = 8, bins: int = 9, block: int = 2) -> Tensor:
 
 def hog_similarity(a: Tensor, b: Tensor) -> Tensor:
     """Pearson correlation of the HOG features of two batches of maps (B, H, W)."""
-    return pearson(hog(a), hog(b))
+    return pearson(hog(a), hog(b)).to(a.dtype)
 

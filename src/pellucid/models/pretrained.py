@@ -197,8 +197,9 @@ def train_demo_model(name: str, directory: Path | None = None, progress: bool = 
     spec = _spec(name)
     path = _weights_path(name, directory)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(spec.seed)
-    model = spec.build()
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is kept
+        torch.random.default_generator.manual_seed(spec.seed)
+        model = spec.build()
     losses = train(model, spec.training_set(), epochs=spec.epochs, lr=spec.lr,
                    batch_size=spec.batch_size, seed=spec.seed, progress=progress)
     torch.save({k: v.half() if v.is_floating_point() else v

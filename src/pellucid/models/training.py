@@ -48,7 +48,7 @@ def train(model: nn.Module, dataset: ImageSet | TokenSet | Dataset, epochs: int 
     seed = check_seed(seed, none=False)
     losses = []
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)  # the CPU's only: CUDA untouched
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))
         optimiser = torch.optim.Adam(model.parameters(), lr=lr)

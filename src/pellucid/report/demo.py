@@ -75,9 +75,10 @@ def write_demo_report(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    context = load_world(out, quick, select_methods(quick, methods))
-    built = build_sections(context, sections or SECTIONS)
+    with torch.random.fork_rng(devices=[]):  # seeded, and the caller's state kept
+        torch.random.default_generator.manual_seed(0)
+        context = load_world(out, quick, select_methods(quick, methods))
+        built = build_sections(context, sections or SECTIONS)
     index = out / "index.html"
     index.write_text(
         page(
