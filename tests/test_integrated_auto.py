@@ -1,8 +1,9 @@
-"""Integrated Gradients with ``steps="auto"``: nested trapezoid grids refined per sample until
+"""Integrated Gradients with ``steps="auto"``: nested midpoint grids refined per sample until
 the completeness gap is below the tolerance (issue 14).
 
-Closed form: for f(x) = Σ exp(xᵢ) with a zero baseline, the trapezoid rule on n intervals gives
-Tₙ / (f(x) − f(0)) = (x/2n)·coth(x/2n) per coordinate, so the grid each sample stops at is known.
+Closed form: for f(x) = Σ exp(xᵢ) with a zero baseline, the midpoint rule on n intervals gives
+Mₙ / (f(x) − f(0)) = h / sinh(h), h = x/2n, per coordinate, so the grid each sample stops at is
+known.
 """
 
 from __future__ import annotations
@@ -22,35 +23,34 @@ class Exp(nn.Module):
         return torch.exp(x).sum(1, keepdim=True)
 
 
-def relative_gap(x: float, n: int) -> float:
-    """|Tₙ − (eˣ − 1)| / (eˣ − 1) of the trapezoid rule on n intervals for ∫₀¹ x e^{αx} dα."""
+def ratio(x: float, n: int) -> float:
+    """Mₙ / (eˣ − 1) of the midpoint rule on n intervals for ∫₀¹ x e^{αx} dα."""
     half = x / (2 * n)
-    return half / math.tanh(half) - 1
+    return half / math.sinh(half)
 
 
 def expected_stop(x: float, tolerance: float, max_steps: int = 256) -> int:
     n = 8
-    while relative_gap(x, n) > tolerance and 2 * n <= max_steps:
-        n *= 2
+    while 1 - ratio(x, n) > tolerance and 3 * n <= max_steps:
+        n *= 3
     return n
 
 
 def test_each_sample_stops_at_the_first_grid_within_the_tolerance():
     values = [0.5, 3.0, 6.0, 12.0]
     x = torch.tensor(values, dtype=torch.float64).unsqueeze(1)
-    e = pellucid.explain(Exp(), x, None, method="integrated_gradients", steps="auto",
+    e = pellucid.explain(Exp().eval(), x, None, method="integrated_gradients", steps="auto",
                          tolerance=0.01)
     stops = [expected_stop(v, 0.01) for v in values]
     assert e.extras["steps"].tolist() == stops
     assert stops == sorted(stops) and len(set(stops)) >= 3  # the case exercises refinement
-    assert e.extras["evaluations"].tolist() == [s + 1 for s in stops]
+    assert e.extras["evaluations"].tolist() == stops
     assert e.extras["converged"].all()
-    expected = [(v / (2 * n)) / math.tanh(v / (2 * n)) * (math.exp(v) - 1)
-                for v, n in zip(values, stops)]
+    expected = [ratio(v, n) * (math.exp(v) - 1) for v, n in zip(values, stops)]
     torch.testing.assert_close(e.attribution[:, 0], torch.tensor(expected, dtype=torch.float64))
 
 
-def test_the_nested_sum_equals_the_trapezoid_rule_on_the_final_grid():
+def test_the_nested_sum_equals_the_midpoint_rule_on_the_final_grid():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).double().eval()
     x = torch.randn(6, 5, dtype=torch.float64) * 3
@@ -58,7 +58,7 @@ def test_the_nested_sum_equals_the_trapezoid_rule_on_the_final_grid():
                          tolerance=1e-4, max_steps=1024)
     for i, n in enumerate(e.extras["steps"].tolist()):
         direct = pellucid.explain(model, x[i : i + 1], 1, method="integrated_gradients",
-                                  steps=n + 1, rule="riemann_trapezoid")
+                                  steps=n, rule="riemann_middle")
         torch.testing.assert_close(e.attribution[i : i + 1], direct.attribution)
 
 
@@ -73,9 +73,9 @@ def test_a_linear_model_stops_at_the_first_grid():
 
 def test_a_batch_is_the_concatenation_of_its_samples():
     x = torch.tensor([[0.5], [6.0], [3.0]], dtype=torch.float64)
-    batch = pellucid.explain(Exp(), x, None, method="integrated_gradients", steps="auto")
+    batch = pellucid.explain(Exp().eval(), x, None, method="integrated_gradients", steps="auto")
     for i in range(3):
-        single = pellucid.explain(Exp(), x[i : i + 1], None, method="integrated_gradients",
+        single = pellucid.explain(Exp().eval(), x[i : i + 1], None, method="integrated_gradients",
                                   steps="auto")
         torch.testing.assert_close(single.attribution, batch.attribution[i : i + 1])
         assert single.extras["steps"].item() == batch.extras["steps"][i].item()
@@ -84,10 +84,10 @@ def test_a_batch_is_the_concatenation_of_its_samples():
 def test_too_few_steps_warn_and_say_which_samples():
     x = torch.tensor([[0.5], [12.0]], dtype=torch.float64)
     with pytest.warns(UserWarning, match="1 of 2 samples"):
-        e = pellucid.explain(Exp(), x, None, method="integrated_gradients", steps="auto",
-                             tolerance=1e-4, max_steps=16)
+        e = pellucid.explain(Exp().eval(), x, None, method="integrated_gradients", steps="auto",
+                             tolerance=1e-4, max_steps=24)
     assert e.extras["converged"].tolist() == [True, False]
-    assert e.extras["steps"].tolist() == [expected_stop(0.5, 1e-4, 16), 16]
+    assert e.extras["steps"].tolist() == [expected_stop(0.5, 1e-4, 24), 24]
 
 
 @pytest.mark.parametrize(

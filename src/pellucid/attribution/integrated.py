@@ -40,10 +40,11 @@ PATH, DRAWS = "integration points", "points between random references and the in
 REFERENCES = "a tensor (R, ...) of reference inputs"
 
 
-#: ``steps="auto"``: the intervals of the first grid; each refinement halves them
+#: ``steps="auto"``: the intervals of the first grid; each refinement cuts them in three
 FIRST_LEVEL = 8
-#: the rule of ``steps="auto"``: the trapezoid rule on doubling grids reuses every node
-NESTED = "riemann_trapezoid"
+#: the rule of ``steps="auto"``: the midpoint rule on grids of 3× more intervals reuses every
+#: node, and never evaluates the baseline itself (where a ReLU network's gradient is degenerate)
+NESTED = "riemann_middle"
 #: the rule of a fixed step count when none is given (Captum's default)
 DEFAULT_RULE = "gauss_legendre"
 
@@ -68,6 +69,14 @@ def check_rule(rule: str | None, steps: int | str) -> None:
     check_count(steps, "steps", "integration steps")
     if rule == "riemann_trapezoid" and steps < 2:
         raise ArgumentError("steps", "the trapezoid rule needs steps >= 2 (both ends of the path)")
+
+
+def new_midpoints(intervals: int) -> tuple[Tensor, Tensor]:
+    """The midpoints of 3n intervals that are not midpoints of n, (k + 1/6)/n and
+    (k + 5/6)/n, with equal weights 1/(2n): M₃ₙ = Mₙ/3 + (2/3) Σ wₖ g(αₖ)."""
+    k = torch.arange(intervals, dtype=torch.float64)
+    alphas = torch.cat([(k + 1 / 6) / intervals, (k + 5 / 6) / intervals])
+    return alphas, torch.full((2 * intervals,), 1 / (2 * intervals), dtype=torch.float64)
 
 
 def quadrature(rule: str | None, steps: int) -> tuple[Tensor, Tensor]:
@@ -104,13 +113,13 @@ class IntegratedGradients(Method):
     rows per forward pass. ``extras["completeness_gap"]`` is Σ IG − (f(x) − f(x̄)) per sample.
 
     ``rule=None`` is Gauss–Legendre for a fixed step count. ``steps="auto"`` refines per
-    sample until it is exact to ``tolerance``: the trapezoid rule on 8, 16, 32, … intervals
-    (up to ``max_steps``), each grid reusing every gradient of the one before, T₂ₙ = Tₙ/2 +
-    (1/2n) Σ_new ∂f; a sample stops at the first grid whose |gap| ≤ ``tolerance`` ·
+    sample until it is exact to ``tolerance``: the midpoint rule on 8, 24, 72, … intervals
+    (up to ``max_steps``), each grid reusing every gradient of the one before, M₃ₙ = Mₙ/3 +
+    (1/3n) Σ_new ∂f; a sample stops at the first grid whose |gap| ≤ ``tolerance`` ·
     |f(x) − f(x̄)| (or below float round-off, 1e-6 · (1 + |f(x)|)), and only the samples not
-    yet exact go on. ``extras["steps"]`` is the intervals each sample stopped at,
-    ``extras["evaluations"]`` the gradients it cost (steps + 1), ``extras["converged"]``
-    whether it met the tolerance (a warning says when one did not).
+    yet exact go on. ``extras["steps"]`` is the intervals each sample stopped at (one
+    gradient each, ``extras["evaluations"]``), ``extras["converged"]`` whether it met the
+    tolerance (a warning says when one did not).
     """
 
     steps: int | str = 32
@@ -152,19 +161,21 @@ class IntegratedGradients(Method):
             score_base = task.score(baseline)
         change = score_x - score_base
         if self.steps != "auto":
-            attribution = self._path_integral(task, baseline, delta, self.steps)
+            nodes = quadrature(self.rule, self.steps)
+            attribution = self._path_integral(task, baseline, delta, nodes)
             gap = attribution.flatten(1).sum(1) - change
             return attribution, {"completeness_gap": gap, "baseline_score": score_base}
         attribution, extras = self._refined(task, baseline, delta, score_x, change)
         return attribution, extras | {"baseline_score": score_base}
 
-    def _path_integral(self, task: Task, baseline: Tensor, delta: Tensor, steps: int,
-                       samples: Tensor | None = None, rule: str | None = None) -> Tensor:
-        """(x − x̄) ⊙ Σₖ wₖ ∂f(x̄ + αₖ(x − x̄)) for the rows ``samples`` (all when None),
-        with ``rule`` (this method's when None)."""
+    def _path_integral(self, task: Task, baseline: Tensor, delta: Tensor,
+                       nodes: tuple[Tensor, Tensor], samples: Tensor | None = None) -> Tensor:
+        """(x − x̄) ⊙ Σₖ wₖ ∂f(x̄ + αₖ(x − x̄)) for the nodes (αₖ, wₖ) and the rows
+        ``samples`` (all when None)."""
         if samples is not None:
             task, baseline, delta = task.take(samples, PATH), baseline[samples], delta[samples]
-        alphas, weights = (t.to(delta) for t in quadrature(rule or self.rule, steps))
+        alphas, weights = (t.to(delta) for t in nodes)
+        steps = len(alphas)
         path_grad = torch.zeros_like(delta)
         for sample, step in expanded_rows(len(delta), steps, self.batch_size, delta.device):
             points = baseline[sample] + broadcast_like(alphas[step], delta) * delta[sample]
@@ -175,26 +186,25 @@ class IntegratedGradients(Method):
 
     def _refined(self, task: Task, baseline: Tensor, delta: Tensor, score_x: Tensor,
                  change: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        """``steps="auto"``: halve the trapezoid intervals of the samples whose gap is still
-        too large, adding only the new midpoints."""
+        """``steps="auto"``: cut the midpoint rule's intervals in three for the samples whose
+        gap is still too large, adding only the new midpoints."""
         n = len(delta)
         gap = torch.full((n,), float("nan"), dtype=change.dtype, device=change.device)
         stopped = torch.zeros(n, dtype=torch.long)
         allowed = self.tolerance * change.abs() + 1e-6 * (1 + score_x.abs())
         active = torch.arange(n, device=delta.device)
         steps = FIRST_LEVEL
-        # the trapezoid sums Tₙ as (x − x̄) ⊙ Σ wₖ ∂f, one per sample
-        attribution = self._path_integral(task, baseline, delta, steps + 1, rule=NESTED)
+        # the midpoint sums Mₙ as (x − x̄) ⊙ Σ wₖ ∂f, one per sample
+        attribution = self._path_integral(task, baseline, delta, quadrature(NESTED, steps))
         while True:
             gap[active] = attribution[active].flatten(1).sum(1) - change[active]
             stopped[active.cpu()] = steps
             active = active[gap[active].abs() > allowed[active]]
-            if not len(active) or 2 * steps > self.max_steps:
+            if not len(active) or 3 * steps > self.max_steps:
                 break
-            midpoints = self._path_integral(task, baseline, delta, steps, active,
-                                            rule="riemann_middle")
-            attribution[active] = (attribution[active] + midpoints) / 2
-            steps *= 2
+            added = self._path_integral(task, baseline, delta, new_midpoints(steps), active)
+            attribution[active] = attribution[active] / 3 + added * (2 / 3)
+            steps *= 3
         converged = (gap.abs() <= allowed).cpu()
         if not bool(converged.all()):
             warnings.warn(
@@ -204,7 +214,7 @@ class IntegratedGradients(Method):
                 stacklevel=2,
             )
         return attribution, {"completeness_gap": gap, "steps": stopped,
-                             "evaluations": stopped + 1, "converged": converged}
+                             "evaluations": stopped, "converged": converged}
 
 
 @register_method("expected_gradients")
