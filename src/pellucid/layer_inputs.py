@@ -32,7 +32,7 @@ from .errors import ArgumentError, ArgumentTypeError
 from .layers import LayerRef, find_layer, layer_name
 from .targets import continuation
 from .task import Task, split_model_kwargs
-from .tokens import TOKEN_ROLES, is_token_ids, token_id
+from .tokens import ids_like, is_token_ids
 
 #: where the explained tensor enters: the layer's output, or its (first) input
 SIDES = ("output", "input")
@@ -363,27 +363,17 @@ def with_token_references(
 
 
 def _reference_ids(spec: Any, ids: Tensor, model: nn.Module, setting: str) -> Tensor | None:
-    if isinstance(spec, str) and spec in TOKEN_ROLES:
-        return torch.full_like(ids, token_id(spec, model, setting))
-    if not is_token_ids(spec):
-        return None
+    if setting != "references" or not is_token_ids(spec):
+        return ids_like(spec, ids, model, setting)
     if bool((spec < 0).any()):
-        raise ArgumentError(setting, f"{setting} holds a negative token id; ids are ≥ 0")
-    if setting == "references":
-        if spec.ndim != ids.ndim or spec.shape[1:] != ids.shape[1:]:
-            raise ArgumentError(
-                setting, f"references hold token ids of shape {tuple(spec.shape)}; give a "
-                f"batch of sequences like the inputs, (R, {', '.join(map(str, ids.shape[1:]))})",
-            )
-        return spec.to(ids.device)
-    try:
-        return torch.broadcast_to(spec.to(ids.device), ids.shape).to(ids.dtype).clone()
-    except RuntimeError:
+        raise ArgumentError(setting, "the references tensor holds negative token ids; token "
+                            "ids are ≥ 0")
+    if spec.ndim != ids.ndim or spec.shape[1:] != ids.shape[1:]:
         raise ArgumentError(
-            setting,
-            f"{setting} holds token ids of shape {tuple(spec.shape)}, which do not broadcast "
-            f"to the inputs {tuple(ids.shape)}; give ids (L,) or (B, L)",
-        ) from None
+            setting, f"references hold token ids of shape {tuple(spec.shape)}; give a "
+            f"batch of sequences like the inputs, (R, {', '.join(map(str, ids.shape[1:]))})",
+        )
+    return spec.to(ids.device)
 
 
 def check_token_target(task: Task, entry: Entry) -> None:

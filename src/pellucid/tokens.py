@@ -7,6 +7,8 @@ a token by its role, ``"pad"`` or ``"mask"``, or by its id.
 - :func:`is_token_ids`: an int64, int32 or int16 tensor, the inputs of a language model.
 - :func:`token_id`: the id that a role or an int names for a model, read from its
   ``config`` (``pad_token_id``, ``mask_token_id``) as Hugging Face models carry it.
+- :func:`ids_like`: the ids of a reference or fill with the shape of the inputs, from a
+  role or a tensor of ids (baselines of methods, fills of metrics).
 """
 
 from __future__ import annotations
@@ -71,3 +73,30 @@ def token_id(spec: Any, model: nn.Module, argument: str) -> int:
             "or a tensor of token ids",
         )
     return value
+
+
+def ids_like(spec: Any, ids: Tensor, model: nn.Module, argument: str) -> Tensor | None:
+    """The token ids with the shape of ``ids`` that ``spec`` names: a role (``"pad"``,
+    ``"mask"``) at every position, or an integer tensor of ids ≥ 0 broadcast to ``ids``;
+    None when ``spec`` names no tokens. Errors name ``argument``.
+
+    >>> import torch
+    >>> ids_like(torch.tensor([1, 2]), torch.zeros(2, 2, dtype=torch.long), None, "fill")
+    tensor([[1, 2],
+            [1, 2]])
+    """
+    if isinstance(spec, str) and spec in TOKEN_ROLES:
+        return torch.full_like(ids, token_id(spec, model, argument))
+    if not is_token_ids(spec):
+        return None
+    if bool((spec < 0).any()):
+        raise ArgumentError(argument, f"the {argument} tensor holds negative token ids; token "
+                            "ids are ≥ 0")
+    try:
+        return torch.broadcast_to(spec.to(ids.device), ids.shape).to(ids.dtype).clone()
+    except RuntimeError:
+        raise ArgumentError(
+            argument,
+            f"{argument} holds token ids of shape {tuple(spec.shape)}, which do not broadcast "
+            f"to the inputs {tuple(ids.shape)}; give ids (L,) or (B, L)",
+        ) from None

@@ -24,7 +24,7 @@ from .._seeding import generator
 from ..errors import ArgumentError, ArgumentTypeError
 from ..registry import suggest
 from ..spatial import spatial_dims
-from ..tokens import TOKEN_ROLES, is_token_ids, token_id
+from ..tokens import TOKEN_ROLES, ids_like, token_id
 from .blur import gaussian_blur
 
 BaselineSpec = Union[str, float, int, Tensor]
@@ -161,11 +161,8 @@ def token_fill(spec: BaselineSpec, x: Tensor, model: nn.Module, argument: str = 
         >>> token_fill(0, torch.tensor([[5, 7, 9]]), torch.nn.Embedding(10, 1)).tolist()
         [[0, 0, 0]]
     """
-    if isinstance(spec, Tensor) and is_token_ids(spec):
-        filled = _broadcast(spec, x, argument)
-        if bool((filled < 0).any()):
-            raise ArgumentError(argument, f"the {argument} tensor holds negative token ids; "
-                                "token ids are ≥ 0")
+    filled = ids_like(spec, x, model, argument)
+    if filled is not None:
         return filled
     if isinstance(spec, Tensor | bool) or not isinstance(spec, int | str) or spec in BASELINES:
         shown = f"a {type(spec).__name__}" if isinstance(spec, Tensor) else repr(spec)
