@@ -51,11 +51,13 @@ def test_folding_reproduces_batchnorm_outputs_with_random_statistics():
     x = torch.randn(2, 3, 16, 16)
     recorder, out = record(model, model, x)
     plan = build_plan(recorder, RELEVANCE, model, weights=WeightCache())
-    folded = [op for op in plan.ops
-              if op.kind == "layer" and op.affine.out is not op.node.outputs[0]]
-    assert len(folded) == 2  # both conv+BN pairs
-    for op in folded:
+    passes = [op for op in plan.ops if op.kind == "pass"]
+    folded = [plan.ops[op.node.inputs[0][1].index] for op in passes]
+    assert len(folded) == 2 and all(op.kind == "layer" for op in folded)  # both conv+BN pairs
+    for op, bn in zip(folded, passes):
         aff = op.affine
+        # the tape keeps the BatchNorm's output as the layer's, not the convolution's
+        assert op.node.outputs[0] is aff.out is bn.node.outputs[0] is bn.node.leaves[0]
         torch.testing.assert_close(aff.forward(aff.x, aff.weight, aff.bias), aff.out,
                                    rtol=1e-5, atol=1e-5)
     assert sum(op.kind == "pass" for op in plan.ops) == 2

@@ -126,3 +126,73 @@ def test_per_sample_total_of_a_non_contiguous_message():
     torch.testing.assert_close(per_sample_total(t, batch_dim=-1),
                                t.movedim(-1, 0).reshape(2, -1).sum(1))
     torch.testing.assert_close(per_sample_total(torch.arange(3.0)), torch.arange(3.0))
+
+
+IN_PLACE = {
+    "a += b": (lambda a, b: a.__iadd__(b), lambda a, b: a + b),
+    "a.add_(b)": (lambda a, b: a.add_(b), lambda a, b: a + b),
+    "a *= b": (lambda a, b: a.__imul__(b), lambda a, b: a * b),
+    "a.mul_(b)": (lambda a, b: a.mul_(b), lambda a, b: a * b),
+}
+
+
+@pytest.mark.parametrize("case", IN_PLACE)
+def test_in_place_sums_and_products_use_the_value_they_overwrote(case):
+    """The tape's first argument of an in-place op is the clone of the overwritten value, so
+    the closed-form product a ⊙ b uses the old a (and never calls the op again)."""
+    in_place, out_of_place = IN_PLACE[case]
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 4)
+    node = last_node(lambda v: in_place(v[0] * 1.0, v[1].exp()), x)
+    assert node.inplace
+    m = torch.randn_like(node.outputs[0])
+    direct = direct_vjp(node, m)
+    assert direct is not None, case
+    with torch.enable_grad():
+        a, b = (x[0] * 1.0).requires_grad_(True), x[1].exp().requires_grad_(True)
+        expected = torch.autograd.grad(out_of_place(a, b), (a, b), m)
+    for got, want in zip(direct, expected):
+        torch.testing.assert_close(got, want)
+
+
+POOLS = {
+    "MaxPool1d(3, 2)": (nn.MaxPool1d(3, 2), (2, 3, 11)),
+    "MaxPool2d(2)": (nn.MaxPool2d(2), (2, 3, 8, 8)),
+    "MaxPool2d(3, 2, 1) overlapping, padded": (nn.MaxPool2d(3, 2, 1), (2, 3, 9, 9)),
+    "MaxPool2d ceil_mode, dilation": (nn.MaxPool2d(2, 2, 0, 2, ceil_mode=True), (1, 2, 9, 9)),
+    "MaxPool2d unbatched": (nn.MaxPool2d(2), (3, 6, 6)),
+    "MaxPool3d(2)": (nn.MaxPool3d(2), (1, 2, 4, 4, 4)),
+    "AdaptiveMaxPool2d(3)": (nn.AdaptiveMaxPool2d(3), (2, 3, 7, 7)),
+    "AdaptiveMaxPool1d(2)": (nn.AdaptiveMaxPool1d(2), (2, 3, 5)),
+    "F.max_pool2d(x, 2)": (lambda v: F.max_pool2d(v, 2), (2, 3, 6, 6)),
+}
+
+
+@pytest.mark.parametrize("case", POOLS)
+def test_max_pooling_messages_go_to_the_recorded_maxima(case):
+    """Max pooling is recorded with the indices of its maxima (the same kernel, so the model's
+    values are unchanged), and its vector-Jacobian product scatters messages to them exactly
+    as autograd does, with overlapping windows adding up."""
+    from pellucid.lrp.op import Op
+
+    pool, shape = POOLS[case]
+    torch.manual_seed(2)
+    x = torch.randn(*shape, dtype=torch.float64)
+    recorder, out = record(nn.Identity(), pool, x)
+    node = recorder.nodes[-1]
+    assert node.indices is not None, "the tape did not keep the maxima"
+    torch.testing.assert_close(out, pool(x), rtol=0, atol=0)
+    m = torch.randn_like(out)
+    (got,) = Op(node, "maxpool", "pool").vjp([m])
+    with torch.enable_grad():
+        xg = x.clone().requires_grad_(True)
+        (expected,) = torch.autograd.grad(pool(xg), xg, m)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+def test_max_pooling_that_returns_indices_itself_is_recorded_as_called():
+    x = torch.randn(1, 2, 4, 4)
+    recorder, (values, _) = record(
+        nn.Identity(), lambda v: F.max_pool2d(v, 2, return_indices=True), x)
+    assert recorder.nodes[-1].indices is None
+    torch.testing.assert_close(values, F.max_pool2d(x, 2))

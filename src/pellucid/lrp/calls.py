@@ -5,7 +5,7 @@ CP-LRP)."""
 
 from __future__ import annotations
 
-import torch.nn.functional as F
+import torch
 
 from .tape import Node
 
@@ -59,8 +59,44 @@ ELEMENT_WISE = NONLINEAR | PRODUCTS | QUOTIENTS | {
     "add", "add_", "__add__", "__radd__", "__iadd__", "sub", "sub_", "__sub__", "__rsub__",
     "rsub", "__isub__", "subtract", "neg", "__neg__", "negative"}
 
-ADAPTIVE_MAXPOOLS = (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)
-MAXPOOL_FUNCS = (F.max_pool1d, F.max_pool2d, F.max_pool3d, *ADAPTIVE_MAXPOOLS)
+
+
+#: calls whose outputs are ≥ 0 whatever their inputs
+NONNEGATIVE = {"relu", "relu_", "relu6", "sigmoid", "sigmoid_", "hardsigmoid", "softplus",
+               *SOFTMAXES, *EXPS, "abs", "abs_", "square"}
+#: calls whose outputs are ≥ 0 when all their floating-point inputs are
+_KEEP_NONNEGATIVE = (SHAPES - {"alpha_dropout", "feature_alpha_dropout"}) | MAXPOOLS | {
+    "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d", "mean", "sum"}
+_CLAMPS = {"clamp", "clamp_", "clamp_min", "clamp_min_", "clip"}
+
+
+def nonnegative_outputs(nodes: list[Node]) -> set[int]:
+    """The indices of the recorded calls whose outputs are ≥ 0 by the structure of the model
+    (a ReLU, a clamp at min ≥ 0, a sigmoid, ..., and what pools, reshapes or selects only
+    such outputs), whatever the input; rules then skip terms of negative inputs without
+    looking at the values (which would cost a host synchronisation per layer).
+
+    >>> from pellucid.lrp.tape import record
+    >>> recorder, _ = record(torch.nn.Identity(), lambda x: x.relu().flatten() * 2, torch.ones(2))
+    >>> sorted(nonnegative_outputs(recorder.nodes))  # the input and the product may be < 0
+    [1, 2]
+    """
+    found: set[int] = set()
+    for node in nodes:
+        if node.func is None:
+            continue
+        if node.name in NONNEGATIVE or (
+                node.name in _CLAMPS and isinstance(low := node.arg(1, "min"), (int, float))
+                and low >= 0):
+            found.add(node.index)
+        elif node.name in _KEEP_NONNEGATIVE:
+            tracked = {pos for pos, _, _ in node.inputs}
+            floating = [pos for pos, leaf in enumerate(node.leaves)
+                        if isinstance(leaf, torch.Tensor) and leaf.is_floating_point()]
+            if set(floating) <= tracked and all(p.index in found for _, p, _ in node.inputs):
+                found.add(node.index)
+    return found
 
 
 def tracked_positions(node: Node) -> list[int]:

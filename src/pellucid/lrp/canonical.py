@@ -10,6 +10,9 @@
   rule the composite gives that kind (by kind name; layers by their selectors).
 - Folded weights are kept in a :class:`~.weight_cache.WeightCache`, derived again when a
   parameter of the layer or of the BatchNorm changes.
+- What structure says about values is put on the ops, so that rules need not look at the
+  values (a host synchronisation per layer): whether a layer's input is ≥ 0
+  (:func:`.calls.nonnegative_outputs`) and whether its output feeds only a ReLU.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ArgumentError
-from .calls import SUMS
+from .calls import SUMS, nonnegative_outputs
 from .composites import Composite, LayerInfo
 from .kinds import BATCH_NORM, KINDS, PASS, classify
 from .linear_maps import (
@@ -34,7 +37,7 @@ from .linear_maps import (
     linear_affine,
     scale_affine,
 )
-from .op import Op
+from .op import Deferred, Op
 from .recurrent import DEFAULT_LAYER, Recurrent
 from .rules import Rule
 from .tape import Node, Recorder
@@ -48,6 +51,8 @@ class Plan:
 
     ops: list[Op]
     rules: dict[Op, Rule | None]
+    #: the checks of values the walk makes at its end (shared by every op)
+    deferred: Deferred
 
     def rule_method(self, op: Op) -> Callable[[Op, Any], list[Tensor | None]] | None:
         """The bound handler of ``op``'s rule for its kind, or None when there is none."""
@@ -67,19 +72,27 @@ def build_plan(recorder: Recorder, composite: Composite, model: nn.Module, *,
     """
     nodes = recorder.nodes
     kinds = [classify(n) for n in nodes]
-    ops = [Op(n, k, _label(n, recorder)) for n, k in zip(nodes, kinds)]
+    deferred = Deferred()
+    ops = [Op(n, k, _label(n, recorder), deferred=deferred) for n, k in zip(nodes, kinds)]
+    nonnegative = nonnegative_outputs(nodes)
     for op in ops:
         if op.kind == "layer":
             make = {"linear": linear_affine, "addmm": addmm_affine}.get(op.node.name, conv_affine)
             op.affine = make(op.node)
             op.affine.cache = (weights, model)
+            op.affine.x_nonnegative = op.node.inputs[0][1].index in nonnegative
         elif op.kind in KINDS:
             op.linearise = KINDS[op.kind].linearise
             if op.kind == "linear" and op.node.name in SUMS:
                 op.constant = _constant_added(op.node, recorder)
+    outputs = {op.node.index: op.node for op in ops}  # the node whose output is the op's
     for op in ops:
         if op.kind == BATCH_NORM:
-            _canonicalise_batch_norm(op, ops, model, weights)
+            feeder = _canonicalise_batch_norm(op, ops, model, weights, nonnegative,
+                                              recorder.computed_in)
+            if feeder is not None:
+                outputs[feeder.node.index] = op.node
+    _mark_relu_fed(ops, outputs)
     _relabel_duplicates(ops)
     layers = [op for op in ops if op.kind == "layer" and op.affine.kind != "scale"]
     first = layers[0] if layers else None
@@ -97,7 +110,20 @@ def build_plan(recorder: Recorder, composite: Composite, model: nn.Module, *,
                 rules[op] = _recurrent_rule(op, rules[op], composite, recorder)
     if baseline is not None:
         _attach_baseline(ops, baseline)
-    return Plan(ops, rules)
+    return Plan(ops, rules, deferred)
+
+
+def _mark_relu_fed(ops: list[Op], outputs: dict[int, Node]) -> None:
+    """Mark the layers whose output (a folded BatchNorm's, if any) feeds only a ReLU."""
+    consumers: dict[int, list[Node]] = {}
+    for op in ops:
+        for _, producer, k in op.node.inputs:
+            if k == 0:
+                consumers.setdefault(producer.index, []).append(op.node)
+    for op in ops:
+        if op.kind == "layer":
+            fed = consumers.get(outputs[op.node.index].index, [])
+            op.relu_fed = len(fed) == 1 and fed[0].name in ("relu", "relu_")
 
 
 def _recurrent_rule(op: Op, rule: Recurrent, composite: Composite, recorder: Recorder
@@ -155,8 +181,12 @@ def _relabel_duplicates(ops: list[Op]) -> None:
                 op.label = f"{op.label}#{seen[op.label]}"
 
 
-def _canonicalise_batch_norm(op: Op, ops: list[Op], model: nn.Module,
-                             weights: WeightCache) -> None:
+def _canonicalise_batch_norm(op: Op, ops: list[Op], model: nn.Module, weights: WeightCache,
+                             nonnegative: set[int], computed_in: torch.dtype | None
+                             ) -> Op | None:
+    """Fold the BatchNorm ``op`` into the layer that feeds it (returned), or make it a layer
+    of its own (None returned). ``computed_in``: the model's half-precision dtype, when the
+    tape was widened to float32."""
     node = op.node
     a, c = batch_norm_coefficients(node)
     x, y = node.arg(0, "input"), node.outputs[0]
@@ -164,13 +194,11 @@ def _canonicalise_batch_norm(op: Op, ops: list[Op], model: nn.Module,
     # checked on the first sample, in float32: the op is F.batch_norm in eval mode, affine by
     # definition; the tolerance follows the precision of the model's dtype (fp16, bf16)
     expected = torch.addcmul(c.view(shape).float(), x[:1].float(), a.view(shape).float())
-    tolerance = max(1e-5, 16 * torch.finfo(y.dtype).eps)
-    scale = 1.0 + float(y[:1].abs().max())
-    if float((expected - y[:1].float()).abs().max()) > tolerance * scale:
-        raise RuntimeError(
-            f"the BatchNorm at {node.where()} does not compute a·x + c with its running "
-            "statistics on this batch, so it cannot be folded; please report this model"
-        )
+    tolerance = max(1e-5, 16 * torch.finfo(computed_in or y.dtype).eps)
+    error = (expected - y[:1].float()).abs().max()
+    op.deferred.add(error > tolerance * (1.0 + y[:1].abs().max()), lambda: RuntimeError(
+        f"the BatchNorm at {node.where()} does not compute a·x + c with its running "
+        "statistics on this batch, so it cannot be folded; please report this model"))
     _, source, k = node.inputs[0]
     feeder = ops[source.index]
     foldable = (
@@ -185,9 +213,13 @@ def _canonicalise_batch_norm(op: Op, ops: list[Op], model: nn.Module,
         weight, bias = weights.derived(model, what, sources, lambda: _folded(feeder.affine, a, c))
         feeder.affine = replace(feeder.affine, weight=weight, bias=bias, out=y)
         op.kind = PASS
-    else:
-        op.kind = "layer"
-        op.affine = scale_affine(x, a, c, y)  # a is new on every call: nothing to cache
+        source.replace_output(k, y)  # the layer's output is now y: the tape drops z
+        node.replace_leaf(0, y)
+        return feeder
+    op.kind = "layer"
+    op.affine = scale_affine(x, a, c, y)  # a is new on every call: nothing to cache
+    op.affine.x_nonnegative = source.index in nonnegative
+    return None
 
 
 def _folded(aff: Affine, a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
@@ -209,4 +241,11 @@ def _attach_baseline(ops: list[Op], baseline: list[Node]) -> None:
             "choose a baseline that takes the same path through the model",
         )
     for op, node in zip(ops, baseline):
-        op.baseline = node
+        if op.kind in _PAIRED:
+            op.baseline = node
+        else:
+            node.release()  # only activations and max poolings compare with the baseline
+
+
+#: the kinds whose DeepLIFT rules read the baseline's values (Rescale, SplitDifference)
+_PAIRED = ("activation", "maxpool")

@@ -90,7 +90,7 @@ def propagate(task: Task, x: Tensor, composite: Composite, *, start: str = "rele
     check_choice(start, "start", STARTS)
     task = eager_task(task)
     first = task.first_forward_at(x)
-    if first is not None and isinstance(first.state, Recorder):
+    if first is not None and isinstance(first.state, Recorder) and not first.state.released:
         recorder, out = first.state, first.output
     else:
         recorder, out = record(task.model, task.output, x)
@@ -107,16 +107,42 @@ def propagate(task: Task, x: Tensor, composite: Composite, *, start: str = "rele
         leaf = out.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(task.target.score(leaf).sum(), leaf)
     message = out * grad if start == "relevance" else grad
+    if message.dtype in (torch.float16, torch.bfloat16):
+        message = message.float()  # half-precision models: rules compute in float32
+    plan, (input_message, layers, absorbed), baseline_out = _walk(
+        task, recorder, source, message, composite, baseline, shortcuts=True)
+    if plan.deferred.failed():  # a shortcut's assumption failed: walk again without shortcuts
+        recorder, again = record(task.model, task.output, x)
+        plan, (input_message, layers, absorbed), baseline_out = _walk(
+            task, recorder, recorder.source_of(again), message, composite, baseline,
+            shortcuts=False)
+        plan.deferred.failed()
+    layers = {"output": per_sample_total(message), **layers}
+    return Propagation(input_message.to(x.dtype), layers, out, baseline_out, plan, absorbed)
+
+
+def _walk(task: Task, recorder: Recorder, source: tuple[Node, int], message: Tensor,
+          composite: Composite, baseline: Tensor | None, shortcuts: bool
+          ) -> tuple[Plan, tuple[Tensor, dict[str, Tensor], dict[str, Tensor]], Tensor | None]:
+    """Build the plan of a recorded tape and walk it (which uses the tape up)."""
     baseline_nodes, baseline_out = None, None
     if baseline is not None:
         baseline_recorder, baseline_out = record(task.model, task.output, baseline)
+        _in_float32(baseline_recorder, task.model)
         baseline_nodes = baseline_recorder.nodes
+    _in_float32(recorder, task.model)
+    recorder.released = True
     with torch.no_grad():
         plan = build_plan(recorder, composite, task.model, weights=WEIGHT_CACHE,
                           baseline=baseline_nodes)
-        input_message, layers, absorbed = walk_back(plan, source, message)
-    layers = {"output": per_sample_total(message), **layers}
-    return Propagation(input_message, layers, out, baseline_out, plan, absorbed)
+        plan.deferred.shortcuts = shortcuts
+        return plan, walk_back(plan, source, message), baseline_out
+
+
+def _in_float32(recorder: Recorder, model: torch.nn.Module) -> None:
+    """Half-precision tapes computed in float32 (:meth:`.Recorder.widen`): the float32 copies
+    of parameters and buffers are kept in :data:`WEIGHT_CACHE`."""
+    recorder.widen(lambda p: WEIGHT_CACHE.derived(model, "float32", (p,), p.float))
 
 
 def per_sample_total(t: Tensor, batch_dim: int = 0) -> Tensor:
@@ -148,6 +174,7 @@ def walk_back(plan: Plan, source: tuple[Node, int], message: Tensor
     for op in reversed(plan.ops):
         messages = pending.pop(op.node.index, None)
         if messages is None or all(m is None for m in messages):
+            op.release()
             continue
         if op.kind == INPUT:
             return _filled(messages[0], op.node.outputs[0]), totals, absorbed
@@ -169,6 +196,7 @@ def walk_back(plan: Plan, source: tuple[Node, int], message: Tensor
                 continue
             slot = pending.setdefault(producer.index, [None] * len(producer.outputs))
             slot[index] = g if slot[index] is None else slot[index] + g
+        op.release()
     zero = torch.zeros_like(plan.ops[0].node.outputs[0])
     return zero, totals, absorbed
 

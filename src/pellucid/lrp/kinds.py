@@ -57,7 +57,6 @@ from .calls import (
     DROPOUTS,
     EXPS,
     MATMULS,
-    MAXPOOL_FUNCS,
     MAXPOOLS,
     NORMS,
     PRODUCTS,
@@ -73,7 +72,7 @@ from .calls import (
 from .linear_maps import linearised_norm
 from .recurrent import Recurrent, batch_dims
 from .rules import Epsilon, NoRule, Pass, Rule, SignalTakesAll, WinnerTakeAll
-from .tape import Node
+from .tape import MAXPOOL_FUNCS, Node
 
 #: structural kinds outside the registry
 INPUT, PASS, BATCH_NORM = "input", "pass", "batch_norm"

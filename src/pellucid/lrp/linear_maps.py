@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ArgumentError, ModelError
-from .calls import ADAPTIVE_MAXPOOLS
-from .tape import Node
+from .tape import ADAPTIVE_MAXPOOLS, Node
 from .weight_cache import WeightCache
 
 
@@ -45,6 +44,9 @@ class Affine:
     #: where weights derived by rules (w⁺, w⁻, w², ...) are cached, and for which model;
     #: None for a weight that is new on every call (a lone BatchNorm's scale)
     cache: tuple[WeightCache, nn.Module] | None = None
+    #: whether x ≥ 0 by the structure of the model (the output of a ReLU, possibly pooled or
+    #: reshaped): rules then leave out the terms of x⁻ without looking at the values
+    x_nonnegative: bool = False
 
     def derived(self, what: Hashable, make: Callable[[Tensor], Tensor]) -> Tensor:
         """``make(weight)``, cached for the model while the weight is unchanged."""

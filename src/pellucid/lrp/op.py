@@ -1,12 +1,13 @@
 """The op: one recorded call as the rules see it (its kind, its label, what its rule needs).
 
 Everything on an op is set when the plan is built (:mod:`.canonical`); the backward walk
-writes nothing on it: a rule receives the messages as arguments."""
+writes nothing on it: a rule receives the messages as arguments, and puts the checks of
+values on the device in the plan's :class:`Deferred` (one host synchronisation per walk)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -16,9 +17,39 @@ from .linear_maps import Affine, vjp_linear
 from .tape import Node
 
 #: the ops whose vector-Jacobian product :func:`direct_vjp` gives in closed form
-_ADDS = {"add", "__add__", "__radd__"}
-_MULTIPLIES = {"mul", "__mul__", "__rmul__", "multiply"}
+#: (in place too: the tape's first argument of an in-place op is the value it overwrote)
+_ADDS = {"add", "__add__", "__radd__", "add_", "__iadd__"}
+_MULTIPLIES = {"mul", "__mul__", "__rmul__", "multiply", "mul_", "__imul__"}
 _MATMULS = {"matmul", "__matmul__", "mm", "bmm"}
+
+
+@dataclass
+class Deferred:
+    """Checks of values on the device that a walk makes with one host synchronisation at its
+    end (:meth:`failed`), so that the number of synchronisations does not grow with depth.
+
+    Each check is a 0-d boolean tensor (True: failed) and what failing means: an error to
+    raise (a BatchNorm that is not affine, inputs outside ZBox's bounds), or None, for a
+    shortcut whose assumption failed: the walk is then repeated with ``shortcuts`` off.
+    """
+
+    checks: list[tuple[Tensor, Callable[[], Exception] | None]] = field(default_factory=list)
+    #: whether rules may take shortcuts that a check confirms afterwards
+    shortcuts: bool = True
+
+    def add(self, failed: Tensor, error: Callable[[], Exception] | None = None) -> None:
+        """Check afterwards that ``failed`` (a 0-d boolean tensor) is False."""
+        self.checks.append((failed, error))
+
+    def failed(self) -> bool:
+        """Whether a check failed (one synchronisation); raises the first failed check's
+        error, if it has one."""
+        if not self.checks or not bool(torch.stack([c for c, _ in self.checks]).any()):
+            return False
+        for failed, error in self.checks:
+            if error is not None and bool(failed):
+                raise error()
+        return True
 
 
 @dataclass(eq=False)
@@ -41,6 +72,18 @@ class Op:
     #: position or token-type embedding), that module's dotted name: the relevance the sum
     #: gives the constant is reported under it
     constant: str | None = None
+    #: the plan's deferred checks (shared by all its ops)
+    deferred: Deferred = field(default_factory=Deferred)
+    #: for a layer whose output feeds only a ReLU: relevance arriving where z < 0 is 0 unless
+    #: a rule above gives relevance to zero activations, so a rule may skip it (and check)
+    relu_fed: bool = False
+
+    def release(self) -> None:
+        """Drop the tensors of the call and of its baseline (see :meth:`.Node.release`)."""
+        self.node.release()
+        if self.baseline is not None:
+            self.baseline.release()
+        self.affine = None
 
     @property
     def signal(self) -> int:
@@ -70,7 +113,9 @@ class Op:
                 return [m.reshape(x.shape).to(x)]
             if node.name in ("relu", "relu_") and m.shape == x.shape:
                 return [m * (node.outputs[0] > 0)]  # relu(x) > 0 exactly where x > 0
-        if len(messages) == 1 and messages[0] is not None and not node.inplace:
+            if node.indices is not None and m.shape == node.indices.shape:
+                return [scatter_to_maxima(m, x, node.indices, int(node.name[-2]))]
+        if len(messages) == 1 and messages[0] is not None:
             direct = direct_vjp(node, messages[0], only)
             if direct is not None:
                 return direct
@@ -102,6 +147,22 @@ class Op:
         if self.linearise is not None:
             return [vjp_linear(self.linearise(self.node), self.inputs[0], s)]
         return self.vjp([s])
+
+
+def scatter_to_maxima(m: Tensor, x: Tensor, indices: Tensor, dims: int) -> Tensor:
+    """The vector-Jacobian product of a max pooling of ``x`` (any dimension, adaptive or not)
+    from the flat indices of its maxima in each input plane: every window's message goes to
+    its maximum, and overlapping windows add up, as autograd does. ``dims``: the number of
+    pooled (trailing) dimensions.
+
+    >>> x = torch.tensor([[[1.0, 3.0, 2.0, 0.0]]])
+    >>> values, indices = torch.nn.functional.max_pool1d(x, 2, return_indices=True)
+    >>> scatter_to_maxima(torch.tensor([[[10.0, 20.0]]]), x, indices, dims=1)
+    tensor([[[ 0., 10., 20.,  0.]]])
+    """
+    lead = x.ndim - dims
+    flat = m.new_zeros(x.shape).flatten(lead)
+    return flat.scatter_add_(lead, indices.flatten(lead), m.flatten(lead)).view(x.shape)
 
 
 def direct_vjp(node: Node, m: Tensor, only: int | None = None) -> list[Tensor | None] | None:

@@ -280,7 +280,8 @@ def _direction(cell: str, x: Tensor, saved: dict[str, list],
         parts = [r if j == block else torch.zeros_like(r) for j in range(blocks)]
         aff = Affine("linear", v, w, b, out, F.linear, lambda s, w_: s @ w_)
         layer = DEFAULT_LAYER if rule.layer is None else rule.layer
-        return layer.layer(Op(op.node, "layer", op.label, affine=aff), torch.cat(parts, 1))[0]
+        at_gate = Op(op.node, "layer", op.label, affine=aff, deferred=op.deferred)
+        return layer.layer(at_gate, torch.cat(parts, 1))[0]
 
     for t in reversed(range(x.shape[1])):
         h_prev, r_h = saved["h"][t], r_h + r_out[:, t]

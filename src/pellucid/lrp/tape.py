@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
 from torch.overrides import TorchFunctionMode
@@ -43,6 +44,11 @@ _INPLACE_FLAG = {
     "dropout3d", "alpha_dropout", "feature_alpha_dropout",
 }
 _INPLACE_DUNDER = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__idiv__", "__setitem__"}
+ADAPTIVE_MAXPOOLS = (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)
+MAXPOOL_FUNCS = (F.max_pool1d, F.max_pool2d, F.max_pool3d, *ADAPTIVE_MAXPOOLS)
+# the position of the return_indices argument of each max pooling: the tape records the
+# indices of the maxima with the values (free: the kernel finds them anyway)
+_RETURN_INDICES_AT = {**{f: 6 for f in MAXPOOL_FUNCS[:3]}, **{f: 2 for f in ADAPTIVE_MAXPOOLS}}
 # calls whose outputs never depend on the values of their tensor arguments
 _CONSTANT_FACTORIES = {
     "zeros_like", "ones_like", "empty_like", "full_like", "rand_like", "randn_like",
@@ -96,6 +102,8 @@ class Node:
     _args: Any = field(default=None, repr=False)
     #: version counters of the input and output tensors when the call was recorded
     stamps: list[tuple[Tensor, int]] = field(default_factory=list, repr=False)
+    #: a max pooling's flat indices of the maxima in each input plane (recorded with it)
+    indices: Tensor | None = field(default=None, repr=False)
 
     def call_args(self) -> tuple[tuple, dict]:
         """The positional and keyword arguments of the call (cached until a leaf changes)."""
@@ -136,6 +144,13 @@ class Node:
         assert self.func is not None
         return floating_tensors(self.func(*args, **kwargs))
 
+    def release(self) -> None:
+        """Drop the recorded tensors (a walk is done with the call), so that memory is freed
+        during the walk as autograd frees what a backward pass no longer needs."""
+        self.leaves = [None] * len(self.leaves)
+        self.outputs = [None] * len(self.outputs)  # type: ignore[list-item]
+        self.stamps, self._args, self.indices = [], None, None
+
     def where(self) -> str:
         """'op #i name in module path' for error messages."""
         return f"op #{self.index} {self.name!r} in {self.module or '<model>'}"
@@ -156,14 +171,21 @@ class Recorder(TorchFunctionMode):
         self._where: dict[int, tuple[Node, int]] = {}
         self._users: dict[int, list[tuple[Node, int]]] = {}
         self._producers: dict[int, list[tuple[Node, int]]] = {}
+        self._model = model
         self._names = {id(m): name for name, m in model.named_modules()}
         self._modules: list[tuple[str, nn.Module]] = []
         #: outputs of modules that do not depend on the input (position embeddings), by id
         self._constants: dict[int, tuple[str, Tensor]] = {}
+        #: id of a parameter (or of its float32 copy, see :meth:`widen`) → (module name,
+        #: module, parameter name)
         self._param_owner = {
-            id(p): (name, m) for name, m in model.named_modules()
-            for p in m.parameters(recurse=False)
+            id(p): (name, m, pname) for name, m in model.named_modules()
+            for pname, p in m.named_parameters(recurse=False)
         }
+        #: whether a walk has used the tape up (:meth:`Node.release`): it cannot serve again
+        self.released = False
+        #: the half-precision dtype the model computed in, after :meth:`widen`
+        self.computed_in: torch.dtype | None = None
 
     def track(self, x: Tensor, name: str = "input") -> Node:
         """Make ``x`` the root of the tape (the model input)."""
@@ -173,7 +195,8 @@ class Recorder(TorchFunctionMode):
 
     def owner_of(self, tensor: Any) -> tuple[str, nn.Module] | None:
         """(dotted name, module) owning a parameter, if ``tensor`` is one of the model's."""
-        return self._param_owner.get(id(tensor))
+        owned = self._param_owner.get(id(tensor))
+        return None if owned is None else owned[:2]
 
     @contextmanager
     def recording(self) -> Iterator[Recorder]:
@@ -204,11 +227,36 @@ class Recorder(TorchFunctionMode):
         found = self._constants.get(id(tensor))
         if found is not None and found[1] is tensor:
             return found[0]
-        owned = self.owner_of(tensor)
+        owned = self._param_owner.get(id(tensor))
         if owned is None:
             return None
-        name = next(n for n, p in owned[1].named_parameters(recurse=False) if p is tensor)
-        return f"{owned[0]}.{name}" if owned[0] else name
+        return f"{owned[0]}.{owned[2]}" if owned[0] else owned[2]
+
+    def widen(self, weight: Callable[[Tensor], Tensor]) -> None:
+        """Put every float16 / bfloat16 tensor of the tape in float32, so that rules compute in
+        float32 (their quotients overflow float16); ``weight(p)`` gives the float32 copy of a
+        parameter or buffer (cached by the caller), every other tensor is converted once.
+        Owners and constant names follow the copies."""
+        params = {id(p) for p in self._model.parameters()} | {
+            id(b) for b in self._model.buffers()}
+        wide: dict[int, Tensor] = {}
+
+        def convert(t: Any) -> Any:
+            if not isinstance(t, Tensor) or t.dtype not in (torch.float16, torch.bfloat16):
+                return t
+            if id(t) not in wide:
+                self.computed_in = t.dtype
+                wide[id(t)] = weight(t) if id(t) in params else t.float()
+                if id(t) in self._param_owner:
+                    self._param_owner[id(wide[id(t)])] = self._param_owner[id(t)]
+                if id(t) in self._constants:
+                    self._constants[id(wide[id(t)])] = (self._constants[id(t)][0], wide[id(t)])
+            return wide[id(t)]
+
+        for node in self.nodes:
+            node.leaves = [convert(t) for t in node.leaves]
+            node.outputs = [convert(t) for t in node.outputs]
+            node._args = None
 
     def _add(self, node: Node) -> None:
         node.uses = [0] * len(node.outputs)
@@ -235,7 +283,12 @@ class Recorder(TorchFunctionMode):
         if inplace:
             self._preserve_old_version(leaves, inputs)
         versions = [leaves[pos]._version for pos, _, _ in inputs]
-        out = func(*args, **kwargs)
+        indices = None
+        if (func in _RETURN_INDICES_AT and len(args) <= _RETURN_INDICES_AT[func]
+                and kwargs.get("return_indices", False) is False):
+            out, indices = func(*args, **{**kwargs, "return_indices": True})
+        else:
+            out = func(*args, **kwargs)
         outputs = floating_tensors(out)
         if any(t.is_inference() for t in outputs):
             raise ModelError(
@@ -259,7 +312,7 @@ class Recorder(TorchFunctionMode):
         if target is not None and not any(t is target for t in outputs):
             outputs.insert(0, target)  # e.g. __setitem__ returns None but writes args[0]
         node = Node(len(self.nodes), func, name, leaves, spec, inputs, outputs,
-                    module, owner, inplace)
+                    module, owner, inplace, indices=indices)
         node.stamps = [(leaves[pos], leaves[pos]._version) for pos, _, _ in inputs]
         node.stamps += [(t, t._version) for t in outputs]
         for pos, source, k in inputs:
@@ -361,4 +414,6 @@ def record(model: nn.Module, forward: Callable[[Tensor], Tensor], x: Tensor
     with torch.no_grad(), recorder.recording():
         out = forward(x)
     recorder.check_unchanged()
+    for node in recorder.nodes:
+        node.stamps = []  # checked: the version counters need not hold the tensors any longer
     return recorder, out

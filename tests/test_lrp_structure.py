@@ -1,0 +1,128 @@
+"""What the rule engine reads from a model's structure instead of its values (issue 15: no
+host synchronisation per layer): inputs that are ≥ 0 by construction, layers that feed only a
+ReLU, and the checks it defers to one synchronisation at the end of a walk; each shortcut
+gives exactly the result of the general path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import pellucid
+import pellucid.lrp.engine as engine
+from pellucid.errors import ArgumentError
+from pellucid.lrp import Composite, Epsilon, Flat, Gamma, ZPlus
+from pellucid.lrp.calls import nonnegative_outputs
+from pellucid.lrp.canonical import build_plan
+from pellucid.lrp.composites import RELEVANCE
+from pellucid.lrp.op import Deferred
+from pellucid.lrp.tape import record
+
+
+def _names(fn, x):
+    recorder, _ = record(nn.Identity(), fn, x)
+    found = nonnegative_outputs(recorder.nodes)
+    return {n.name: n.index in found for n in recorder.nodes[1:]}
+
+
+@pytest.mark.parametrize(("fn", "expected"), [
+    (lambda x: torch.relu(x).flatten(1), {"relu": True, "flatten": True}),
+    (lambda x: nn.functional.max_pool2d(x.relu(), 2), {"relu": True, "max_pool2d": True}),
+    (lambda x: x.clamp(min=0.0).mean(1), {"clamp": True, "mean": True}),
+    (lambda x: x.clamp(min=-1.0), {"clamp": False}),
+    (lambda x: x.sigmoid() - 0.5, {"sigmoid": True, "sub": False, "__sub__": False}),
+    (lambda x: torch.cat([x.relu(), -torch.ones(1, 2, 4, 4)], 1), {"relu": True, "cat": False}),
+    (lambda x: torch.cat([x.relu(), x.exp()], 1), {"relu": True, "exp": True, "cat": True}),
+    (lambda x: x.tanh().flatten(1), {"tanh": False, "flatten": False}),
+])
+def test_outputs_that_are_nonnegative_by_construction(fn, expected):
+    got = _names(fn, torch.randn(1, 2, 4, 4))
+    assert {k: v for k, v in got.items() if k in expected} == {
+        k: v for k, v in expected.items() if k in got}
+
+
+def _plan(model, x, composite=RELEVANCE):
+    recorder, _ = record(model, model, x)
+    return build_plan(recorder, composite, model, weights=engine.WEIGHT_CACHE)
+
+
+def test_layers_know_which_inputs_are_nonnegative_and_which_feed_a_relu():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                          nn.Conv2d(4, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 2)).eval()
+    plan = _plan(model, torch.randn(2, 3, 8, 8))
+    layers = [op for op in plan.ops if op.kind == "layer"]
+    assert [op.affine.x_nonnegative for op in layers] == [False, True, True]
+    assert [op.relu_fed for op in layers] == [True, True, False]  # BN folded into layer 1
+
+
+class TwoLayers(nn.Module):
+    """conv → ReLU (written as ``relu`` or as a clamp) → conv: the same function."""
+
+    def __init__(self, relu: bool) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.a, self.b = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 2, 3, padding=1)
+        self.relu = relu
+
+    def forward(self, x):
+        h = self.a(x)
+        h = h.relu() if self.relu else h.clamp(min=0.0)
+        return self.b(h).flatten(1)
+
+
+@pytest.mark.parametrize("above", [Epsilon(1e-6), Flat()], ids=["epsilon", "flat"])
+def test_gamma_skips_relevance_below_zero_only_where_a_check_confirms_none_arrives(
+        above, monkeypatch):
+    """A γ layer that feeds a ReLU skips the relevance arriving where z < 0 and checks at the
+    end of the walk that none did. Below an ε rule none does (one walk); below the flat rule,
+    which gives zero activations relevance, the check fails and the walk is repeated without
+    the shortcut. Both equal the general path (the ReLU written as a clamp, which has no
+    shortcut) to rounding."""
+    walks = []
+    walk = engine.walk_back
+    monkeypatch.setattr(engine, "walk_back", lambda *a: walks.append(1) or walk(*a))
+    composite = Composite(layers={"a": Gamma(0.5), "b": above})
+    x = torch.randn(2, 2, 6, 6)
+    shortcut = pellucid.explain(TwoLayers(True).eval(), x, target=0, method="lrp",
+                                composite=composite)
+    assert len(walks) == (1 if isinstance(above, Epsilon) else 2)
+    general = pellucid.explain(TwoLayers(False).eval(), x, target=0, method="lrp",
+                               composite=composite)
+    torch.testing.assert_close(shortcut.attribution, general.attribution)
+    assert general.attribution.abs().sum() > 0
+
+
+@pytest.mark.parametrize("rule", [ZPlus(), Gamma(0.25)], ids=["zplus", "gamma"])
+def test_inputs_nonnegative_by_structure_give_the_two_term_result(rule):
+    """Where x ≥ 0 by structure the x⁻ terms are left out; the general path (the ReLU's
+    output times 1, which structure does not follow) computes them, as 0."""
+    class Net(nn.Module):
+        def __init__(self, known: bool) -> None:
+            super().__init__()
+            torch.manual_seed(4)
+            self.a, self.b = nn.Linear(5, 6), nn.Linear(6, 2)
+            self.known = known
+
+        def forward(self, x):
+            h = self.a(x).relu()
+            return self.b(h if self.known else h * 1.0)
+
+    composite = Composite(layers={"a": Epsilon(), "b": rule})
+    x = torch.randn(4, 5)
+    known = pellucid.explain(Net(True).eval(), x, target=1, method="lrp", composite=composite)
+    unknown = pellucid.explain(Net(False).eval(), x, target=1, method="lrp", composite=composite)
+    torch.testing.assert_close(known.attribution, unknown.attribution, rtol=1e-6, atol=1e-7)
+
+
+def test_deferred_checks_raise_the_first_failed_error_in_one_pass():
+    deferred = Deferred()
+    assert not deferred.failed()
+    deferred.add(torch.tensor(False), lambda: ArgumentError("a", "never"))
+    deferred.add(torch.tensor(True))  # a shortcut's assumption
+    assert deferred.failed()
+    deferred.add(torch.tensor(True), lambda: ArgumentError("low", "first"))
+    deferred.add(torch.tensor(True), lambda: ArgumentError("high", "second"))
+    with pytest.raises(ArgumentError, match="first"):
+        deferred.failed()
