@@ -244,3 +244,29 @@ def test_noise_wrappers_refuse_a_constant_sample_instead_of_an_unsmoothed_map(me
     assert error.value.argument == "inputs" and "[1]" in str(error.value)
     varied = pellucid.explain(model, x[[0, 2]], 0, method, samples=4).attribution
     assert torch.isfinite(varied).all()
+
+
+
+@pytest.mark.parametrize("method", ["smoothgrad", "smoothgrad_squared", "vargrad"])
+def test_noise_wrappers_call_the_base_once_per_chunk_and_check_once(method, linear_model, x):
+    """16 noisy copies of 4 samples: one batched base call per chunk of ``batch_size`` rows
+    (no work per sample), and a NaN in any row's base attribution is a ModelError."""
+    calls = []
+    base = type(pellucid.get_method("gradient"))
+    counted = type("Counted", (base,), {"attribute": lambda self, task, rows: (
+        calls.append(len(rows)) or base.attribute(self, task, rows))})
+    wrapper = pellucid.get_method(method, base=counted(), samples=16, batch_size=24)
+    w = linear_model.weight[0].detach()
+    e = wrapper(linear_model, x, 0)
+    assert calls == [24, 24, 16]
+    expected = {"smoothgrad": w, "smoothgrad_squared": w**2, "vargrad": 0 * w}[method]
+    torch.testing.assert_close(e.attribution, expected.expand_as(x))
+
+    def one_nan_row(self, task, rows):
+        attribution, extras = base.attribute(self, task, rows)
+        return torch.where(rows[:, :1] == rows[-1, 0], float("nan"), attribution), extras
+
+    broken = type("Broken", (base,), {"attribute": one_nan_row})()
+    with pytest.raises(pellucid.errors.ModelError, match="attributions on noisy copies") as error:
+        pellucid.explain(linear_model, x, 0, method=method, samples=8, base=broken)
+    assert error.value.argument == "model"

@@ -11,12 +11,11 @@ from torch import nn
 
 import pellucid
 import pellucid.lrp.engine as engine
-from pellucid.errors import ArgumentError
 from pellucid.lrp import Composite, Epsilon, Flat, Gamma, ZPlus
 from pellucid.lrp.calls import nonnegative_outputs
 from pellucid.lrp.canonical import build_plan
 from pellucid.lrp.composites import RELEVANCE
-from pellucid.lrp.op import Deferred
+from pellucid.lrp.op import Assumptions
 from pellucid.lrp.tape import record
 
 
@@ -116,13 +115,26 @@ def test_inputs_nonnegative_by_structure_give_the_two_term_result(rule):
     torch.testing.assert_close(known.attribution, unknown.attribution, rtol=1e-6, atol=1e-7)
 
 
-def test_deferred_checks_raise_the_first_failed_error_in_one_pass():
-    deferred = Deferred()
-    assert not deferred.failed()
-    deferred.add(torch.tensor(False), lambda: ArgumentError("a", "never"))
-    deferred.add(torch.tensor(True))  # a shortcut's assumption
-    assert deferred.failed()
-    deferred.add(torch.tensor(True), lambda: ArgumentError("low", "first"))
-    deferred.add(torch.tensor(True), lambda: ArgumentError("high", "second"))
-    with pytest.raises(ArgumentError, match="first"):
-        deferred.failed()
+def test_assumptions_fail_when_one_check_does():
+    assumptions = Assumptions()
+    assert not assumptions.failed()
+    assumptions.add(torch.tensor(False))
+    assert not assumptions.failed()
+    assumptions.add(torch.tensor(True))
+    assert assumptions.failed()
+
+
+def test_a_batchnorm_that_is_not_affine_on_the_batch_is_an_error(monkeypatch):
+    """The fold is checked on the first sample (at the end of the call, one synchronisation
+    with the other checks): a BatchNorm whose recorded output is not a·x + c is refused."""
+    import pellucid.lrp.canonical as canonical
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.LazyLinear(2)).eval()
+    x = torch.randn(2, 3, 6, 6)
+    model(x)
+    real = canonical.batch_norm_coefficients
+    monkeypatch.setattr(canonical, "batch_norm_coefficients",
+                        lambda node: tuple(t * 1.5 for t in real(node)))
+    with pytest.raises(RuntimeError, match="cannot be folded"):
+        pellucid.explain(model, x, target=0, method="lrp.epsilon")

@@ -61,8 +61,10 @@ def explain(
             Reference settings (``baseline``, ``fill``) also take token roles ``"pad"`` /
             ``"mask"`` or a tensor of token ids when the inputs are token ids.
 
-    Raises a :class:`~pellucid.errors.PellucidError` naming the argument to change for
-    any input it cannot explain exactly (see ``docs/errors.md``).
+    Returns an :class:`~pellucid.Explanation` that lives on one device, the model's: the
+    inputs may be on any device and in any floating dtype, they are copied to the model's
+    (``docs/tasks/devices.md``). Raises a :class:`~pellucid.errors.PellucidError` naming
+    the argument to change for any input it cannot explain exactly (see ``docs/errors.md``).
 
     Example:
         >>> import torch, pellucid

@@ -21,9 +21,20 @@ def row_chunks(
     total: int, batch_size: int | None, device: torch.device | None = None
 ) -> Iterator[Tensor]:
     """Yield LongTensors of consecutive row indices 0..total-1, at most ``batch_size`` each."""
+    for start, stop in chunk_bounds(total, batch_size):
+        yield torch.arange(start, stop, device=device)
+
+
+def chunk_bounds(total: int, batch_size: int | None) -> Iterator[tuple[int, int]]:
+    """Yield the (start, stop) of the chunks of :func:`row_chunks` as Python ints, for
+    decisions that must not read a device tensor (one host sync per chunk on a GPU).
+
+    >>> list(chunk_bounds(5, 2))
+    [(0, 2), (2, 4), (4, 5)]
+    """
     size = check_batch_size(batch_size)
     for start in range(0, total, size):
-        yield torch.arange(start, min(start + size, total), device=device)
+        yield start, min(start + size, total)
 
 
 def expanded_rows(

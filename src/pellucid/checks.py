@@ -6,10 +6,13 @@ should change and whose message contains that name, the problem and the fix.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -318,14 +321,112 @@ def check_finite(
 
     ``what`` describes the tensor in the message; ``argument`` (default ``what``) is the
     argument to change, ``fix`` says how. Model outputs pass ``argument="model",
-    error=ModelError``.
+    error=ModelError``. Inside :func:`deferred_checks` the check only counts, on the
+    tensor's device (summed with the earlier counts of the same check), and the block
+    raises at its end.
     """
-    if (t.is_floating_point() or t.is_complex()) and not bool(t.isfinite().all()):
-        n_nan = int(t.isnan().sum())
-        n_inf = int(t.isinf().sum())
+    if not (t.is_floating_point() or t.is_complex()):
+        return
+    report = functools.partial(_report_not_finite, what, argument, error, fix)
+    if defer((what, argument, error, fix), lambda: torch.stack((t.isnan().sum(),
+                                                                t.isinf().sum())), report):
+        return
+    if not bool(t.isfinite().all()):
+        report([int(t.isnan().sum()), int(t.isinf().sum())])
+
+
+def _report_not_finite(what: str, argument: str | None, error: type[PellucidError], fix: str,
+                       counts: list[int]) -> None:
+    n_nan, n_inf = counts
+    if n_nan or n_inf:
         name = what if argument is None else argument
         said = "" if name in what else f" ({name})"
         raise error(name, f"{what}{said} contain {n_nan} NaN and {n_inf} Inf values; {fix}")
+
+
+#: the checks deferred in this context: key -> (int64 values on the device, report)
+_PENDING: ContextVar[dict[Hashable, tuple[Tensor, Callable[[list[int]], None]]] | None] = \
+    ContextVar("pending_checks", default=None)
+
+
+def defer(key: Hashable, values: Callable[[], Tensor],
+          report: Callable[[list[int]], None]) -> bool:
+    """Inside :func:`deferred_checks`, keep ``values()`` (an int64 vector computed on the
+    device, added to what is kept under the same ``key``) for ``report``, which gets them
+    as ints at the end of the block and raises if they show a problem; True. Outside a
+    block: False, and the caller checks now."""
+    pending = _PENDING.get()
+    if pending is None:
+        return False
+    found = values()
+    if key in pending:
+        found = pending[key][0] + found
+    pending[key] = (found, report)
+    return True
+
+
+@contextmanager
+def deferred_checks() -> Iterator[None]:
+    """Make the block's checks on device values (:func:`check_finite`, a target's range)
+    on the device, and raise once, at its end: one host synchronisation for all the chunks
+    of a call, not one per chunk.
+
+    The error is that of the first check (in the order the checks were first made) that
+    failed; a check made again (every chunk's output) reports its counts summed over the
+    block. Nested blocks report to the outermost. A block left by an exception raises the
+    first failed check instead, if any: the NaN that made a later step fail is the cause.
+
+    >>> import torch
+    >>> with deferred_checks():
+    ...     for chunk in torch.ones(4, 2).split(1):
+    ...         check_finite(chunk, "chunk")  # counted on the device, no sync
+    >>> try:
+    ...     with deferred_checks():
+    ...         check_finite(torch.tensor([1.0, float("nan")]), "x")
+    ... except ArgumentError as error:
+    ...     print(error.argument)
+    x
+    """
+    if _PENDING.get() is not None:
+        yield
+        return
+    pending: dict[Hashable, tuple[Tensor, Callable[[list[int]], None]]] = {}
+    token = _PENDING.set(pending)
+    try:
+        yield
+    except Exception:
+        _PENDING.reset(token)
+        _report_all(pending)  # a NaN that made a later step fail is the cause to report
+        raise
+    _PENDING.reset(token)
+    _report_all(pending)
+
+
+def check_now_or_deferred(key: Hashable, failed: Tensor,
+                          error: Callable[[], Exception]) -> None:
+    """Raise ``error()`` if the 0-d boolean tensor ``failed`` is True: at the end of the
+    enclosing :func:`deferred_checks` block (no synchronisation here), or now outside one.
+
+    >>> check_now_or_deferred("positive", torch.tensor(False), lambda: ValueError("never"))
+    """
+    def report(values: list[int]) -> None:
+        if values[0]:
+            raise error()
+
+    if not defer(key, lambda: failed.long().view(1), report):
+        report([int(failed)])
+
+
+def _report_all(pending: dict[Hashable, tuple[Tensor, Callable[[list[int]], None]]]) -> None:
+    if not pending:
+        return
+    values = [v for v, _ in pending.values()]
+    device = values[0].device
+    flat = torch.cat([v.to(device) for v in values]).tolist()  # the one sync
+    start = 0
+    for value, report in pending.values():
+        report(flat[start:start + len(value)])
+        start += len(value)
 
 
 def _as_int(value: Any) -> int | None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_map_only
 
 from .saving import Repr, load_fields, save_fields
 
@@ -33,9 +34,13 @@ class Explanation:
             of a tuple or dict output, else None (the classes are in ``target``). Pass
             ``target_spec`` if not None, else ``target``, to explain or evaluate the same
             score again (``evaluate(..., attributions=explanation)`` does).
-        inputs: the inputs that were explained (the method's detached private copy, on the
-            attribution's device), so that :meth:`plot` needs no arguments; None when the
-            explanation was built without them.
+        inputs: the inputs that were explained (the method's detached private copy), so
+            that :meth:`plot` needs no arguments; None when the explanation was built
+            without them.
+
+    An explanation lives on one device: that of ``output``, the model's device. On
+    construction ``attribution``, ``target``, ``inputs`` and every tensor in ``extras``
+    (in nested dicts, lists and tuples too) are moved there, whatever the inputs' device.
 
     In a notebook an explanation shows itself (:meth:`_repr_png_`, the first
     :data:`~pellucid.viz.display.NOTEBOOK_SAMPLES` samples); :meth:`plot` draws it all.
@@ -49,6 +54,12 @@ class Explanation:
     extras: dict[str, Any] = field(default_factory=dict)
     target_spec: Callable[[Tensor], Tensor] | None = None
     inputs: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        device = self.output.device if isinstance(self.output, Tensor) else None
+        if device is not None:
+            self.attribution, self.target, self.inputs, self.extras = on_device(
+                (self.attribution, self.target, self.inputs, self.extras), device)
 
     def __repr__(self) -> str:
         shape = "×".join(str(s) for s in self.attribution.shape)
@@ -124,3 +135,16 @@ class Explanation:
         if isinstance(fields.get("target_spec"), Repr):
             fields["target_spec"] = None
         return cls(**fields)
+
+
+def on_device(value: Any, device: str | torch.device) -> Any:
+    """``value`` with every tensor in it (at any depth of dicts, lists and tuples) on
+    ``device``; tensors already there are kept, not copied.
+
+    Example:
+        >>> import torch
+        >>> moved = on_device({"gap": torch.zeros(2), "maps": [torch.ones(1)]}, "meta")
+        >>> moved["gap"].device, moved["maps"][0].device
+        (device(type='meta'), device(type='meta'))
+    """
+    return tree_map_only(Tensor, lambda t: t.to(device), value)

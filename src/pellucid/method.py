@@ -10,7 +10,6 @@ it under the model guard and returns an :class:`~pellucid.Explanation`::
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -18,13 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from .batching import check_batch_size
-from .checks import check_count, check_finite, check_inputs
+from .checks import check_count, check_finite, check_inputs, deferred_checks
 from .errors import ArgumentError, ModelError
 from .explanation import Explanation
 from .guard import preserved
 from .layer_inputs import check_token_target, enter, reported, with_token_references
 from .layers import LayerRef
 from .outputs import OutputSelector
+from .placement import to_model
 from .registry import Registry
 from .targets import TargetSpec
 from .targets import output as selected_output
@@ -156,32 +156,33 @@ class Method:
             )
             if entry is not None:
                 check_token_target(task, entry)
-            attribution, extras = method.attribute(task, x)
-            attribution = attribution.detach()
-            check_finite(
-                attribution, f"the attributions of {self.name}", argument="model",
-                error=ModelError, fix=_overflow_fix(attribution.dtype),
-            )
+            with deferred_checks():  # one sync for every chunk's checks
+                attribution, extras = method.attribute(task, x)
+                attribution = attribution.detach()
+                check_finite(
+                    attribution, f"the attributions of {self.name}", argument="model",
+                    error=ModelError, fix=_overflow_fix(attribution.dtype),
+                )
             if attribution.shape != x.shape:
                 raise RuntimeError(
                     f"{self.name} returned an attribution of shape {tuple(attribution.shape)} "
                     f"for inputs of shape {tuple(x.shape)}; this is a bug in pellucid"
                 )
-            explained = x.detach().to(inputs.device)
+            explained = x.detach()
             if entry is not None:
                 attribution, extras, explained = reported(
                     entry, attribution, extras, inputs, self.per_position)
         return Explanation(
-            attribution=attribution.to(inputs.device),
+            attribution=attribution,
             output=task.first_forward.output.detach(),
-            target=task.target.labels(len(x)),
+            target=task.target.labels(len(x), x.device),
             method=self.name,
             settings=self.settings(),
             extras=extras,
             target_spec=explained_target(task),
             # the private copy the method explained (each forward pass copies it again, so
-            # it holds the inputs as they were): kept, not copied, unless devices differ;
-            # the token ids for token inputs, None for a layer's activation
+            # it holds the inputs as they were), on the model's device like every tensor of
+            # the Explanation; the token ids for token inputs, None for a layer's activation
             inputs=explained,
         )
 
@@ -208,15 +209,6 @@ def explained_target(task: Task) -> TargetSpec:
 
 
 def private_copy(inputs: Tensor, model: nn.Module) -> Tensor:
-    """A copy of the inputs on the model's device and in its floating dtype.
-
-    The model's first floating parameter decides, else its first floating buffer, else the
-    inputs keep theirs.
-    """
-    tensors = itertools.chain(model.parameters(), model.buffers())
-    reference = next((t for t in tensors if t.is_floating_point()), None)
-    device = reference.device if reference is not None else inputs.device
-    dtype = reference.dtype if reference is not None else inputs.dtype
-    if is_token_ids(inputs):
-        return inputs.detach().to(device=device, copy=True)
-    return inputs.detach().to(device=device, dtype=dtype, copy=True)
+    """A copy of the inputs on the model's device, floating inputs in its floating dtype
+    (:func:`~pellucid.placement.to_model`)."""
+    return to_model(inputs.detach(), model, copy=True)

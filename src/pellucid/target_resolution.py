@@ -8,6 +8,7 @@ gives a callable the original sample of each row when a method expands the batch
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -16,7 +17,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 
-from .checks import check_finite, check_per_sample
+from .checks import check_finite, check_per_sample, defer
 from .errors import ArgumentError, ArgumentTypeError, ModelError, PellucidError
 
 TargetSpec = Union[int, Sequence[int], Tensor, Callable[..., Tensor], None]
@@ -205,11 +206,12 @@ class Target:
             return self
         return Target(classes=self.classes[index.to(self.classes.device)])
 
-    def labels(self, batch: int) -> Tensor:
-        """The class per sample as a LongTensor (B,); -1 where a score function is explained."""
+    def labels(self, batch: int, device: torch.device | str | None = None) -> Tensor:
+        """The class per sample as a LongTensor (B,) on ``device`` (default: where the
+        classes are, or the CPU); -1 where a score function is explained."""
         if self.classes is None:
-            return torch.full((batch,), -1, dtype=torch.long)
-        return self.classes.detach().cpu()
+            return torch.full((batch,), -1, dtype=torch.long, device=device)
+        return self.classes.detach().to(device)
 
 
 def _checked_scores(scores: object, output: Tensor) -> Tensor:
@@ -249,6 +251,10 @@ def resolve_target(spec: TargetSpec, output: Tensor) -> Target:
     n_classes = scores.shape[1]
     if spec is None:
         return Target(classes=scores.argmax(1))
+    if isinstance(spec, int) and not isinstance(spec, bool) and 0 <= spec < n_classes:
+        # checked in Python: neither a copy to the device nor a read back from it
+        return Target(classes=torch.full((batch,), spec, dtype=torch.long,
+                                         device=output.device))
     classes = class_indices(spec, output.device)
     if classes.ndim == 0:
         classes = classes.expand(batch).clone()
@@ -260,14 +266,23 @@ def resolve_target(spec: TargetSpec, output: Tensor) -> Target:
             "every sample, or None",
         )
     bad = (classes < 0) | (classes >= n_classes)
-    if bad.any():
+    report = functools.partial(_report_out_of_range, n_classes)
+    if defer(object(), lambda: torch.stack((bad.sum(), classes[bad.long().argmax()])), report):
+        classes = classes.clamp(0, n_classes - 1)  # indexes safely until the block raises
+    elif bad.any():
+        report([1, int(classes[bad][0])])
+    return Target(classes=classes)
+
+
+def _report_out_of_range(n_classes: int, found: list[int]) -> None:
+    """The error for ``found`` = [number of classes out of range, the first of them]."""
+    if found[0]:
         raise ArgumentError(
             "target",
-            f"target {classes[bad][0].item()} is out of range for a model with {n_classes} "
+            f"target {found[1]} is out of range for a model with {n_classes} "
             f"output{'s' if n_classes > 1 else ''}; use a class index in 0..{n_classes - 1} "
             "(negative indices are not wrapped)",
         )
-    return Target(classes=classes)
 
 
 def class_indices(spec: object, device: torch.device | str, name: str = "target") -> Tensor:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..batching import broadcast_like, expanded_rows
+from ..batching import broadcast_like, chunk_bounds, expanded_rows
 from ..task import Task
 
 #: variant indices (n,) -> masks (n, *mask_shape), mask_shape broadcastable to one sample
@@ -61,9 +61,11 @@ def masked_scores(
     scores = x.new_empty(len(x), n_masks)
     total: Tensor | None = None
     with torch.no_grad():
-        for sample, variant in expanded_rows(len(x), n_masks, batch_size, x.device):
-            first = int(variant[0])
-            chunk = masks(torch.arange(first, int(variant[-1]) + 1, device=x.device))
+        bounds = chunk_bounds(len(x) * n_masks, batch_size)  # the same chunks, as ints
+        for (start, stop), (sample, variant) in zip(
+                bounds, expanded_rows(len(x), n_masks, batch_size, x.device)):
+            first = start // len(x)  # the chunk's first mask, without reading the device
+            chunk = masks(torch.arange(first, (stop - 1) // len(x) + 1, device=x.device))
             mask = chunk.to(x)[variant - first]
             kept = mask if masks_keep else 1 - mask
             s = task.take(sample, MASKED).score(fill[sample] + kept * delta[sample])

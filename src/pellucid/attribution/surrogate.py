@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -120,16 +121,32 @@ class _Surrogate(Method):
         with torch.no_grad():
             empty = task.score(fill)
         observed = (scores, score_at_input(task, x), empty)
-        fit = self.fit(z, weights, *(t.detach().cpu().double() for t in observed))
-        coef = fit.coef.to(x)
+        fit = self.fit(z, weights, *moved(observed, "cpu", torch.float64))
+        per_sample = {"group_attribution": fit.coef, "intercept": fit.intercept,
+                      **{k: v for k, v in fit.extras.items() if isinstance(v, Tensor)}}
+        results = dict(zip(per_sample, moved(list(per_sample.values()), x.device, x.dtype),
+                           strict=True))
         extras = {
-            "group_attribution": coef,
-            "intercept": fit.intercept.to(x),
+            **results,
             "groups": groups.names,
             "baseline_score": empty,
-            **{k: v.to(x) if isinstance(v, Tensor) else v for k, v in fit.extras.items()},
+            **{k: v for k, v in fit.extras.items() if not isinstance(v, Tensor)},
         }
+        coef = results["group_attribution"]
         return coef[:, groups.labels].expand_as(x).contiguous(), extras
+
+
+def moved(tensors: Sequence[Tensor], device: torch.device | str, dtype: torch.dtype
+          ) -> list[Tensor]:
+    """Per-sample tensors (B, ...), detached, on ``device`` in ``dtype``, with one copy
+    between devices (one host synchronisation on a GPU instead of one per tensor).
+
+    >>> moved([torch.ones(2, 3), torch.zeros(2)], "cpu", torch.float64)[1]
+    tensor([0., 0.], dtype=torch.float64)
+    """
+    joined = torch.cat([t.detach().to(dtype).reshape(len(t), -1) for t in tensors], 1)
+    parts = joined.to(device).split([math.prod(t.shape[1:]) for t in tensors], 1)
+    return [p.reshape(t.shape) for p, t in zip(parts, tensors, strict=True)]
 
 
 def _short(value: Any) -> str:

@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     """Print the methods × metrics table (and write files to ``args.out``); the exit status."""
     methods, metrics = chosen(args)
     out = None if args.out is None else output_folder(args.out)
-    model = load_model(args.model, args.weights)
+    model = load_model(args.model, args.weights, args.device)
     inputs, labels, masks = load_data(
         args.data, args.n, args.size or getattr(model, "input_size", 64), args.seed
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from .command import Command, UsageError, positive_int, unit_float
 from .data_loading import image_paths, read_images
 from .files import output_folder
-from .model_loading import load_model
+from .model_loading import add_device_argument, load_model
 from .settings import build_method, parse_settings
 
 DESCRIPTION = """\
@@ -96,6 +96,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=positive_int, default=16, help="images per forward pass (default: 16)"
     )
+    add_device_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -114,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
         )
     paths = image_paths(args.input)
     output_folder(args.out)
-    model = load_model(args.model, args.weights)
+    model = load_model(args.model, args.weights, args.device)
     size = tuple(args.size) if args.size else getattr(model, "input_size", None)
     channels = args.channels or _input_channels(model)
     chunks = [paths[i : i + args.batch_size] for i in range(0, len(paths), args.batch_size)]
@@ -129,9 +130,11 @@ def main(args: argparse.Namespace) -> int:
         explanation = pellucid.explain(model, images, args.target, method)
         seconds = time.perf_counter() - start
         heat = viz.heatmap(explanation, args.cmap, args.reduce)
-        probabilities = torch.softmax(explanation.output.flatten(1).double(), dim=1)
+        # the explanation lives on the model's device: one copy to the CPU per batch
+        probabilities = torch.softmax(explanation.output.flatten(1).double(), dim=1).cpu()
+        targets = explanation.target.tolist()
         for k, path in enumerate(chunk):
-            target = int(explanation.target[k])
+            target = targets[k]
             stem = args.out / f"{path.stem}.{args.method}"
             viz.save_png(viz.upscale(heat[k], args.scale), f"{stem}.png")
             if args.overlay is not None:

@@ -1,4 +1,5 @@
-"""The model that ``--model`` (and ``--weights``) name: a factory, a demo model or a checkpoint.
+"""The model that ``--model`` (and ``--weights``) name: a factory, a demo model or a checkpoint,
+on the device that ``--device`` names.
 
 Checkpoints are read with ``torch.load(weights_only=True)`` (:func:`~.files.load_file`),
 which never runs code from the file; a ``MODULE:FACTORY`` is imported, so its code runs, and
@@ -7,6 +8,7 @@ an exception it raises becomes a one-line :class:`UsageError` ("model failed: ..
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import sys
@@ -15,9 +17,53 @@ from pathlib import Path
 from .command import UsageError
 from .files import load_file
 
+DEVICE_HELP = ("where the model runs: cpu (default), auto (cuda when available, else cpu), "
+               "cuda, cuda:N, mps or another torch device available here")
 
-def load_model(spec: str, weights: Path | None = None):
-    """A model in eval mode from MODULE:FACTORY, a demo model name, or a checkpoint."""
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device`` for the commands that run a model."""
+    parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
+
+
+def model_device(name: str):
+    """The torch device that ``--device name`` asks for, checked to be usable here.
+
+    ``auto`` is cuda when CUDA is available, else the CPU. A name torch does not know, the
+    meta device (no values), and a device this machine lacks (``cuda`` without CUDA, a
+    GPU index beyond the last) are :class:`UsageError` naming ``--device``.
+    """
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(
+            f"--device {name!r} is not a torch device; use cpu, auto, cuda, cuda:N or mps"
+        ) from None
+    if device.type == "meta":
+        raise UsageError("--device meta holds no values; use cpu, auto, cuda, cuda:N or mps")
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as error:  # torch without CUDA asserts
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(
+            f"--device {name!r} is not available on this machine ({first}); use --device cpu, "
+            "or --device auto to take cuda only when it is there"
+        ) from None
+    return device
+
+
+def load_model(spec: str, weights: Path | None = None, device: str = "cpu"):
+    """A model in eval mode from MODULE:FACTORY, a demo model name, or a checkpoint, moved
+    to ``device`` (a ``--device`` value, see :func:`model_device`) after loading."""
+    target = model_device(device)  # a bad --device fails before the model's code runs
+    return _loaded(spec, weights).to(target)
+
+
+def _loaded(spec: str, weights: Path | None):
     path = Path(spec)
     if path.is_file():
         if weights is not None:
@@ -138,4 +184,4 @@ def _demo_model(name: str):
     return models.load_pretrained(name)
 
 
-__all__ = ["load_model", "model_failed"]
+__all__ = ["DEVICE_HELP", "add_device_argument", "load_model", "model_device", "model_failed"]

@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
 
     methods, metrics = chosen(args)
     methods = [RandomAttribution(seed=args.seed) if m == RANDOM else m for m in methods]
-    model = load_model(args.model, args.weights)
+    model = load_model(args.model, args.weights, args.device)
     inputs, labels, masks = load_data(
         args.data, args.n, args.size or getattr(model, "input_size", 64), args.seed
     )

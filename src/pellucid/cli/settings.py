@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .command import UsageError, positive_int
+from .model_loading import add_device_argument
 
 #: the benchmark's reference row, not a registered method (``--seed`` seeds it)
 RANDOM = "random"
@@ -146,7 +147,8 @@ def route_settings(
 def add_scoring_arguments(parser: argparse.ArgumentParser, n_default: int | None,
                           metrics_default: Sequence[str]) -> None:
     """The arguments that ``evaluate`` and ``run`` share: the model, the data, the methods
-    and metrics with their ``--setting``s, ``-n``, ``--size``, ``--seed``, ``--batch-size``."""
+    and metrics with their ``--setting``s, ``-n``, ``--size``, ``--seed``, ``--batch-size``,
+    ``--device``."""
     parser.add_argument("--model", required=True, help="MODULE:FACTORY, demo name or checkpoint")
     parser.add_argument("--weights", type=Path, default=None, help="a state dict to load")
     parser.add_argument("--data", default="shapes", help="shapes, digits, FILE.pt or FILE.npz")
@@ -164,6 +166,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser, n_default: int | None
                         help="a method or metric setting, e.g. --setting steps=50 (repeatable)")
     parser.add_argument("--batch-size", type=positive_int, default=64,
                         help="samples per batch (default 64)")
+    add_device_argument(parser)
 
 
 def chosen(args: argparse.Namespace) -> tuple[list, list]:

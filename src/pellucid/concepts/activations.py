@@ -13,7 +13,7 @@ from ..checks import check_finite, check_inputs
 from ..errors import ModelError
 from ..guard import preserved
 from ..layers import LayerRef, capture, layer_name, tensor_outputs
-from ..method import private_copy
+from ..placement import to_model
 from ..targets import Target
 from ..task import Forward, Task
 
@@ -32,7 +32,15 @@ def layer_activations(
     the model's device and dtype (a model that writes to its input in place cannot change
     ``inputs``); per-sample model arguments follow the rows. If the layer runs several
     times in one forward pass, its last output is taken. Activations that are not finite
-    raise :class:`~pellucid.errors.ModelError`.
+    raise :class:`~pellucid.errors.ModelError`. The result is on the model's device, in its
+    dtype, whatever the device and floating dtype of ``inputs``.
+
+    Example:
+        >>> import torch
+        >>> from pellucid.concepts import layer_activations
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU()).double().eval()
+        >>> layer_activations(model, "1", torch.ones(4, 2)).dtype
+        torch.float64
     """
     check_inputs(inputs)
     chunks = []
@@ -40,7 +48,7 @@ def layer_activations(
         name = layer_name(model, layer)
         task = Task(model, Target(), None, model_kwargs, len(inputs))
         for rows in row_chunks(len(inputs), batch_size):
-            x = private_copy(inputs[rows], model)
+            x = to_model(inputs[rows].detach(), model, copy=True)
             with capture(model, [name]) as captured:
                 output = model(x, **task.take(rows).model_kwargs)
             chunks.append(Forward(x, output, tensor_outputs(captured)).layer(name).detach())

@@ -29,7 +29,9 @@ CLASSIFIERS = ("logistic", "svm", "sgd")
 
 @dataclass(frozen=True, eq=False)
 class CAV:
-    """A concept activation vector: unit ``vector`` over the flattened layer output."""
+    """A concept activation vector: unit ``vector`` over the flattened layer output, on
+    the CPU in the activations' dtype (fitted in float64 by scikit-learn); ``tcav`` moves it
+    to the model's device."""
 
     concept: str
     layer: str

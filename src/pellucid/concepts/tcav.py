@@ -34,8 +34,8 @@ from ..checks import (
 from ..errors import ArgumentError, ArgumentTypeError, UnknownNameError
 from ..guard import preserved
 from ..layers import LayerRef, captured_forward, layer_gradients, layer_name
-from ..method import private_copy
 from ..outputs import OutputSelector
+from ..placement import to_model
 from ..registry import suggest
 from ..targets import TargetSpec
 from ..task import Forward, Task
@@ -59,14 +59,15 @@ def directional_derivatives(
     per input, None for the predicted class, or a callable on the output), on the model
     output for all inputs. ``layer`` is a dotted name or a submodule of ``model``. The model
     sees a private copy of ``inputs`` in its device and dtype, so a model that writes to its
-    input in place leaves ``inputs`` unchanged.
+    input in place leaves ``inputs`` unchanged. The result is on the model's device, in its
+    dtype (``vectors`` may be on any device).
     """
     check_inputs(inputs)
     vectors = _check_vectors(vectors)
     chunks = []
     with preserved(model):
         name = layer_name(model, layer)
-        x = private_copy(inputs, model)
+        x = to_model(inputs.detach(), model, copy=True)
         task = Task.start(
             model, x, target, select=output, model_kwargs=model_kwargs,
             first_pass=_chunked_forward(batch_size),

@@ -17,14 +17,15 @@ from ..checks import check_count, check_inputs
 from ..errors import ArgumentError
 from ..guard import preserved
 from ..layers import LayerRef, layer_name
-from ..method import private_copy
 from .maximise import _observe, maximise
 from .objectives import Channel, Objective, _check_position, at_position
 
 
 @dataclass(frozen=True, eq=False)
 class SemanticDictionary:
-    """The top channels of ``layer`` at ``position`` with their activations and images."""
+    """The top channels of ``layer`` at ``position`` with their activations and images:
+    ``channels`` and ``activations`` on the CPU, ``images`` as :func:`maximise` returns them
+    (on the model's device)."""
 
     layer: str
     position: tuple[int, ...]
@@ -63,7 +64,7 @@ def semantic_dictionary(
     top = check_count(top, "top", "how many channels")
     with preserved(model), torch.no_grad():
         layer = layer_name(model, layer)
-        act = _observe(model, private_copy(image, model), [layer], None, None).layer(layer)
+        act = _observe(model, image.detach(), [layer], None, None).layer(layer)
     if act.ndim < 3:
         raise ArgumentError(
             "layer",

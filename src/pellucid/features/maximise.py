@@ -30,8 +30,8 @@ from ..checks import (
 from ..errors import ArgumentError, ArgumentTypeError
 from ..guard import preserved
 from ..layers import LayerRef, capture, layer_name, tensor_outputs
-from ..method import private_copy
 from ..outputs import OutputSelector
+from ..placement import placement, to_model
 from ..targets import Target
 from ..task import Forward, Task
 from .objectives import Objective
@@ -98,12 +98,12 @@ def maximise(
             layer_name(model, name)  # a layer the model does not have fails before optimising
         for p in model.parameters():
             p.requires_grad_(False)  # restored by preserved(); no weight gradients at all
-        like = private_copy(torch.zeros(0), model)  # the model's device and floating dtype
-        wide = torch.promote_types(like.dtype, torch.float32)  # images and FFTs: ≥ float32
+        device, dtype = placement(model)
+        wide = torch.promote_types(dtype, torch.float32)  # images and FFTs: ≥ float32
         if init is None:
-            params = param.init(shape, gen).to(like.device, wide)
+            params = param.init(shape, gen).to(device, wide)
         else:
-            start = _check_init(init, shape).detach().to(like.device, wide, copy=True)
+            start = _check_init(init, shape).detach().to(device, wide, copy=True)
             params = param.from_image(start)
         params.requires_grad_(True)
         step = _optimiser(optimiser, params, lr)
@@ -112,7 +112,7 @@ def maximise(
                 image = param.to_image(params, shape)
                 forward = _observe(
                     model,
-                    transform_images(image, transforms, gen).to(like.dtype),
+                    transform_images(image, transforms, gen).to(dtype),
                     objective.layers(),
                     output,
                     model_kwargs,
@@ -149,7 +149,9 @@ def observe(
     ``layers`` are dotted names or submodules; the :class:`Forward` is keyed by dotted name.
     The pass stays in the autograd graph of ``x``, so that objectives on it can be
     differentiated with respect to whatever ``x`` was made from. The model sees a copy of
-    ``x`` and comes out unchanged (:func:`pellucid.guard.preserved`).
+    ``x`` on its device and in its floating dtype (:func:`pellucid.placement.to_model`), and
+    comes out unchanged (:func:`pellucid.guard.preserved`); the recorded tensors are on the
+    model's device.
     """
     if not isinstance(x, Tensor):
         raise ArgumentTypeError("x", f"x must be a tensor (batch first), got {type(x).__name__}")
@@ -166,6 +168,7 @@ def _observe(
     model_kwargs: Mapping[str, Any] | None,
 ) -> Forward:
     """:func:`observe` without the guard (for callers that hold it)."""
+    x = to_model(x, model)  # differentiable: the graph reaches whatever x was made from
     task = Task(model, Target(), output, model_kwargs, len(x))
     with capture(model, sorted(set(layers))) as captured:
         out = task.output(x)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..checks import check_now_or_deferred
 from ..errors import ArgumentError
 from .calls import SUMS, nonnegative_outputs
 from .composites import Composite, LayerInfo
@@ -37,7 +38,7 @@ from .linear_maps import (
     linear_affine,
     scale_affine,
 )
-from .op import Deferred, Op
+from .op import Assumptions, Op
 from .recurrent import DEFAULT_LAYER, Recurrent
 from .rules import Rule
 from .tape import Node, Recorder
@@ -51,8 +52,8 @@ class Plan:
 
     ops: list[Op]
     rules: dict[Op, Rule | None]
-    #: the checks of values the walk makes at its end (shared by every op)
-    deferred: Deferred
+    #: what the rules' shortcuts assumed, checked at the end of the walk (shared by every op)
+    assumptions: Assumptions
 
     def rule_method(self, op: Op) -> Callable[[Op, Any], list[Tensor | None]] | None:
         """The bound handler of ``op``'s rule for its kind, or None when there is none."""
@@ -72,8 +73,8 @@ def build_plan(recorder: Recorder, composite: Composite, model: nn.Module, *,
     """
     nodes = recorder.nodes
     kinds = [classify(n) for n in nodes]
-    deferred = Deferred()
-    ops = [Op(n, k, _label(n, recorder), deferred=deferred) for n, k in zip(nodes, kinds)]
+    assumptions = Assumptions()
+    ops = [Op(n, k, _label(n, recorder), assumptions=assumptions) for n, k in zip(nodes, kinds)]
     nonnegative = nonnegative_outputs(nodes)
     for op in ops:
         if op.kind == "layer":
@@ -110,7 +111,7 @@ def build_plan(recorder: Recorder, composite: Composite, model: nn.Module, *,
                 rules[op] = _recurrent_rule(op, rules[op], composite, recorder)
     if baseline is not None:
         _attach_baseline(ops, baseline)
-    return Plan(ops, rules, deferred)
+    return Plan(ops, rules, assumptions)
 
 
 def _mark_relu_fed(ops: list[Op], outputs: dict[int, Node]) -> None:
@@ -195,8 +196,8 @@ def _canonicalise_batch_norm(op: Op, ops: list[Op], model: nn.Module, weights: W
     # definition; the tolerance follows the precision of the model's dtype (fp16, bf16)
     expected = torch.addcmul(c.view(shape).float(), x[:1].float(), a.view(shape).float())
     tolerance = max(1e-5, 16 * torch.finfo(computed_in or y.dtype).eps)
-    error = (expected - y[:1].float()).abs().max()
-    op.deferred.add(error > tolerance * (1.0 + y[:1].abs().max()), lambda: RuntimeError(
+    failed = (expected - y[:1].float()).abs().max() > tolerance * (1.0 + y[:1].abs().max())
+    check_now_or_deferred(("batch norm folds", node.index), failed, lambda: RuntimeError(
         f"the BatchNorm at {node.where()} does not compute a·x + c with its running "
         "statistics on this batch, so it cannot be folded; please report this model"))
     _, source, k = node.inputs[0]

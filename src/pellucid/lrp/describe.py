@@ -43,7 +43,6 @@ def describe(model: nn.Module, composite: Composite | None, example_input: Tenso
             model, lambda v: select_output(model(v, **kwargs), output), example_input.detach()
         )
         plan = build_plan(recorder, resolved, model, weights=WEIGHT_CACHE)
-        plan.deferred.failed()  # raises for a BatchNorm that cannot be folded
     reached = _reachable(plan, recorder.source_of(out))
     rows = [(str(op.node.index), op.label, op.node.name, op.kind,
              _rule_text(plan, op, op.node.index in reached)) for op in plan.ops[1:]]

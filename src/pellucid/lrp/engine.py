@@ -111,12 +111,11 @@ def propagate(task: Task, x: Tensor, composite: Composite, *, start: str = "rele
         message = message.float()  # half-precision models: rules compute in float32
     plan, (input_message, layers, absorbed), baseline_out = _walk(
         task, recorder, source, message, composite, baseline, shortcuts=True)
-    if plan.deferred.failed():  # a shortcut's assumption failed: walk again without shortcuts
+    if plan.assumptions.failed():  # a shortcut's assumption failed: walk without shortcuts
         recorder, again = record(task.model, task.output, x)
         plan, (input_message, layers, absorbed), baseline_out = _walk(
             task, recorder, recorder.source_of(again), message, composite, baseline,
             shortcuts=False)
-        plan.deferred.failed()
     layers = {"output": per_sample_total(message), **layers}
     return Propagation(input_message.to(x.dtype), layers, out, baseline_out, plan, absorbed)
 
@@ -135,7 +134,7 @@ def _walk(task: Task, recorder: Recorder, source: tuple[Node, int], message: Ten
     with torch.no_grad():
         plan = build_plan(recorder, composite, task.model, weights=WEIGHT_CACHE,
                           baseline=baseline_nodes)
-        plan.deferred.shortcuts = shortcuts
+        plan.assumptions.shortcuts = shortcuts
         return plan, walk_back(plan, source, message), baseline_out
 
 

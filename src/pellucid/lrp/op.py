@@ -1,8 +1,8 @@
 """The op: one recorded call as the rules see it (its kind, its label, what its rule needs).
 
 Everything on an op is set when the plan is built (:mod:`.canonical`); the backward walk
-writes nothing on it: a rule receives the messages as arguments, and puts the checks of
-values on the device in the plan's :class:`Deferred` (one host synchronisation per walk)."""
+writes nothing on it but releasing its tensors: a rule receives the messages as arguments,
+and puts what its shortcuts assumed in the plan's :class:`Assumptions`."""
 
 from __future__ import annotations
 
@@ -24,32 +24,24 @@ _MATMULS = {"matmul", "__matmul__", "mm", "bmm"}
 
 
 @dataclass
-class Deferred:
-    """Checks of values on the device that a walk makes with one host synchronisation at its
-    end (:meth:`failed`), so that the number of synchronisations does not grow with depth.
+class Assumptions:
+    """What shortcuts of rules assumed about values on the device, checked with one host
+    synchronisation at the end of a walk (:meth:`failed`) rather than one per layer; when
+    one fails, the walk is repeated with ``shortcuts`` off. (Checks that raise go through
+    :func:`pellucid.checks.defer`.)"""
 
-    Each check is a 0-d boolean tensor (True: failed) and what failing means: an error to
-    raise (a BatchNorm that is not affine, inputs outside ZBox's bounds), or None, for a
-    shortcut whose assumption failed: the walk is then repeated with ``shortcuts`` off.
-    """
-
-    checks: list[tuple[Tensor, Callable[[], Exception] | None]] = field(default_factory=list)
+    #: 0-d boolean tensors, True where an assumption failed
+    checks: list[Tensor] = field(default_factory=list)
     #: whether rules may take shortcuts that a check confirms afterwards
     shortcuts: bool = True
 
-    def add(self, failed: Tensor, error: Callable[[], Exception] | None = None) -> None:
-        """Check afterwards that ``failed`` (a 0-d boolean tensor) is False."""
-        self.checks.append((failed, error))
+    def add(self, failed: Tensor) -> None:
+        """Check at the end of the walk that ``failed`` (a 0-d boolean tensor) is False."""
+        self.checks.append(failed)
 
     def failed(self) -> bool:
-        """Whether a check failed (one synchronisation); raises the first failed check's
-        error, if it has one."""
-        if not self.checks or not bool(torch.stack([c for c, _ in self.checks]).any()):
-            return False
-        for failed, error in self.checks:
-            if error is not None and bool(failed):
-                raise error()
-        return True
+        """Whether an assumption failed (one synchronisation, none without checks)."""
+        return bool(self.checks) and bool(torch.stack(self.checks).any())
 
 
 @dataclass(eq=False)
@@ -72,8 +64,8 @@ class Op:
     #: position or token-type embedding), that module's dotted name: the relevance the sum
     #: gives the constant is reported under it
     constant: str | None = None
-    #: the plan's deferred checks (shared by all its ops)
-    deferred: Deferred = field(default_factory=Deferred)
+    #: what the plan's shortcuts assumed (shared by all its ops)
+    assumptions: Assumptions = field(default_factory=Assumptions)
     #: for a layer whose output feeds only a ReLU: relevance arriving where z < 0 is 0 unless
     #: a rule above gives relevance to zero activations, so a rule may skip it (and check)
     relu_fed: bool = False

@@ -280,7 +280,7 @@ def _direction(cell: str, x: Tensor, saved: dict[str, list],
         parts = [r if j == block else torch.zeros_like(r) for j in range(blocks)]
         aff = Affine("linear", v, w, b, out, F.linear, lambda s, w_: s @ w_)
         layer = DEFAULT_LAYER if rule.layer is None else rule.layer
-        at_gate = Op(op.node, "layer", op.label, affine=aff, deferred=op.deferred)
+        at_gate = Op(op.node, "layer", op.label, affine=aff, assumptions=op.assumptions)
         return layer.layer(at_gate, torch.cat(parts, 1))[0]
 
     for t in reversed(range(x.shape[1])):

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor
 
-from ..checks import check_choice, check_finite, check_finite_number
+from ..checks import check_choice, check_finite, check_finite_number, check_now_or_deferred
 from ..errors import ArgumentError, ArgumentTypeError
 from .calls import NORMALISERS, activated_factor, gate_name, self_gate
 from .linear_maps import Affine, average_of_maxpool, vjp_linear
@@ -265,8 +265,8 @@ class Gamma(Rule):
         up = aff.preactivation(with_bias=self.bias != "none") >= 0
         r = propagate_terms(aff, m * up, self._terms(aff, _pos, _neg), self.epsilon)
         down = ~up & (m != 0)
-        if op.relu_fed and op.deferred.shortcuts:  # nothing arrives where z < 0: confirm it
-            op.deferred.add(down.any())
+        if op.relu_fed and op.assumptions.shortcuts:  # nothing arrives where z < 0: confirm it
+            op.assumptions.add(down.any())
             return [r]
         return [r + propagate_terms(aff, m * down, self._terms(aff, _neg, _pos), self.epsilon)]
 
@@ -436,13 +436,13 @@ def _bound(value: Any, x: Tensor, reduce: Any, name: str) -> Tensor:
 
 
 def _check_inside(op: Op, x: Tensor, low: Tensor, high: Tensor) -> None:
-    """z^B is defined for low ≤ x ≤ high (up to rounding); outside, its terms change sign.
-    Checked with the walk's deferred checks."""
+    """z^B is defined for low ≤ x ≤ high (up to rounding); outside, its terms change sign."""
     slack = 64 * torch.finfo(x.dtype).eps
     for name, outside in (("low", x < low - slack * (1 + low.abs())),
                           ("high", x > high + slack * (1 + high.abs()))):
-        op.deferred.add(outside.any(), lambda name=name, outside=outside: _outside(
-            name, outside, op.label))
+        check_now_or_deferred(("ZBox bounds", name, op.node.index), outside.any(),
+                              lambda name=name, outside=outside: _outside(name, outside,
+                                                                          op.label))
 
 
 def _outside(name: str, outside: Tensor, where: str) -> ArgumentError:

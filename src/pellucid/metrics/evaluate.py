@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..api import as_method, get_method
-from ..checks import check_finite
+from ..checks import check_finite, deferred_checks
 from ..errors import ArgumentError, ArgumentTypeError
 from ..explanation import Explanation
 from ..guard import preserved
@@ -100,8 +100,9 @@ def evaluate(
     check_metric_inputs(inputs)
     chosen = chosen_metrics(metrics, settings)
     with preserved(model):
-        case = make_case(model, inputs, target, attributions, masks, output,
-                         dict(model_kwargs or {}), method_settings, method)
+        with deferred_checks():  # the case's checks of inputs, output and attribution
+            case = make_case(model, inputs, target, attributions, masks, output,
+                             dict(model_kwargs or {}), method_settings, method)
         return {
             label: score(case, metric)
             for label, metric in _progress(list(zip(distinct_labels(chosen, "metrics"), chosen,
@@ -125,8 +126,10 @@ def _renamed_attributions(attributions: Any, settings: dict[str, Any]) -> Any:
 
 
 def score(case: Case, metric: Metric) -> MetricResult:
-    """``metric`` on ``case``, as a result on the CPU."""
-    computed = metric.compute(case)
+    """``metric`` on ``case``, as a result on the CPU (its finiteness checks made at the end,
+    with one host synchronisation: :func:`pellucid.checks.deferred_checks`)."""
+    with deferred_checks():
+        computed = metric.compute(case)
     return MetricResult(
         name=metric.name,
         scores=computed.scores.detach().cpu(),

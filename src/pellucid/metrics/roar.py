@@ -22,6 +22,7 @@ from torch import Tensor
 from .._seeding import generator
 from ..checks import check_finite_number, check_seed
 from ..errors import ArgumentError
+from ..placement import to_model
 from .base import (
     Case,
     Metric,
@@ -50,7 +51,10 @@ class Roar(Metric):
 
     ``train_fn(inputs, labels)`` returns a trained ``nn.Module`` whose output is (N, classes);
     ``fractions`` in (0, 1); ``test_fraction`` in (0, 1) of the batch is held out (at least
-    one sample in each split).
+    one sample in each split). ``train_fn`` gets the inputs and labels on the explained
+    model's device and in its dtype; the model it returns may live on another device or in
+    another dtype: the test inputs are moved to it (:func:`pellucid.placement.to_model`).
+    The result is on the CPU, as every metric's.
     """
 
     direction = "lower"
@@ -107,15 +111,15 @@ class Roar(Metric):
             for kind, order in (("attribution", by_attribution), ("random", at_random)):
                 removed = remove_top(x, order, fraction, fill)
                 model = train_model(self.name, self.train_fn, removed[train], labels[train])
-                with torch.no_grad():
-                    out = model(removed[test])
+                with torch.no_grad():  # the trained model's device and dtype may differ
+                    out = model(to_model(removed[test], model))
                 if not isinstance(out, Tensor) or out.ndim != 2:
                     raise ArgumentError(
                         "train_fn",
                         f"{self.name}: the model that train_fn returns must output class scores "
                         f"(N, classes); it gave {getattr(out, 'shape', type(out).__name__)}",
                     )
-                predicted = out.argmax(1)
+                predicted = out.argmax(1).to(labels.device)
                 correct[kind].append((predicted == labels[test]).to(wide_dtype))
         ranked = torch.stack(correct["attribution"], 1)
         random = torch.stack(correct["random"], 1)

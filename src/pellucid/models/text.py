@@ -62,11 +62,13 @@ def _check_call(input_ids: Tensor, attention_mask: Tensor | None, vocab_size: in
             "input_ids", f"input_ids must be an integer tensor (batch, length) of token ids, "
             f"got {got}"
         )
-    if input_ids.numel() and not 0 <= int(input_ids.min()) <= int(input_ids.max()) < vocab_size:
-        raise ArgumentError(
-            "input_ids", f"input_ids hold ids in {int(input_ids.min())}..{int(input_ids.max())}"
-            f"; the vocabulary has ids 0..{vocab_size - 1}"
-        )
+    if input_ids.numel():
+        low, high = torch.stack(torch.aminmax(input_ids)).tolist()  # one read from the device
+        if not 0 <= low <= high < vocab_size:
+            raise ArgumentError(
+                "input_ids", f"input_ids hold ids in {low}..{high}; the vocabulary has ids "
+                f"0..{vocab_size - 1}"
+            )
     if attention_mask is None:
         return torch.ones(input_ids.shape, dtype=torch.bool, device=input_ids.device)
     if not isinstance(attention_mask, Tensor) or attention_mask.shape != input_ids.shape:

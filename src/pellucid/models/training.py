@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
@@ -16,7 +15,7 @@ from ..data.imageset import ImageSet
 from ..data.text import TokenDataset, TokenSet
 from ..errors import ArgumentError, ArgumentTypeError
 from ..guard import eval_mode
-from ..method import private_copy
+from ..placement import to_model
 
 
 def train(model: nn.Module, dataset: ImageSet | TokenSet | Dataset, epochs: int = 5,
@@ -26,8 +25,9 @@ def train(model: nn.Module, dataset: ImageSet | TokenSet | Dataset, epochs: int 
 
     ``dataset`` is an :class:`~pellucid.data.ImageSet`, a :class:`~pellucid.data.TokenSet`
     (the model is called as ``model(input_ids, attention_mask=...)``) or a torch ``Dataset``
-    whose items start with (input, label). Batches are moved to the model's device (and
-    floating inputs to its floating dtype).
+    whose items start with (input, label). Inputs, labels and masks of every batch are moved
+    to the model's device, floating inputs to its floating dtype
+    (:func:`pellucid.placement.to_model`); the losses are Python floats.
     Shuffling and dropout are seeded by ``seed`` without touching the global random state.
     The model is left in eval mode. Labels outside the model's classes, and a loss that
     stops being finite (lower ``lr``), raise errors naming the setting.
@@ -61,21 +61,22 @@ def train(model: nn.Module, dataset: ImageSet | TokenSet | Dataset, epochs: int 
             total, count = 0.0, 0
             for batch in loader:
                 text = isinstance(dataset, TokenDataset)
-                x = _to_model(batch[0], model, text)
+                x = to_model(batch[0], model)  # a fresh batch from the loader
                 y = batch[1].to(x.device)
                 out = model(x, attention_mask=batch[2].to(x.device)) if text else model(x)
                 _check_labels(y, out)
                 loss = F.cross_entropy(out, y)
-                if not math.isfinite(loss.item()):
+                value = loss.item()  # the step's one synchronisation
+                if not math.isfinite(value):
                     raise ArgumentError(
-                        "lr", f"the training loss became {loss.item()} in epoch {epoch + 1}; "
+                        "lr", f"the training loss became {value} in epoch {epoch + 1}; "
                         f"lower lr (now {lr}) or check the data for NaN",
                     )
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
                 schedule.step()
-                total, count = total + loss.item() * len(y), count + len(y)
+                total, count = total + value * len(y), count + len(y)
                 bar.update()
                 bar.set_postfix(loss=f"{total / count:.3f}")
             losses.append(total / max(count, 1))
@@ -87,12 +88,22 @@ def train(model: nn.Module, dataset: ImageSet | TokenSet | Dataset, epochs: int 
 @torch.no_grad()
 def predict(model: nn.Module, images: Tensor, batch_size: int = 256,
             attention_mask: Tensor | None = None) -> Tensor:
-    """Predicted classes (argmax of the model's output, on the CPU) in eval mode.
+    """Predicted classes (argmax of the model's output) in eval mode: a LongTensor (N,) on
+    the CPU, whatever the model's device.
 
     ``images`` are floating inputs, or integer token ids (N, L) that the model reads as
     ``model(ids, attention_mask=...)`` with the rows of ``attention_mask`` (N, L) when given.
-    The inputs go to the model's device (floating ones to its dtype) in chunks of
-    ``batch_size``; every module's train/eval mode is restored afterwards.
+    Chunks of ``batch_size`` rows (and their masks) are copied to the model's device,
+    floating inputs in its floating dtype (:func:`pellucid.placement.to_model`); every
+    module's train/eval mode is restored afterwards.
+
+    Example:
+        >>> import torch
+        >>> from pellucid.models import predict
+        >>> model = torch.nn.Linear(2, 2, bias=False).double()
+        >>> _ = model.weight.data.copy_(torch.eye(2))
+        >>> predict(model, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+        tensor([0, 1])
     """
     check_model(model)
     tokens = isinstance(images, Tensor) and not (
@@ -116,7 +127,7 @@ def predict(model: nn.Module, images: Tensor, batch_size: int = 256,
     predicted = []
     with eval_mode(model):
         for i in range(0, len(images), batch_size):
-            x = _to_model(images[i:i + batch_size], model, tokens)
+            x = to_model(images[i:i + batch_size].detach(), model, copy=True)
             out = model(x) if attention_mask is None else model(
                 x, attention_mask=attention_mask[i:i + batch_size].to(x.device))
             predicted.append(out.argmax(1).cpu())
@@ -126,7 +137,17 @@ def predict(model: nn.Module, images: Tensor, batch_size: int = 256,
 def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 256,
              attention_mask: Tensor | None = None) -> float:
     """Fraction of ``images`` (or token ids, with ``attention_mask``: see :func:`predict`)
-    whose predicted class equals ``labels``."""
+    whose predicted class equals ``labels``, a Python float; inputs on any device and in
+    any dtype go to the model's (see :func:`predict`).
+
+    Example:
+        >>> import torch
+        >>> from pellucid.models import accuracy
+        >>> model = torch.nn.Linear(2, 2, bias=False).double()
+        >>> _ = model.weight.data.copy_(torch.eye(2))
+        >>> accuracy(model, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
+        0.5
+    """
     labels = torch.as_tensor(labels)
     if labels.ndim != 1 or labels.is_floating_point() or labels.is_complex():
         raise ArgumentError(
@@ -137,14 +158,6 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
         raise ArgumentError("labels", f"{len(images)} images but {len(labels)} labels")
     predicted = predict(model, images, batch_size, attention_mask)
     return float((predicted == labels.cpu()).float().mean())
-
-
-def _to_model(inputs: Tensor, model: nn.Module, tokens: bool) -> Tensor:
-    """Token ids on the model's device; other inputs as :func:`private_copy` makes them."""
-    if not tokens:
-        return private_copy(inputs, model)
-    reference = next(itertools.chain(model.parameters(), model.buffers()), inputs)
-    return inputs.detach().to(reference.device)
 
 
 def _check_labels(y: Tensor, out: Tensor) -> None:

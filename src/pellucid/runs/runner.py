@@ -285,7 +285,8 @@ def _joined(
 
     attribution = stack(lambda p: p[0].attribution)
     output = stack(lambda p: p[0].output)
-    target = torch.cat([p[0].target if p is not None else torch.full((1,), -1) for p in parts])
+    target = torch.cat([p[0].target if p is not None else torch.full((1,), -1, device=output.device)
+                        for p in parts])
     explanation = Explanation(attribution, output, target, method.name, method.settings())
     results = {}
     for label in done[0][1]:
