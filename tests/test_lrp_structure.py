@@ -11,7 +11,7 @@ from torch import nn
 
 import pellucid
 import pellucid.lrp.engine as engine
-from pellucid.lrp import Composite, Epsilon, Flat, Gamma, ZPlus
+from pellucid.lrp import AlphaBeta, Composite, Epsilon, Flat, Gamma, ZPlus
 from pellucid.lrp.calls import nonnegative_outputs
 from pellucid.lrp.canonical import build_plan
 from pellucid.lrp.composites import RELEVANCE
@@ -93,26 +93,35 @@ def test_gamma_skips_relevance_below_zero_only_where_a_check_confirms_none_arriv
     assert general.attribution.abs().sum() > 0
 
 
-@pytest.mark.parametrize("rule", [ZPlus(), Gamma(0.25)], ids=["zplus", "gamma"])
-def test_inputs_nonnegative_by_structure_give_the_two_term_result(rule):
-    """Where x ≥ 0 by structure the x⁻ terms are left out; the general path (the ReLU's
-    output times 1, which structure does not follow) computes them, as 0."""
+@pytest.mark.parametrize("rule", [
+    ZPlus(), ZPlus(bias="split"), Gamma(0.25), AlphaBeta(2, 1), AlphaBeta(2, 1, bias="split"),
+    AlphaBeta(2, 1, bias="signed"), AlphaBeta(1, 0)],
+    ids=["zplus", "zplus-split", "gamma", "a2b1", "a2b1-split", "a2b1-signed", "a1b0"])
+@pytest.mark.parametrize("conv", [False, True], ids=["linear", "conv"])
+def test_inputs_nonnegative_by_structure_give_the_two_term_result(rule, conv):
+    """Where x ≥ 0 by structure the x⁻ terms are left out (and αβ takes x w⁻ = x w − x w⁺
+    from one modified forward pass); the general path (the ReLU's output times 1, which
+    structure does not follow) computes every term."""
     class Net(nn.Module):
         def __init__(self, known: bool) -> None:
             super().__init__()
             torch.manual_seed(4)
-            self.a, self.b = nn.Linear(5, 6), nn.Linear(6, 2)
+            if conv:
+                self.a, self.b = nn.Conv2d(2, 3, 3), nn.Conv2d(3, 2, 3)
+            else:
+                self.a, self.b = nn.Linear(5, 6), nn.Linear(6, 2)
             self.known = known
 
         def forward(self, x):
             h = self.a(x).relu()
-            return self.b(h if self.known else h * 1.0)
+            return self.b(h if self.known else h * 1.0).flatten(1)
 
     composite = Composite(layers={"a": Epsilon(), "b": rule})
-    x = torch.randn(4, 5)
+    x = torch.randn(4, 2, 5, 5) if conv else torch.randn(4, 5)
     known = pellucid.explain(Net(True).eval(), x, target=1, method="lrp", composite=composite)
     unknown = pellucid.explain(Net(False).eval(), x, target=1, method="lrp", composite=composite)
-    torch.testing.assert_close(known.attribution, unknown.attribution, rtol=1e-6, atol=1e-7)
+    assert known.attribution.abs().sum() > 0
+    torch.testing.assert_close(known.attribution, unknown.attribution, rtol=1e-5, atol=1e-6)
 
 
 def test_assumptions_fail_when_one_check_does():

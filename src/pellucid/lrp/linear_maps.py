@@ -59,10 +59,14 @@ class Affine:
         """z = L(x; w, b) (``out``), or z − b = L(x; w, 0) when ``with_bias`` is False."""
         if with_bias or self.bias is None:
             return self.out
+        return self.out - self.per_output(self.bias)
+
+    def per_output(self, b: Tensor) -> Tensor:
+        """A bias-shaped tensor ``b`` shaped to broadcast over the layer's outputs."""
         if self.kind == "linear":
-            return self.out - self.bias
+            return b
         trailing = (self.weight.ndim if self.kind == "conv" else self.out.ndim) - 2
-        return self.out - self.bias.view(-1, *[1] * trailing)  # channels before the spatial dims
+        return b.view(-1, *[1] * trailing)  # channels before the spatial dims
 
 
 def _tuple(value: int | tuple, n: int) -> list[int]:
