@@ -147,3 +147,18 @@ def test_a_batchnorm_that_is_not_affine_on_the_batch_is_an_error(monkeypatch):
                         lambda node: tuple(t * 1.5 for t in real(node)))
     with pytest.raises(RuntimeError, match="cannot be folded"):
         pellucid.explain(model, x, target=0, method="lrp.epsilon")
+
+
+def test_cached_batchnorm_coefficients_do_not_hide_train_mode():
+    """The coefficients a, c are cached per BatchNorm (keyed on its parameters and its mode):
+    after an eval-mode call, the same model in train mode is still refused."""
+    from pellucid.errors import ModelError
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(64, 2)).eval()
+    x = torch.randn(2, 3, 6, 6)
+    pellucid.explain(model, x, target=0, method="lrp.epsilon")
+    model.train()
+    with pytest.warns(UserWarning, match="train mode"), pytest.raises(ModelError,
+                                                                      match="batch statistics"):
+        pellucid.explain(model, x, target=0, method="lrp.epsilon")

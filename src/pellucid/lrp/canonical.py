@@ -189,7 +189,9 @@ def _canonicalise_batch_norm(op: Op, ops: list[Op], model: nn.Module, weights: W
     of its own (None returned). ``computed_in``: the model's half-precision dtype, when the
     tape was widened to float32."""
     node = op.node
-    a, c = batch_norm_coefficients(node)
+    what = ("batch_norm coefficients", node.arg(5, "training", False), node.arg(7, "eps", 1e-5))
+    a, c = weights.derived(model, what, batch_norm_parameters(node),
+                           lambda: batch_norm_coefficients(node))
     x, y = node.arg(0, "input"), node.outputs[0]
     shape = (1, -1) + (1,) * (x.ndim - 2)
     # checked on the first sample, in float32: the op is F.batch_norm in eval mode, affine by

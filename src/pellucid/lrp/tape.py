@@ -108,7 +108,7 @@ class Node:
     def call_args(self) -> tuple[tuple, dict]:
         """The positional and keyword arguments of the call (cached until a leaf changes)."""
         if self._args is None:
-            self._args = tree_unflatten(self.leaves, self.spec)
+            self._args = unflatten_call(self.leaves, self.spec)
         return self._args
 
     def replace_leaf(self, position: int, value: Any) -> None:
@@ -140,7 +140,7 @@ class Node:
         leaves = list(self.leaves)
         for pos, value in replace.items():
             leaves[pos] = value
-        args, kwargs = tree_unflatten(leaves, self.spec)
+        args, kwargs = unflatten_call(leaves, self.spec)
         assert self.func is not None
         return floating_tensors(self.func(*args, **kwargs))
 
@@ -158,8 +158,51 @@ class Node:
 
 def floating_tensors(value: Any) -> list[Tensor]:
     """The floating-point tensors in a (nested) value, in order."""
+    if isinstance(value, Tensor):  # the common case, without walking a tree
+        return [value] if value.is_floating_point() else []
     leaves, _ = tree_flatten(value)
     return [t for t in leaves if isinstance(t, Tensor) and t.is_floating_point()]
+
+
+#: argument types that hold no tensor
+_ATOMS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout,
+          torch.memory_format)
+
+
+@dataclass(frozen=True)
+class FlatCall:
+    """The spec of a call's arguments when none is a container of tensors: one leaf per
+    positional argument, then one per keyword argument (a tuple of ints is one leaf)."""
+
+    positional: int
+    keywords: tuple[str, ...]
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, (Tensor, *_ATOMS)) or (
+        type(value) in (tuple, list, torch.Size) and all(isinstance(e, _ATOMS) for e in value))
+
+
+def flatten_call(args: tuple, kwargs: dict) -> tuple[list[Any], Any]:
+    """(leaves, spec) of a call's arguments: one leaf per argument where no argument holds
+    tensors in a container (most calls, without walking a tree: the recording's main
+    per-call cost), else ``tree_flatten``'s leaves and spec. Tensors are always leaves.
+
+    >>> leaves, spec = flatten_call((torch.ones(1), (1, 1)), {"groups": 2})
+    >>> len(leaves), unflatten_call(leaves, spec)[1]
+    (3, {'groups': 2})
+    """
+    if all(_plain(a) for a in args) and all(_plain(v) for v in kwargs.values()):
+        return [*args, *kwargs.values()], FlatCall(len(args), tuple(kwargs))
+    return tree_flatten((args, kwargs))
+
+
+def unflatten_call(leaves: list[Any], spec: Any) -> tuple[tuple, dict]:
+    """The (args, kwargs) of :func:`flatten_call`'s leaves and spec."""
+    if isinstance(spec, FlatCall):
+        n = spec.positional
+        return tuple(leaves[:n]), dict(zip(spec.keywords, leaves[n:]))
+    return tree_unflatten(leaves, spec)
 
 
 class Recorder(TorchFunctionMode):
@@ -172,16 +215,18 @@ class Recorder(TorchFunctionMode):
         self._users: dict[int, list[tuple[Node, int]]] = {}
         self._producers: dict[int, list[tuple[Node, int]]] = {}
         self._model = model
-        self._names = {id(m): name for name, m in model.named_modules()}
+        self._names: dict[int, str] = {}
+        #: id of a parameter (or of its float32 copy, see :meth:`widen`) → (module name,
+        #: module, parameter name)
+        self._param_owner: dict[int, tuple[str, nn.Module, str]] = {}
+        for name, m in model.named_modules():  # one walk for both
+            self._names[id(m)] = name
+            for pname, p in m._parameters.items():
+                if p is not None:
+                    self._param_owner[id(p)] = (name, m, pname)
         self._modules: list[tuple[str, nn.Module]] = []
         #: outputs of modules that do not depend on the input (position embeddings), by id
         self._constants: dict[int, tuple[str, Tensor]] = {}
-        #: id of a parameter (or of its float32 copy, see :meth:`widen`) → (module name,
-        #: module, parameter name)
-        self._param_owner = {
-            id(p): (name, m, pname) for name, m in model.named_modules()
-            for pname, p in m.named_parameters(recurse=False)
-        }
         #: whether a walk has used the tape up (:meth:`Node.release`): it cannot serve again
         self.released = False
         #: the half-precision dtype the model computed in, after :meth:`widen`
@@ -268,7 +313,7 @@ class Recorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
-        leaves, spec = tree_flatten((args, kwargs))
+        leaves, spec = flatten_call(args, kwargs)
         where = self._where
         inputs = [
             (pos, *where[id(t)]) for pos, t in enumerate(leaves)
