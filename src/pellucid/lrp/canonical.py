@@ -4,8 +4,9 @@
   else is folded into that layer, ``w′ = w·a``, ``b′ = b·a + c`` with ``BN(z) = a·z + c``
   (a = γ/√(σ² + ε), c = β − μ·a); the layer's output becomes the BatchNorm's output and the
   BatchNorm passes messages through. A BatchNorm fed by anything else is a layer of its own
-  (a per-channel scale and shift). Both are checked on the batch: ``a·z + c`` must reproduce
-  the recorded BatchNorm output, otherwise an error names the BatchNorm.
+  (a per-channel scale and shift). Both are checked on the first batch they see (for each
+  version of the BatchNorm's parameters): ``a·z + c`` must reproduce the recorded BatchNorm
+  output, otherwise an error names the BatchNorm.
 - Every other call has the kind that the registry :data:`.kinds.KINDS` recognises, and the
   rule the composite gives that kind (by kind name; layers by their selectors).
 - Folded weights are kept in a :class:`~.weight_cache.WeightCache`, derived again when a
@@ -189,19 +190,26 @@ def _canonicalise_batch_norm(op: Op, ops: list[Op], model: nn.Module, weights: W
     of its own (None returned). ``computed_in``: the model's half-precision dtype, when the
     tape was widened to float32."""
     node = op.node
-    what = ("batch_norm coefficients", node.arg(5, "training", False), node.arg(7, "eps", 1e-5))
-    a, c = weights.derived(model, what, batch_norm_parameters(node),
-                           lambda: batch_norm_coefficients(node))
     x, y = node.arg(0, "input"), node.outputs[0]
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    # checked on the first sample, in float32: the op is F.batch_norm in eval mode, affine by
-    # definition; the tolerance follows the precision of the model's dtype (fp16, bf16)
-    expected = torch.addcmul(c.view(shape).float(), x[:1].float(), a.view(shape).float())
-    tolerance = max(1e-5, 16 * torch.finfo(computed_in or y.dtype).eps)
-    failed = (expected - y[:1].float()).abs().max() > tolerance * (1.0 + y[:1].abs().max())
+
+    def coefficients() -> tuple[Tensor, Tensor, Tensor]:
+        """(a, c) and whether a·x + c misses the recorded output, on the first sample in
+        float32, with a tolerance that follows the model's precision (fp16, bf16): the op
+        is F.batch_norm in eval mode, affine by definition, so one check per BatchNorm and
+        parameter version suffices (kept with a and c; its failure raises on every call)."""
+        a, c = batch_norm_coefficients(node)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        expected = torch.addcmul(c.view(shape).float(), x[:1].float(), a.view(shape).float())
+        tolerance = max(1e-5, 16 * torch.finfo(computed_in or y.dtype).eps)
+        scale = 1.0 + y[:1].abs().max()
+        return a, c, (expected - y[:1].float()).abs().max() > tolerance * scale
+
+    what = ("batch_norm coefficients", node.arg(5, "training", False), node.arg(7, "eps", 1e-5),
+            computed_in)
+    a, c, failed = weights.derived(model, what, batch_norm_parameters(node), coefficients)
     check_now_or_deferred(("batch norm folds", node.index), failed, lambda: RuntimeError(
         f"the BatchNorm at {node.where()} does not compute a·x + c with its running "
-        "statistics on this batch, so it cannot be folded; please report this model"))
+        "statistics, so it cannot be folded; please report this model"))
     _, source, k = node.inputs[0]
     feeder = ops[source.index]
     foldable = (

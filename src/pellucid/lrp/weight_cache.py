@@ -45,6 +45,12 @@ class WeightCache:
         entries[key] = (tuple(sources), stamp, value)
         return value
 
+    def tensors(self, model: nn.Module) -> list[Tensor]:
+        """The derived tensors held for ``model`` (on its device)."""
+        values = [entry[2] for entry in self._models.get(model, {}).values()]
+        flat = [v for value in values for v in (value if isinstance(value, tuple) else (value,))]
+        return [v for v in flat if isinstance(v, Tensor)]
+
     def clear(self) -> None:
         """Forget every derived weight of every model."""
         self._models.clear()
