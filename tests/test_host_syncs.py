@@ -25,6 +25,7 @@ from pellucid.checks import check_finite, deferred_checks
 from pellucid.errors import ArgumentError, ModelError
 from pellucid.lrp import tape
 from pellucid.metrics.base import METRICS
+from pellucid.metrics.randomisation import randomise
 from pellucid.target_resolution import resolve_target
 
 from .helpers.syncs import count_syncs
@@ -332,8 +333,68 @@ def test_metric_syncs_do_not_grow_with_steps_or_chunks(name):
     few, few_report = metric_syncs(name, **sizes[0], batch_size=64)
     many, many_report = metric_syncs(name, **sizes[1], batch_size=1)
     assert many == few, f"{few_report}\nvs larger:\n{many_report}"
-    if name != "randomisation.model_parameter":  # re-draws per layer: see docs/design.md
-        assert many <= METRIC_BOUND, many_report
+    assert many <= METRIC_BOUND, many_report
+
+
+@pytest.mark.parametrize("order", ["cascading", "independent"])
+def test_parameter_randomisation_syncs_do_not_grow_with_layers_or_tensors(order):
+    """Every layer of cnn(2) (4 layers, 11 tensors) and of cnn(7) (14 layers, 46 tensors,
+    BatchNorm's 5 each) is drawn on the CPU from one copy of the trained values and goes
+    back in one copy; each step's explanation defers its checks to the metric's block."""
+    counts = []
+    for blocks in (2, 7):
+        model = cnn(blocks)
+        explanation = pellucid.explain(model, IMAGES, target=1, method="saliency")
+        metric = METRICS.get("randomisation.model_parameter")(order=order)
+        with count_syncs(model, IMAGES, explanation.attribution) as syncs:
+            result = pellucid.evaluate(model, IMAGES, 1, explanation, [metric],
+                                       method="saliency")
+        assert len(result[metric.name].extras["layers"]) == 1 + 2 * blocks
+        counts.append(syncs)
+    assert counts[0].total == counts[1].total <= METRIC_BOUND, counts[1].report()
+
+
+def test_randomise_copies_once_each_way_whatever_the_tensors():
+    """A Linear (2 tensors) and a BatchNorm (5, one of them int64) or a stack of 12: the
+    trained values are read in one copy and the draws installed from one."""
+    def norms(n: int) -> nn.Module:
+        return nn.Sequential(*(nn.BatchNorm2d(4) for _ in range(n)))
+
+    for module in (nn.Linear(3, 2), norms(1), norms(12)):
+        with count_syncs(module) as syncs:
+            randomise(module, seed=0)
+        assert {kind: n for (kind, _), n in syncs.counts.items()} == {
+            "to host": 1, "host→device copy": 1}, syncs.report()
+
+
+class OnePositionHead(nn.Module):
+    """``depth`` convolutions (ReLU between), the last read at position (0, 0) only: the
+    score reaches the last one at one position, so Grad-CAM's automatic layer walks back
+    through the ``depth - 1`` earlier candidates (to the last of them)."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.convs = nn.ModuleList(nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1)
+                                   for i in range(depth))
+        self.head = nn.Linear(4, 3)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs[:-1]:
+            x = conv(x).relu()
+        return self.head(self.convs[-1](x)[:, :, 0, 0])
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus"])
+def test_the_automatic_layer_reads_its_candidates_at_once(method):
+    counts = []
+    for depth in (2, 7):
+        with count_syncs(model := OnePositionHead(depth), IMAGES) as syncs:
+            explanation = pellucid.explain(model, IMAGES, 1, method=method)
+        assert explanation.extras["layer"] == f"convs.{depth - 2}"
+        counts.append(syncs)
+    assert counts[0].total == counts[1].total <= BOUND, counts[1].report()
 
 
 @pytest.mark.parametrize("name", sorted(set(pellucid.list_metrics()) - set(METRIC_SIZES)

@@ -11,7 +11,14 @@ from torch import nn
 
 from pellucid.errors import ArgumentError, ArgumentTypeError, UnsupportedModelError
 from pellucid.metrics import evaluate, get_metric
-from pellucid.metrics.randomisation import FLOOR, parameter_layers, randomise
+from pellucid.metrics.randomisation import (
+    FLOOR,
+    _copied,
+    install,
+    parameter_layers,
+    randomise,
+    redraws,
+)
 from pellucid.metrics.similarity import hog_similarity, similarity, ssim
 from tests.helpers.models import randomise_batchnorm
 
@@ -322,3 +329,68 @@ def test_bad_settings_are_caught_where_the_metric_is_built(name, settings, error
     with pytest.raises(error) as raised:
         get_metric(name, **settings)
     assert raised.value.argument == argument and argument in str(raised.value)
+
+
+def nested_net(dtype: torch.dtype) -> nn.Module:
+    """Conv → trained BatchNorm → (Conv, GroupNorm) block → Linear, in ``dtype``."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4),
+                          nn.Sequential(nn.Conv2d(4, 4, 3), nn.GroupNorm(2, 4)),
+                          nn.Flatten(), nn.Linear(16, 3))
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+        model[1].num_batches_tracked.fill_(9)
+        model[2][1].weight.uniform_(0.5, 1.5)
+    return model.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("cascading", [True, False])
+def test_redraws_are_the_steps_of_randomise_one_layer_after_another(dtype, cascading):
+    """The cascade drawn at once equals randomise applied step by step (layer k with seed k,
+    from the randomised model (cascading) or the trained one), a container and a layer
+    inside it included, rounded to the dtype between steps; the modules stay untouched."""
+    names = ["4", "2", "2.1", "1", "0"]
+    drawn_at_once, stepwise = nested_net(dtype), nested_net(dtype)
+    trained = copy.deepcopy(stepwise.state_dict())
+    modules = dict(drawn_at_once.named_modules())
+    steps = redraws([modules[n] for n in names], range(len(names)), cascading=cascading)
+    for key, value in drawn_at_once.state_dict().items():
+        assert torch.equal(value, trained[key]), key  # only drawn, not installed
+    for k, name in enumerate(names):
+        if not cascading:
+            drawn_at_once.load_state_dict(trained)
+            stepwise.load_state_dict(trained)
+        install(modules[name], steps[k])
+        randomise(dict(stepwise.named_modules())[name], k)
+        for (key, a), b in zip(drawn_at_once.state_dict().items(),
+                               stepwise.state_dict().values(), strict=True):
+            assert a.dtype == b.dtype == trained[key].dtype and torch.equal(a, b), (name, key)
+    assert int(drawn_at_once[1].num_batches_tracked) == (9 if not cascading else 0)
+
+
+def test_the_packed_copy_keeps_every_dtype_shape_and_value():
+    """``_copied`` packs the bytes of tensors of any dtype and shape (0-dim, empty, odd
+    lengths of narrow types before wide ones) into one buffer: each arrives equal, as a
+    view of that one buffer."""
+    tensors = [torch.tensor([True, False, True]), torch.arange(5, dtype=torch.float16),
+               torch.tensor(2**40 + 1), torch.empty(0, 3), torch.randn(2, 3).double(),
+               torch.randn(3, 2).t(), torch.tensor([1 + 2j], dtype=torch.complex64)]
+    copied = _copied(tensors, [torch.device("cpu")] * len(tensors))
+    for before, after in zip(tensors, copied, strict=True):
+        assert after.dtype == before.dtype and after.shape == before.shape
+        assert torch.equal(after, before)
+    assert len({t.untyped_storage().data_ptr() for t in copied}) == 1
+    assert not any(a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+                   for a, b in zip(tensors, copied, strict=True))
+
+
+def test_redraws_and_install_refuse_mismatched_lengths():
+    linear = nn.Linear(2, 2)
+    with pytest.raises(ArgumentError, match="seeds") as raised:
+        redraws([linear, linear], [0])
+    assert raised.value.argument == "seeds"
+    with pytest.raises(ArgumentError, match="values") as raised:
+        install(linear, redraws([nn.BatchNorm1d(2)], [0])[0])
+    assert raised.value.argument == "values"

@@ -264,24 +264,35 @@ def last_reached_layer(
     last = names[-1]
     only_last = replace(recorded, layers={last: recorded.layers[last]})
     found = layer_gradients(task, x, [last], recorded=only_last, retain_graph=len(names) > 1)
-    if len(names) == 1 or _reaches(found.grads[last][-1][:1], x[:1], reshape):
+    if len(names) == 1 or _reaches([found.grads[last][-1][:1]], x[:1], reshape)[0]:
         return last, found
     earlier = {n: recorded.layers[n] for n in names[:-1]}
     before = layer_gradients(task, x, list(earlier), recorded=replace(recorded, layers=earlier))
-    reached = [n for n in earlier if _reaches(before.grads[n][-1][:1], x[:1], reshape)]
+    reaches = _reaches([before.grads[n][-1][:1] for n in earlier], x[:1], reshape)
+    reached = [n for n, yes in zip(earlier, reaches, strict=True) if yes]
     return (reached[-1], before) if reached else (last, found)
 
 
-def _reaches(grad: Tensor, x: Tensor, reshape: Reshape) -> bool:
-    """The gradient ``grad`` of a layer output (one sample), read as a map of ``x``, is not
-    zero at more than one position (False where it is no map of ``x``)."""
+def _reaches(grads: Sequence[Tensor], x: Tensor, reshape: Reshape) -> list[bool]:
+    """Whether each gradient ``grads[i]`` of a layer output (one sample), read as a map of
+    ``x``, is not zero at more than one position (False where it is no map of ``x``); the
+    counts of all of them are read from the device at once."""
+    counts = [_positions(grad, x, reshape) for grad in grads]
+    maps = [c for c in counts if c is not None]
+    read = iter(torch.stack([c.to(maps[0].device) for c in maps]).tolist() if maps else [])
+    return [c is not None and next(read) > 1 for c in counts]
+
+
+def _positions(grad: Tensor, x: Tensor, reshape: Reshape) -> Tensor | None:
+    """The number of positions at which ``grad``, read as a map of ``x``, is not zero (on
+    its device), or None where it is no map of ``x``."""
     try:
         grad = as_feature_map(grad, x, reshape)
     except ArgumentError as error:
         if error.argument == "layer":  # tokens on no grid: not a map of the inputs
-            return False
+            return None
         raise
-    return grad.ndim == x.ndim and int((grad[0].flatten(1) != 0).any(0).sum()) > 1
+    return (grad[0].flatten(1) != 0).any(0).sum() if grad.ndim == x.ndim else None
 
 
 def outermost(names: Sequence[str]) -> list[str]:

@@ -86,9 +86,12 @@ class Syncs(TorchFunctionMode):
         self._device: dict[int, weakref.ref] = {}
         #: the ``.device`` objects read from device tensors (kept alive: ids stay unique)
         self._device_places: dict[int, torch.device] = {}
+        from pellucid.lrp.engine import WEIGHT_CACHE
+
         for value in on_device:
-            for t in [*value.parameters(), *value.buffers()] if isinstance(value, nn.Module) \
-                    else [value]:
+            # a model's parameters, buffers and the weights derived from them in earlier calls
+            for t in [*value.parameters(), *value.buffers(), *WEIGHT_CACHE.tensors(value)] \
+                    if isinstance(value, nn.Module) else [value]:
                 self._mark(t, host=False)
 
     def on_host(self, t: object) -> bool:

@@ -74,7 +74,8 @@ def randomise(module: nn.Module, seed: int) -> None:
     The draws are made on a float32 CPU copy of the module under a forked CPU generator
     seeded with ``seed``, then copied in (rounded to the module's dtype): the same values on
     CPU and CUDA and in every dtype, and no device's global random state changes
-    (``torch.manual_seed`` would seed every CUDA device too).
+    (``torch.manual_seed`` would seed every CUDA device too). The module's tensors travel
+    packed into one buffer each way (:func:`redraws`), so the host waits twice.
 
     Example:
         >>> import torch
@@ -83,14 +84,102 @@ def randomise(module: nn.Module, seed: int) -> None:
         >>> torch.equal(state, torch.random.get_rng_state())
         True
     """
-    twin = copy.deepcopy(module).to("cpu", torch.float32)  # the same draws in every dtype
+    install(module, redraws([module], [seed])[0])
+
+
+def redraws(modules: Sequence[nn.Module], seeds: Sequence[int], *,
+            cascading: bool = True) -> list[list[Tensor]]:
+    """For each k, the values of ``modules[k]``'s parameters and buffers (in the order of
+    :func:`install`) once :func:`randomise` re-drew it with ``seeds[k]``: after
+    ``modules[:k]`` were re-drawn too (``cascading``, Adebayo et al. 2018's cascade), or
+    from the trained values (independent).
+
+    The whole cascade is drawn on float32 CPU twins that share the trained values, read
+    from the device in one copy (the modules' tensors packed into one buffer, per device);
+    the drawn values go back in one copy too, as views of one buffer that holds the
+    randomised modules' tensors once per step (in their dtypes, on their devices). So the
+    host waits twice whatever the number of layers and tensors.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+        >>> steps = redraws([net[1], net[0]], [0, 1])
+        >>> [[tuple(t.shape) for t in step] for step in steps]
+        [[(1, 2), (1,)], [(2, 3), (2,)]]
+        >>> install(net[1], steps[0]); torch.equal(net[1].weight, steps[0][0])
+        True
+    """
+    if len(seeds) != len(modules):
+        raise ArgumentError(
+            "seeds", f"redraws got {len(modules)} modules and {len(seeds)} seeds; give one "
+            "seed per module (step k of the metric uses offset_seed(seed, k))",
+        )
+    trained = list({id(t): t for m in modules for t in _state(m)}.values())
+    host = _copied(trained, [torch.device("cpu")] * len(trained))
+    # the twins: float32 CPU copies that share the tensors the modules share (plain tensors
+    # for the parameters: nothing is run on them, so they need no autograd)
+    memo: dict[int, Any] = {id(t): h.float() if h.is_floating_point() else h
+                            for t, h in zip(trained, host, strict=True)}
+    twins = [copy.deepcopy(m, memo) for m in modules]
+    start = [memo[id(t)].clone() for t in trained] if not cascading else []
+    steps = []
     with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.random.default_generator.manual_seed(seed)  # the CPU generator alone
-        for part in twin.modules():
-            _redraw(part)
-        for tensor, drawn in zip([*module.parameters(), *module.buffers()],
-                                 [*twin.parameters(), *twin.buffers()], strict=True):
-            tensor.copy_(drawn)
+        for module, twin, seed in zip(modules, twins, seeds, strict=True):
+            for t, value in zip(trained, start):
+                memo[id(t)].copy_(value)
+            torch.random.default_generator.manual_seed(seed)  # the CPU generator alone
+            for part in twin.modules():
+                _redraw(part)
+            pairs = list(zip(_state(twin), _state(module), strict=True))
+            steps.append([drawn.to(t.dtype, copy=True) for drawn, t in pairs])
+            for (drawn, _), rounded in zip(pairs, steps[-1]):
+                drawn.copy_(rounded)  # what the device holds, for the next step's statistics
+    moved = iter(_copied([v for step in steps for v in step],
+                         [t.device for m in modules for t in _state(m)]))
+    return [[next(moved) for _ in step] for step in steps]
+
+
+def install(module: nn.Module, values: Sequence[Tensor]) -> None:
+    """Copy ``values`` into ``module``'s parameters, then buffers (``module.parameters()``,
+    ``module.buffers()`` order), as :func:`redraws` returns them.
+
+    Example:
+        >>> import torch
+        >>> norm = torch.nn.BatchNorm1d(3)  # the identity: weight 1, running variance 1
+        >>> install(norm, redraws([norm], [0])[0])
+        >>> bool((norm.weight != 1).all() and (norm.running_var > 0).all())
+        True
+    """
+    state = _state(module)
+    if len(values) != len(state):
+        raise ArgumentError(
+            "values", f"install got {len(values)} values for a {type(module).__name__} with "
+            f"{len(state)} parameters and buffers; give the step of redraws drawn for it",
+        )
+    with torch.no_grad():
+        for tensor, value in zip(state, values, strict=True):
+            tensor.copy_(value)
+
+
+def _state(module: nn.Module) -> list[Tensor]:
+    return [*module.parameters(), *module.buffers()]
+
+
+def _copied(tensors: Sequence[Tensor], places: Sequence[torch.device]) -> list[Tensor]:
+    """``tensors[i]`` copied to ``places[i]`` with one copy per pair of devices: the bytes of
+    the tensors packed into one buffer, widest element first (so that each tensor starts at
+    a multiple of its element size and is a view of the buffer on arrival)."""
+    copied: list[Tensor] = [torch.empty(0)] * len(tensors)
+    routes: dict[tuple[torch.device, torch.device], list[int]] = {}
+    for i, (t, place) in enumerate(zip(tensors, places, strict=True)):
+        routes.setdefault((t.device, place), []).append(i)
+    for (_, place), indices in routes.items():
+        indices.sort(key=lambda i: -tensors[i].element_size())
+        parts = [tensors[i].detach().reshape(-1).view(torch.uint8) for i in indices]
+        packed = torch.cat(parts).to(place)
+        for i, piece in zip(indices, packed.split([p.numel() for p in parts]), strict=True):
+            copied[i] = piece.view(tensors[i].dtype).view(tensors[i].shape)
+    return copied
 
 
 def _statistics(module: nn.Module) -> list[Tensor]:
@@ -165,10 +254,11 @@ def _similarities(kind: str, a: Tensor, b: Tensor) -> dict[str, Tensor]:
 def _spearman_extras(scores: dict[str, Tensor], curves: dict[str, Tensor] | None = None
                      ) -> dict[str, Tensor]:
     """``extras`` entries ``spearman`` / ``spearman_abs`` (and their ``_curves``)."""
-    extras = {k: scores[k].detach().cpu() for k in SPEARMAN}
+    extras = {k: scores[k] for k in SPEARMAN}
     if curves is not None:
-        extras |= {f"{k}_curves": curves[k].detach().cpu() for k in SPEARMAN}
-    return extras
+        extras |= {f"{k}_curves": curves[k] for k in SPEARMAN}
+    cpu = torch.device("cpu")  # in one copy: the host waits once
+    return dict(zip(extras, _copied(list(extras.values()), [cpu] * len(extras)), strict=True))
 
 
 @register_metric("randomisation.model_parameter")
@@ -177,8 +267,11 @@ class ModelParameterRandomisation(Metric):
     """Model parameter randomisation test (Adebayo et al. 2018), cascading or independent.
 
     Layer k of the order (top first) is re-drawn by :func:`randomise` with seed
-    ``seed + k``: torch's initialisation for weights, a draw matched to the trained values
-    for normalisation parameters and BatchNorm statistics (never the identity). Curve point
+    ``seed + k`` (all layers drawn at once on the CPU by :func:`redraws`, then installed
+    one step at a time, so the host waits for the device a fixed number of times; the
+    drawn values occupy the randomised layers' size once more on the model's device):
+    torch's initialisation for weights, a draw matched to the trained values for
+    normalisation parameters and BatchNorm statistics (never the identity). Curve point
     k is similarity(original map, map of the model with layers 1..k randomised (cascading)
     or only layer k (independent)); score = mean of points 1..K.
 
@@ -233,12 +326,16 @@ class ModelParameterRandomisation(Metric):
             )
         twin = private_twin(model, self.name)
         modules = dict(twin.named_modules())
-        trained = copy.deepcopy(twin.state_dict())
+        cascading = self.order == "cascading"
+        trained = None if cascading else copy.deepcopy(twin.state_dict())
+        drawn = redraws([modules[n] for n in names],
+                        [offset_seed(self.seed, k) for k in range(len(names))],
+                        cascading=cascading)
         steps = [_similarities(self.similarity, case.attribution, self._explain(case, twin))]
-        for step, name in enumerate(names):
-            if self.order == "independent":
+        for name, values in zip(names, drawn, strict=True):
+            if trained is not None:
                 twin.load_state_dict(trained)
-            randomise(modules[name], offset_seed(self.seed, step))
+            install(modules[name], values)
             steps.append(_similarities(self.similarity, case.attribution,
                                        self._explain(case, twin)))
         curves = {k: torch.stack([s[k] for s in steps], 1) for k in steps[0]}
