@@ -162,3 +162,27 @@ def test_cached_batchnorm_coefficients_do_not_hide_train_mode():
     with pytest.warns(UserWarning, match="train mode"), pytest.raises(ModelError,
                                                                       match="batch statistics"):
         pellucid.explain(model, x, target=0, method="lrp.epsilon")
+
+
+def test_deeplift_records_a_constant_reference_once_for_the_batch():
+    """A constant baseline gives every sample the same reference pass: DeepLIFT records it
+    on one row and broadcasts it; the result equals the per-sample reference (the same
+    zeros given as a tensor, which is not known to be constant) to rounding, and the
+    summation-to-delta holds."""
+    from tests.helpers.models import ResNetish, randomise_batchnorm
+
+    model = randomise_batchnorm(ResNetish(), seed=2).eval()
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    rows = []
+    hook = model.register_forward_pre_hook(lambda m, args: rows.append(len(args[0])))
+    try:
+        shared = pellucid.explain(model, x, target=1, method="deeplift", baseline=0.0)
+        assert rows[1:] == [1]  # the first pass at x, then the reference on one row
+        rows.clear()
+        each = pellucid.explain(model, x, target=1, method="deeplift",
+                                baseline=torch.zeros_like(x))
+        assert rows[1:] == [3]
+    finally:
+        hook.remove()
+    torch.testing.assert_close(shared.attribution, each.attribution)
+    assert shared.extras["convergence_delta"].abs().max() < 1e-4

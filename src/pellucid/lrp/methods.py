@@ -343,12 +343,30 @@ class DeepLift(_RuleMethod):
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         reference = make_baseline(self.baseline, x, sigma=self.blur_sigma, seed=self.seed)
-        propagation = propagate(task, x, self.resolved(), start=self.start, baseline=reference)
+        shared = self._shared_reference(task)
+        propagation = propagate(task, x, self.resolved(), start=self.start,
+                                baseline=reference[:1] if shared else reference)
         attribution = (x - reference) * propagation.input_message
         score_x = task.target.score(propagation.output)
-        score_ref = task.target.score(propagation.baseline_output)
+        baseline_output = propagation.baseline_output
+        assert baseline_output is not None
+        if shared:
+            baseline_output = baseline_output.expand(len(x), *baseline_output.shape[1:])
+        score_ref = task.target.score(baseline_output)
         delta = attribution.flatten(1).sum(1) - (score_x - score_ref)
         return attribution, {**propagation.diagnostics(), "convergence_delta": delta}
+
+
+    def _shared_reference(self, task: Task) -> bool:
+        """Whether every sample's reference pass is the same, so that one row of it serves
+        the batch (a forward pass B times cheaper, its activations broadcast in Rescale):
+        a constant baseline ("zero" or a number), no per-sample model arguments or token
+        entry, and the default rules (Rescale broadcasts; ``maxpool="split"`` reads the
+        reference's maxima per sample)."""
+        constant = (isinstance(self.baseline, str) and self.baseline == "zero") or (
+            isinstance(self.baseline, (int, float)) and not isinstance(self.baseline, bool))
+        return (constant and self.maxpool == "gradient" and self.composite is None
+                and not task.model_kwargs and task.entry is None)
 
 
 __getattr__ = deprecated_names(__name__, {
