@@ -152,7 +152,8 @@ def test_the_walk_only_releases_the_tensors_it_is_done_with():
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
     recorder, out = record(model, model, torch.randn(2, 3))
     plan = build_plan(recorder, GRADIENT, model, weights=WEIGHT_CACHE)
-    kept = ("node", "kind", "label", "baseline", "linearise", "constant", "deferred", "relu_fed")
+    kept = ("node", "kind", "label", "baseline", "linearise", "constant", "assumptions",
+            "relu_fed")
     before = [{k: getattr(op, k) for k in kept} for op in plan.ops]
     with torch.no_grad():
         walk_back(plan, recorder.source_of(out), torch.ones_like(out))
