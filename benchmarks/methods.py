@@ -8,8 +8,9 @@ steps and noise samples = evaluations, 25 RISE masks and 8 coalitions per evalua
 occlusion windows an eighth of each side at half stride), on a batch after a warm-up (best
 of 3 for single-pass methods). Expanded batches run in chunks of the batch's size, so every
 pass has the rows of the unit pass it is compared with. The table gives seconds, the ratio
-to one forward+backward of the same batch measured in the same run, the expected ratio
-from the number of passes the method needs, and the peak extra resident memory. Targets:
+to one forward+backward of the same batch measured in the same run, by wall time and by
+this process's CPU time (which moves less with the load of a shared machine), the expected
+ratio from the number of passes the method needs, and the peak extra resident memory. Targets:
 gradient family ≤ 1.1×, IG with S steps ≤ 1.05·S×, perturbation methods at the cost of
 their forward passes.
 """
@@ -24,7 +25,7 @@ import torch
 from tests.helpers.architectures import resnet50_shaped, vgg16_shaped
 
 import pellucid
-from benchmarks._measure import forward_backward, forward_only, timed
+from benchmarks._measure import forward_backward, forward_only, timed, timed_cpu
 from pellucid import attribution
 from pellucid.attribution.perturbation import window_starts
 from pellucid.method import Method
@@ -74,11 +75,12 @@ def main() -> None:
         x = torch.rand(args.batch, 3, args.size, args.size)
         forward_backward(model, x)()  # warm-up of torch
         pellucid.explain(model, x, 0, method="gradient")  # warm-up of pellucid's first call
-        unit, unit_mem = timed(forward_backward(model, x), repeats=3)
+        unit, unit_cpu, unit_mem = timed_cpu(forward_backward(model, x), repeats=3)
         fwd, _ = timed(forward_only(model, x), repeats=3)
         print(f"\n{name}: batch {args.batch}×3×{args.size}², {args.threads} threads; "
               f"forward+backward {unit:.3f} s ({unit_mem:.0f} MiB), forward {fwd:.3f} s")
-        print(f"{'method':24s} {'seconds':>9s} {'ratio':>8s} {'expected':>9s} {'peak MiB':>9s}")
+        print(f"{'method':24s} {'seconds':>9s} {'ratio':>8s} {'(cpu)':>8s} {'expected':>9s} "
+              f"{'peak MiB':>9s}")
         references = torch.rand(16, *x.shape[1:])
         for method in args.methods or METHODS:
             chosen = pellucid.get_method(method).cheap(
@@ -86,9 +88,9 @@ def main() -> None:
             )
             run = partial(pellucid.explain, model, x, 0, method=chosen)
             expected = expected_passes(chosen, x, fwd / unit)
-            seconds, peak = timed(run, repeats=3 if expected <= 2 else 1)
-            print(f"{method:24s} {seconds:9.3f} {seconds / unit:7.2f}× {expected:8.2f}× "
-                  f"{peak:9.0f}")
+            seconds, cpu, peak = timed_cpu(run, repeats=3 if expected <= 2 else 1)
+            print(f"{method:24s} {seconds:9.3f} {seconds / unit:7.2f}× {cpu / unit_cpu:7.2f}× "
+                  f"{expected:8.2f}× {peak:9.0f}")
 
 
 if __name__ == "__main__":

@@ -246,7 +246,6 @@ def test_noise_wrappers_refuse_a_constant_sample_instead_of_an_unsmoothed_map(me
     assert torch.isfinite(varied).all()
 
 
-
 @pytest.mark.parametrize("method", ["smoothgrad", "smoothgrad_squared", "vargrad"])
 def test_noise_wrappers_call_the_base_once_per_chunk_and_check_once(method, linear_model, x):
     """16 noisy copies of 4 samples: one batched base call per chunk of ``batch_size`` rows

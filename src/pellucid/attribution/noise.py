@@ -9,9 +9,11 @@ With noisy copies x + εₙ, εₙ ∼ N(0, σ²), σ = ``noise`` · (max x − 
 
 The noise draws ε₁..ε_N are shared by all samples of a batch (scaled by each sample's σ),
 so the result for a sample does not depend on the rest of the batch. The N·B noisy rows
-are evaluated in chunks of ``batch_size``. The draws are made and the sums accumulated in
-float32 at least, whatever the model's dtype (a float16 sum of squares overflows past 65504);
-the result is cast to the inputs' dtype.
+are evaluated in chunks of ``batch_size`` rows, each one batched call of the base method
+(one forward and one backward pass for gradients); only the moments that the statistic
+needs are accumulated, and checked for NaN/Inf once per call. The draws are made and the
+sums accumulated in float32 at least, whatever the model's dtype (a float16 sum of squares
+overflows past 65504); the result is cast to the inputs' dtype.
 """
 
 from __future__ import annotations
@@ -73,7 +75,12 @@ class _NoiseWrapper(Method):
         check_seed(self.seed)
         check_batch_size(self.batch_size)
 
-    def combine(self, mean: Tensor, mean_square: Tensor) -> Tensor:
+    #: the moments of the base attributions that the statistic needs: 1 (their mean),
+    #: 2 (their mean square); only those are accumulated
+    moments: ClassVar[tuple[int, ...]] = (1,)
+
+    def combine(self, mean: Tensor | None, mean_square: Tensor | None) -> Tensor:
+        """The statistic from the moments it needs (the others are None)."""
         raise NotImplementedError
 
     def base_method(self) -> Method:
@@ -91,11 +98,15 @@ class _NoiseWrapper(Method):
         return {"samples": evaluations, "base_settings": {**self.base_settings, **base_budget}}
 
     def attribute(self, task: Task, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """Each chunk of noisy rows is one batched call of the base method; the moments are
+        accumulated with ``index_add_`` and checked for NaN/Inf once, at the end (a NaN or
+        Inf in any base attribution reaches the sums), so nothing reads a device value per
+        chunk."""
         base = self.base_method()
         flat = x.flatten(1)
         spread = flat.amax(1) - flat.amin(1)
-        constant = (spread == 0).nonzero().flatten().tolist()
-        if constant and self.noise > 0:
+        if self.noise > 0 and bool((spread == 0).any()):
+            constant = (spread == 0).nonzero().flatten().tolist()
             raise ArgumentError(
                 "inputs",
                 f"inputs: sample(s) {constant[:8]} hold one constant value, so the noise "
@@ -108,16 +119,16 @@ class _NoiseWrapper(Method):
         wide = torch.promote_types(x.dtype, torch.float32)  # draws and sums: float32 at least
         eps = torch.randn((self.samples, *x.shape[1:]), generator=gen, dtype=wide)
         eps = eps.to(x.device, x.dtype)  # the same draws whatever the model's dtype
-        total = torch.zeros_like(x, dtype=wide)
-        total_sq = torch.zeros_like(total)
+        sums = {k: torch.zeros_like(x, dtype=wide) for k in self.moments}
         for sample, draw in expanded_rows(len(x), self.samples, self.batch_size, x.device):
             noisy = x[sample] + sigma[sample] * eps[draw]
             attribution, _ = base.attribute(task.take(sample, NOISY), noisy)
-            check_finite_values(attribution, self.name, f"{base.name} attributions", NOISY)
             attribution = attribution.to(wide)
-            total.index_add_(0, sample, attribution)
-            total_sq.index_add_(0, sample, attribution.square())
-        mean, mean_square = total / self.samples, total_sq / self.samples
+            for k, total in sums.items():
+                total.index_add_(0, sample, attribution if k == 1 else attribution.square())
+        for total in sums.values():
+            check_finite_values(total, self.name, f"{base.name} attributions", NOISY)
+        mean, mean_square = (sums[k] / self.samples if k in sums else None for k in (1, 2))
         return self.combine(mean, mean_square).to(x.dtype), {"base": base.name}
 
 
@@ -126,7 +137,7 @@ class _NoiseWrapper(Method):
 class SmoothGrad(_NoiseWrapper):
     """SmoothGrad: the mean of a base method over noisy copies (Smilkov et al. 2017)."""
 
-    def combine(self, mean: Tensor, mean_square: Tensor) -> Tensor:
+    def combine(self, mean: Tensor | None, mean_square: Tensor | None) -> Tensor:
         return mean
 
 
@@ -135,7 +146,9 @@ class SmoothGrad(_NoiseWrapper):
 class SmoothGradSquared(_NoiseWrapper):
     """SmoothGrad²: the mean square of a base method over noisy copies (Hooker et al. 2019)."""
 
-    def combine(self, mean: Tensor, mean_square: Tensor) -> Tensor:
+    moments = (2,)
+
+    def combine(self, mean: Tensor | None, mean_square: Tensor | None) -> Tensor:
         return mean_square
 
 
@@ -148,11 +161,12 @@ class VarGrad(_NoiseWrapper):
     """
 
     min_samples = 2
+    moments = (1, 2)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_finite_number(self.noise, "noise", 0, inclusive=False,
                             meaning="without noise the variance is zero")
 
-    def combine(self, mean: Tensor, mean_square: Tensor) -> Tensor:
+    def combine(self, mean: Tensor | None, mean_square: Tensor | None) -> Tensor:
         return (mean_square - mean.square()).clamp_min(0)
