@@ -186,3 +186,22 @@ def test_deeplift_records_a_constant_reference_once_for_the_batch():
         hook.remove()
     torch.testing.assert_close(shared.attribution, each.attribution)
     assert shared.extras["convergence_delta"].abs().max() < 1e-4
+
+
+def test_batchnorm_statistics_changed_without_a_version_bump_are_folded_again():
+    """BatchNorm's kernel (and ``.data`` writes) change running statistics without bumping
+    their version counters, which key the weight cache: the fold is confirmed against the
+    statistics of each call, and derived again when they moved."""
+    from tests.helpers.models import VGGish, randomise_batchnorm
+
+    model = randomise_batchnorm(VGGish(), seed=4).eval()
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    pellucid.explain(model, x, target=0, method="lrp.epsilon")  # fold cached
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    version = bn.running_var._version
+    bn.running_var.data.mul_(3.0)  # a write that bumps no counter: the fold's scale moves
+    assert bn.running_var._version == version
+    after = pellucid.explain(model, x, target=0, method="lrp.epsilon").attribution
+    engine.WEIGHT_CACHE.forget(model)
+    fresh = pellucid.explain(model, x, target=0, method="lrp.epsilon").attribution
+    torch.testing.assert_close(after, fresh)

@@ -192,24 +192,32 @@ def _canonicalise_batch_norm(op: Op, ops: list[Op], model: nn.Module, weights: W
     node = op.node
     x, y = node.arg(0, "input"), node.outputs[0]
 
-    def coefficients() -> tuple[Tensor, Tensor, Tensor]:
-        """(a, c) and whether a·x + c misses the recorded output, on the first sample in
-        float32, with a tolerance that follows the model's precision (fp16, bf16): the op
-        is F.batch_norm in eval mode, affine by definition, so one check per BatchNorm and
-        parameter version suffices (kept with a and c; its failure raises on every call)."""
+    def coefficients() -> tuple[Tensor, ...]:
+        """(a, c), whether a·x + c misses the recorded output (on the first sample in
+        float32, with a tolerance that follows the model's precision: the op is
+        F.batch_norm in eval mode, affine by definition, so one check per BatchNorm and
+        parameter version suffices; its failure raises on every call), and the running
+        statistics they were derived from."""
         a, c = batch_norm_coefficients(node)
         shape = (1, -1) + (1,) * (x.ndim - 2)
         expected = torch.addcmul(c.view(shape).float(), x[:1].float(), a.view(shape).float())
         tolerance = max(1e-5, 16 * torch.finfo(computed_in or y.dtype).eps)
         scale = 1.0 + y[:1].abs().max()
-        return a, c, (expected - y[:1].float()).abs().max() > tolerance * scale
+        failed = (expected - y[:1].float()).abs().max() > tolerance * scale
+        mean, var = batch_norm_parameters(node)[:2]
+        return a, c, failed, mean.clone(), var.clone()
 
     what = ("batch_norm coefficients", node.arg(5, "training", False), node.arg(7, "eps", 1e-5),
             computed_in)
-    a, c, failed = weights.derived(model, what, batch_norm_parameters(node), coefficients)
+    a, c, failed, mean, var = weights.derived(model, what, batch_norm_parameters(node),
+                                              coefficients)
     check_now_or_deferred(("batch norm folds", node.index), failed, lambda: RuntimeError(
         f"the BatchNorm at {node.where()} does not compute a·x + c with its running "
         "statistics, so it cannot be folded; please report this model"))
+    # BatchNorm's kernel updates its running statistics in train mode without bumping their
+    # version counters: confirm that the cached fold saw the statistics of this call
+    now_mean, now_var = batch_norm_parameters(node)[:2]
+    op.assumptions.add((now_mean != mean).any() | (now_var != var).any())
     _, source, k = node.inputs[0]
     feeder = ops[source.index]
     foldable = (

@@ -111,7 +111,8 @@ def propagate(task: Task, x: Tensor, composite: Composite, *, start: str = "rele
         message = message.float()  # half-precision models: rules compute in float32
     plan, (input_message, layers, absorbed), baseline_out = _walk(
         task, recorder, source, message, composite, baseline, shortcuts=True)
-    if plan.assumptions.failed():  # a shortcut's assumption failed: walk without shortcuts
+    if plan.assumptions.failed():  # a shortcut's or the cache's assumption failed:
+        WEIGHT_CACHE.forget(task.model)  # derive again, and walk without shortcuts
         recorder, again = record(task.model, task.output, x)
         plan, (input_message, layers, absorbed), baseline_out = _walk(
             task, recorder, recorder.source_of(again), message, composite, baseline,

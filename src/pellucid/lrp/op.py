@@ -25,9 +25,10 @@ _MATMULS = {"matmul", "__matmul__", "mm", "bmm"}
 
 @dataclass
 class Assumptions:
-    """What shortcuts of rules assumed about values on the device, checked with one host
-    synchronisation at the end of a walk (:meth:`failed`) rather than one per layer; when
-    one fails, the walk is repeated with ``shortcuts`` off. (Checks that raise go through
+    """What shortcuts of rules (and the weight cache) assumed about values on the device,
+    checked with one host synchronisation at the end of a walk (:meth:`failed`) rather than
+    one per layer; when one fails, the model's derived weights are derived again and the
+    walk is repeated with ``shortcuts`` off. (Checks that raise go through
     :func:`pellucid.checks.defer`.)"""
 
     #: 0-d boolean tensors, True where an assumption failed

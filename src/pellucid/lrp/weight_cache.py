@@ -51,6 +51,10 @@ class WeightCache:
         flat = [v for value in values for v in (value if isinstance(value, tuple) else (value,))]
         return [v for v in flat if isinstance(v, Tensor)]
 
+    def forget(self, model: nn.Module) -> None:
+        """Forget every weight derived for ``model``."""
+        self._models.pop(model, None)
+
     def clear(self) -> None:
         """Forget every derived weight of every model."""
         self._models.clear()
