@@ -7,6 +7,7 @@ should change and whose message contains that name, the problem and the fix.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import numbers
 import operator
@@ -40,6 +41,9 @@ def check_model(model: Any) -> None:
             f"model must be a torch.nn.Module (an instance), got {what}; wrap a function "
             "in an nn.Module whose forward calls it",
         )
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    if not any(isinstance(t, UninitializedParameter) or t.is_meta for t in tensors):
+        return  # the common case, without building the names
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if isinstance(tensor, UninitializedParameter):
             raise UnsupportedModelError(
