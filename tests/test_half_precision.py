@@ -70,3 +70,25 @@ def test_the_walk_of_a_float16_model_is_computed_in_float32(monkeypatch):
     pellucid.explain(model, x.half(), 0, method="lrp.epsilon")
     assert seen == [{torch.float32}]
     assert all(p.dtype == torch.float16 for p in model.parameters())  # the model is untouched
+
+
+ANY_MODEL = [m for m in pellucid.list_methods()
+             if "attention" not in pellucid.get_method(m).requires]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("method", ANY_MODEL)
+def test_every_method_runs_on_half_precision_models_with_batchnorm(method, dtype):
+    """Every registered method (at a small budget) on a float16 / bfloat16 CNN with
+    BatchNorm: finite, in the model's dtype, and correlated with the float32 attribution."""
+    from tests.test_contract import cheap
+
+    model = vgg_with_statistics()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    chosen = cheap(method, x)
+    reference = pellucid.explain(model, x, 0, method=chosen).attribution.double().flatten()
+    half = pellucid.explain(model.to(dtype), x.to(dtype), 0, method=chosen).attribution
+    assert half.dtype == dtype and half.isfinite().all()
+    if reference.std() > 0:
+        correlation = torch.corrcoef(torch.stack([half.double().flatten(), reference]))[0, 1]
+        assert correlation > 0.5
