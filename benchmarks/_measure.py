@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import threading
 import time
@@ -12,15 +14,31 @@ import torch
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc: the resident baseline may include freed, unreturned memory
+    _LIBC = None
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the OS (glibc ``malloc_trim``), so
+    that the resident size at the start of a measurement is not inflated by earlier calls."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * PAGE
 
 
 class PeakMemory:
-    """Peak resident memory above the level at entry, sampled every 2 ms."""
+    """Peak resident memory above the level at entry, sampled every 2 ms (freed memory is
+    handed back to the OS first: :func:`release_freed_memory`)."""
 
     def __enter__(self) -> PeakMemory:
+        release_freed_memory()
         self.start = rss_bytes()
         self.peak = self.start
         self._stop = threading.Event()
@@ -41,6 +59,15 @@ class PeakMemory:
     @property
     def extra_mib(self) -> float:
         return (self.peak - self.start) / 2**20
+
+
+def measured(fn: Callable[[], object]) -> tuple[float, float, float, object]:
+    """(wall seconds, CPU seconds of this process, peak extra MiB, result) of one call."""
+    with PeakMemory() as mem:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        result = fn()
+        wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return wall, cpu, mem.extra_mib, result
 
 
 def timed(fn: Callable[[], object], repeats: int = 1) -> tuple[float, float]:
