@@ -94,12 +94,14 @@ def test_gamma_skips_relevance_below_zero_only_where_a_check_confirms_none_arriv
 
 
 @pytest.mark.parametrize("rule", [
-    ZPlus(), ZPlus(bias="split"), Gamma(0.25), AlphaBeta(2, 1), AlphaBeta(2, 1, bias="split"),
-    AlphaBeta(2, 1, bias="signed"), AlphaBeta(1, 0)],
-    ids=["zplus", "zplus-split", "gamma", "a2b1", "a2b1-split", "a2b1-signed", "a1b0"])
+    ZPlus(), ZPlus(bias="split"), Gamma(0.25), Gamma(0.5, bias="signed"), Gamma(1.0, bias="none"),
+    AlphaBeta(2, 1), AlphaBeta(2, 1, bias="split"), AlphaBeta(2, 1, bias="signed"),
+    AlphaBeta(1, 0)],
+    ids=["zplus", "zplus-split", "gamma", "gamma-signed", "gamma-none", "a2b1", "a2b1-split",
+         "a2b1-signed", "a1b0"])
 @pytest.mark.parametrize("conv", [False, True], ids=["linear", "conv"])
 def test_inputs_nonnegative_by_structure_give_the_two_term_result(rule, conv):
-    """Where x ≥ 0 by structure the x⁻ terms are left out (and αβ takes x w⁻ = x w − x w⁺
+    """Where x ≥ 0 by structure the x⁻ terms are left out (and αβ and γ take x w⁻ = x w − x w⁺
     from one modified forward pass); the general path (the ReLU's output times 1, which
     structure does not follow) computes every term."""
     class Net(nn.Module):

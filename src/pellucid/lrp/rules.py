@@ -263,12 +263,34 @@ class Gamma(Rule):
     def layer(self, op: Op, m: Tensor) -> list[Tensor]:
         aff = op.affine
         up = aff.preactivation(with_bias=self.bias != "none") >= 0
-        r = propagate_terms(aff, m * up, self._terms(aff, _pos, _neg), self.epsilon)
-        down = ~up & (m != 0)
         if op.relu_fed and op.assumptions.shortcuts:  # nothing arrives where z < 0: confirm it
-            op.assumptions.add(down.any())
-            return [r]
-        return [r + propagate_terms(aff, m * down, self._terms(aff, _neg, _pos), self.epsilon)]
+            op.assumptions.add((~up & (m != 0)).any())
+            return [propagate_terms(aff, m * up, self._terms(aff, _pos, _neg), self.epsilon)]
+        if aff.x_nonnegative:
+            return [self._both_signs(aff, m, up)]
+        r = propagate_terms(aff, m * up, self._terms(aff, _pos, _neg), self.epsilon)
+        return [r + propagate_terms(aff, m * ~up, self._terms(aff, _neg, _pos), self.epsilon)]
+
+    def _both_signs(self, aff: Affine, m: Tensor, up: Tensor) -> Tensor:
+        """Both signs of z for x ≥ 0 from one modified forward pass: with P = L(x; w⁺) and
+        w + γ w⁻ = (1 + γ) w − γ w⁺, the denominators are z + γ P (+ b′₊) and
+        (1 + γ) z − γ P (+ b′₋) (z without bias), and
+        R = x ⊙ [wᵀ (s₊ + (1 + γ) s₋) + γ w⁺ᵀ (s₊ − s₋)]: two transposed maps, as before,
+        but one modified forward pass instead of two."""
+        g = self.gamma
+        (positive,), (negative,) = self._terms(aff, _pos, _neg), self._terms(aff, _neg, _pos)
+        w_pos = aff.derived("w+", _pos)
+        z = aff.preactivation(with_bias=False)
+        p = aff.forward(aff.x, w_pos, None)
+        z_up, z_down = torch.add(z, p, alpha=g), torch.sub(z * (1 + g), p, alpha=g)
+        if positive.bias is not None:
+            z_up = z_up.add_(aff.per_output(positive.bias))
+        if negative.bias is not None:
+            z_down = z_down.add_(aff.per_output(negative.bias))
+        s_up, s_down = ratio(m * up, z_up, self.epsilon), ratio(m * ~up, z_down, self.epsilon)
+        shared = aff.grad_input(torch.add(s_up, s_down, alpha=1 + g), aff.weight)
+        shared.add_(aff.grad_input(s_up.sub_(s_down), w_pos), alpha=g)
+        return _times(shared, aff.x)
 
     def _terms(self, aff: Affine, part: Callable[[Tensor], Tensor],
                other: Callable[[Tensor], Tensor]) -> list[Term]:
