@@ -713,9 +713,10 @@ def _baseline_of(op: Op, rule: Rule) -> Any:
 
 def _rescaled(op: Op, m: Tensor, share: Tensor, dx: Tensor, tolerance: float,
               only: int | None = None) -> Tensor:
-    """share / Δx, and the gradient (of input ``only``) where |Δx| < ``tolerance``."""
+    """share / Δx, and the gradient (of input ``only``) where |Δx| < ``tolerance``; ``share``
+    and ``dx`` are new tensors of the caller's, written in place."""
     close = dx.abs() < tolerance
-    rescaled = share / dx.masked_fill(close, 1.0)
+    rescaled = share.div_(dx.masked_fill_(close, 1.0))
     grad = op.vjp([m], only=only)[only or 0]  # always: deciding would cost a synchronisation
     return torch.where(close, grad, rescaled)
 
