@@ -207,3 +207,14 @@ def test_batchnorm_statistics_changed_without_a_version_bump_are_folded_again():
     engine.WEIGHT_CACHE.forget(model)
     fresh = pellucid.explain(model, x, target=0, method="lrp.epsilon").attribution
     torch.testing.assert_close(after, fresh)
+
+
+def test_an_input_no_relevance_reaches_gets_zeros_after_the_walk_released_the_tape():
+    """The walk releases every op it passes; the input's record stays, for the zero message
+    of an input that no relevance reaches (a softmax held constant feeds nothing)."""
+    from pellucid.lrp.rules import HoldConstant
+
+    x = torch.randn(2, 3)
+    e = pellucid.explain(nn.Softmax(-1), x, target=0, method="lrp",
+                         composite=Composite(ops={"softmax": HoldConstant()}))
+    assert e.attribution.shape == x.shape and not e.attribution.any()

@@ -174,7 +174,8 @@ def walk_back(plan: Plan, source: tuple[Node, int], message: Tensor
     for op in reversed(plan.ops):
         messages = pending.pop(op.node.index, None)
         if messages is None or all(m is None for m in messages):
-            op.release()
+            if op.kind != INPUT:  # its output gives the zero message of an unreached input
+                op.release()
             continue
         if op.kind == INPUT:
             return _filled(messages[0], op.node.outputs[0]), totals, absorbed
