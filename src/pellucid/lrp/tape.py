@@ -164,9 +164,9 @@ def floating_tensors(value: Any) -> list[Tensor]:
     return [t for t in leaves if isinstance(t, Tensor) and t.is_floating_point()]
 
 
-#: argument types that hold no tensor
-_ATOMS = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout,
-          torch.memory_format)
+#: argument types that hold no tensor (``tree_flatten`` does not look into a slice either)
+_ATOMS = (int, float, bool, str, type(None), slice, type(Ellipsis), torch.dtype, torch.device,
+          torch.layout, torch.memory_format)
 
 
 @dataclass(frozen=True)
