@@ -41,9 +41,11 @@ def check_model(model: Any) -> None:
             f"model must be a torch.nn.Module (an instance), got {what}; wrap a function "
             "in an nn.Module whose forward calls it",
         )
-    tensors = itertools.chain(model.parameters(), model.buffers())
-    if not any(isinstance(t, UninitializedParameter) or t.is_meta for t in tensors):
-        return  # the common case, without building the names
+    tensors = (t for m in model.modules()
+               for t in itertools.chain(m._parameters.values(), m._buffers.values()))
+    if not any(isinstance(t, UninitializedParameter) or t.is_meta for t in tensors
+               if t is not None):
+        return  # the common case: one walk, without building the names
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if isinstance(tensor, UninitializedParameter):
             raise UnsupportedModelError(
@@ -61,9 +63,10 @@ def check_model(model: Any) -> None:
 
 def compiled_original(module: nn.Module) -> nn.Module | None:
     """The module a ``torch.compile``'d module (``OptimizedModule``) wraps; None otherwise."""
+    if type(module).__name__ != "OptimizedModule":  # before the attribute: a miss is slow
+        return None
     original = getattr(module, "_orig_mod", None)
-    compiled = isinstance(original, nn.Module) and type(module).__name__ == "OptimizedModule"
-    return original if compiled else None
+    return original if isinstance(original, nn.Module) else None
 
 
 def check_eager(model: nn.Module, needs: str) -> None:
@@ -74,6 +77,9 @@ def check_eager(model: nn.Module, needs: str) -> None:
     be lost silently. ``needs`` says what needs the eager module (e.g. ``"layer hooks"``),
     for the message.
     """
+    if not any(isinstance(m, torch.jit.ScriptModule) or compiled_original(m) is not None
+               for m in model.modules()):
+        return  # the common case, without building the names
     for name, module in model.named_modules():
         where = f"the model's submodule {name!r}" if name else "the model"
         if isinstance(module, torch.jit.ScriptModule):
