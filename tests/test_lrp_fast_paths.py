@@ -196,3 +196,17 @@ def test_max_pooling_that_returns_indices_itself_is_recorded_as_called():
         nn.Identity(), lambda v: F.max_pool2d(v, 2, return_indices=True), x)
     assert recorder.nodes[-1].indices is None
     torch.testing.assert_close(values, F.max_pool2d(x, 2))
+
+
+def test_the_tape_keeps_list_arguments_as_they_were_at_the_call():
+    """A list of ints (a shape) that the model changes after the call stays as it was in the
+    tape's record of that call."""
+    shape = [2, -1]
+
+    def forward(v):
+        out = v.reshape(shape)
+        shape[1] = 99  # reused and changed by the model afterwards
+        return out
+
+    recorder, _ = record(nn.Identity(), forward, torch.ones(2, 3))
+    assert recorder.nodes[-1].arg(1, "shape") == [2, -1]

@@ -193,7 +193,8 @@ def flatten_call(args: tuple, kwargs: dict) -> tuple[list[Any], Any]:
     (3, {'groups': 2})
     """
     if all(_plain(a) for a in args) and all(_plain(v) for v in kwargs.values()):
-        return [*args, *kwargs.values()], FlatCall(len(args), tuple(kwargs))
+        leaves = [list(a) if type(a) is list else a for a in (*args, *kwargs.values())]
+        return leaves, FlatCall(len(args), tuple(kwargs))  # lists copied: the model may reuse
     return tree_flatten((args, kwargs))
 
 
