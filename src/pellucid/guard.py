@@ -80,8 +80,9 @@ def clear_buffer_copies() -> None:
             kept.copies = None
 
 
-def _stamp(t: Tensor | None) -> Stamp | None:
-    """What says that a tensor is unchanged: its version counter and its storage."""
+def stamp(t: Tensor | None) -> Stamp | None:
+    """What says that a tensor is unchanged: its version counter and its storage (the
+    guard's buffers, the rule engine's weight cache)."""
     return None if t is None else (t._version, t.data_ptr())
 
 
@@ -123,7 +124,7 @@ class _ModuleBuffers:
         self.module = module
         self.names = list(module._buffers)
         self.tensors = list(module._buffers.values())
-        self.stamps = tuple(_stamp(t) for t in self.tensors)
+        self.stamps = tuple(stamp(t) for t in self.tensors)
         if seen is not None and not seen.same_buffers(module, self.tensors):
             seen = None
         if seen is not None and seen.stamps != self.stamps:
@@ -132,7 +133,7 @@ class _ModuleBuffers:
             for t, before, now in zip(self.tensors, seen.stamps, self.stamps):
                 if t is not None and before == now:
                     _bump(t)
-            self.stamps = tuple(_stamp(t) for t in self.tensors)
+            self.stamps = tuple(stamp(t) for t in self.tensors)
             seen = None
         if seen is not None and seen.copies is not None and not training:
             self.copies = seen.copies  # unchanged since a guard copied them
@@ -146,7 +147,7 @@ class _ModuleBuffers:
         what the module's buffers are now."""
         slots = self.module._buffers
         changed = everything or any(
-            _slot(slots, n) is not t or _stamp(t) != s
+            _slot(slots, n) is not t or stamp(t) != s
             for n, t, s in zip(self.names, self.tensors, self.stamps)
         )
         if not changed:
@@ -160,7 +161,7 @@ class _ModuleBuffers:
                     tensor.copy_(copy)
                 else:  # given new data of another shape or dtype (``.data = ...``)
                     tensor.data = copy.clone()
-        stamps = tuple(_stamp(t) for t in self.tensors)
+        stamps = tuple(stamp(t) for t in self.tensors)
         return _Seen(self.module, self.tensors, stamps, self.copies)
 
 

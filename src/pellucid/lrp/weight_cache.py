@@ -16,12 +16,9 @@ from typing import Any, TypeVar
 
 from torch import Tensor, nn
 
+from ..guard import stamp
+
 T = TypeVar("T")
-
-
-def _stamp(sources: Sequence[Tensor | None]) -> tuple[tuple[int, int] | None, ...]:
-    """What says that a source is unchanged: its version counter and its storage."""
-    return tuple(None if t is None else (t._version, t.data_ptr()) for t in sources)
 
 
 class WeightCache:
@@ -37,12 +34,12 @@ class WeightCache:
         """``make()``, the value ``what`` derived from ``sources``, cached for ``model``."""
         entries = self._models.setdefault(model, {})
         key = (what, *(id(t) for t in sources))
-        stamp = _stamp(sources)
+        stamped = tuple(stamp(t) for t in sources)
         hit = entries.get(key)
-        if hit is not None and hit[1] == stamp:
+        if hit is not None and hit[1] == stamped:
             return hit[2]
         value = make()
-        entries[key] = (tuple(sources), stamp, value)
+        entries[key] = (tuple(sources), stamped, value)
         return value
 
     def tensors(self, model: nn.Module) -> list[Tensor]:
