@@ -60,7 +60,7 @@ def ratio(r: Tensor, z: Tensor, epsilon: float, scale: float = 1.0) -> Tensor:
     """
     if epsilon == 0:
         return divide(r, z if scale == 1 else z * scale)
-    d = z.abs().add_(epsilon).copysign_(z)  # (|z| + ε)·sign z: the fastest three passes
+    d = z.abs().add_(epsilon).copysign_(z)  # (|z| + ε)·sign z: the fastest form measured
     if scale != 1:
         d.mul_(scale)
     if d.shape != r.shape or d.dtype != r.dtype or r.requires_grad or z.requires_grad:
@@ -278,28 +278,33 @@ class Gamma(Rule):
         R = x ⊙ [wᵀ (s₊ + (1 + γ) s₋) + γ w⁺ᵀ (s₊ − s₋)]: two transposed maps, as before,
         but one modified forward pass instead of two."""
         g = self.gamma
-        (positive,), (negative,) = self._terms(aff, _pos, _neg), self._terms(aff, _neg, _pos)
+        bias_up, bias_down = self._bias(aff, _pos), self._bias(aff, _neg)
         w_pos = aff.derived("w+", _pos)
         z = aff.preactivation(with_bias=False)
         p = aff.forward(aff.x, w_pos, None)
         z_up, z_down = torch.add(z, p, alpha=g), torch.sub(z * (1 + g), p, alpha=g)
-        if positive.bias is not None:
-            z_up = z_up.add_(aff.per_output(positive.bias))
-        if negative.bias is not None:
-            z_down = z_down.add_(aff.per_output(negative.bias))
+        if bias_up is not None:
+            z_up = z_up.add_(aff.per_output(bias_up))
+        if bias_down is not None:
+            z_down = z_down.add_(aff.per_output(bias_down))
         s_up, s_down = ratio(m * up, z_up, self.epsilon), ratio(m * ~up, z_down, self.epsilon)
         shared = aff.grad_input(torch.add(s_up, s_down, alpha=1 + g), aff.weight)
         shared.add_(aff.grad_input(s_up.sub_(s_down), w_pos), alpha=g)
         return _times(shared, aff.x)
+
+    def _bias(self, aff: Affine, part: Callable[[Tensor], Tensor]) -> Tensor | None:
+        """The bias of the sign ``part`` keeps: b + γ b^s (split), b (signed) or None."""
+        bias = _bias(aff, self.bias, part)
+        if bias is not None and self.bias == "split":
+            bias = aff.bias + self.gamma * bias
+        return bias
 
     def _terms(self, aff: Affine, part: Callable[[Tensor], Tensor],
                other: Callable[[Tensor], Tensor]) -> list[Term]:
         """Terms of Σ_j (c_j + γ c_j^s) (+ bias) for the sign s that ``part`` keeps:
         x⁺ (w + γ w^s) + x⁻ (w + γ w^{−s})."""
         g = self.gamma
-        bias = _bias(aff, self.bias, part)
-        if bias is not None and self.bias == "split":
-            bias = aff.bias + g * bias
+        bias = self._bias(aff, part)
         same = aff.derived(("gamma", g, part.__name__), lambda w: w + g * part(w))
         if aff.x_nonnegative:
             return [Term(aff.x, same, bias)]
